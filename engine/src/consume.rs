@@ -1,0 +1,333 @@
+//! Consumption: receive, ack, nack and change_invisible_duration (SPEC §4).
+
+use crate::error::{Error, Result};
+use crate::families::{ACKED, INFLIGHT, READY};
+use crate::keys::{self, GroupId};
+use crate::records::{self, Finished, Inflight};
+use crate::redeliver::{dead_letter, is_retry, remove_inflight};
+use crate::topics::ensure_group;
+use crate::types::{GroupStart, MessageId, ReceiveRequest, TagFilter};
+use crate::writer::Ctx;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Shortest allowed invisible duration.
+pub const MIN_INVISIBLE: Duration = Duration::from_millis(100);
+/// Longest allowed invisible duration.
+pub const MAX_INVISIBLE: Duration = Duration::from_secs(12 * 3600);
+/// Most messages one receive returns.
+pub const MAX_RECEIVE: usize = 1024;
+/// Most non-matching entries one receive skips before it returns what it has.
+const SKIP_BUDGET: usize = 16 * 1024;
+
+/// One message handed out by the writer; the body is read after the commit.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub id: MessageId,
+    pub attempt: u32,
+    pub receipt: String,
+    pub ready_at_ms: u64,
+    pub deliver_at_ms: u64,
+}
+
+/// A decoded receipt handle: which group, which offset, which delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Receipt {
+    pub group: GroupId,
+    pub offset: u64,
+    pub nonce: u64,
+}
+
+impl Receipt {
+    pub fn encode(&self) -> String {
+        format!("{:08x}{:016x}{:016x}", self.group, self.offset, self.nonce)
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || Error::BadReceiptHandle(format!("{s:?} is not a receipt handle"));
+        if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Receipt {
+            group: u32::from_str_radix(&s[..8], 16).map_err(|_| bad())?,
+            offset: u64::from_str_radix(&s[8..24], 16).map_err(|_| bad())?,
+            nonce: u64::from_str_radix(&s[24..], 16).map_err(|_| bad())?,
+        })
+    }
+}
+
+fn invisible_ms(d: Duration) -> Result<u64> {
+    if d < MIN_INVISIBLE || d > MAX_INVISIBLE {
+        return Err(Error::BadInvisibleDuration(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        ));
+    }
+    Ok(d.as_millis() as u64)
+}
+
+/// Hands out up to `max_messages`: retries first (oldest first), then new messages
+/// from the group's cursor that match the filter.
+pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Delivery>> {
+    let inv = invisible_ms(req.invisible_duration)?;
+    if req.max_messages == 0 || req.max_messages > MAX_RECEIVE {
+        return Err(Error::BadRequest(format!(
+            "max_messages must be 1..={MAX_RECEIVE}"
+        )));
+    }
+    let call_filter = req.filter.as_deref().map(TagFilter::parse).transpose()?;
+    let t = ctx.st.topic_by_name(&req.topic)?;
+    let (tid, head, end) = (t.rec.id, t.rec.counters.head, t.rec.counters.ready_end);
+    let g = ensure_group(ctx, tid, &req.group, GroupStart::Latest, None)?;
+    ctx.prepare_read()?;
+    let now = ctx.now;
+    let visible_at = now.saturating_add(inv);
+    let max_attempts = ctx.sh.config.max_delivery_attempts;
+    let mut out = Vec::new();
+
+    // Retries: entries whose invisible time has passed, oldest first.
+    let (lo, _) = keys::visible_range(g);
+    let hi = keys::visible(g, now.saturating_add(1), 0);
+    for (k, _) in ctx.scan(INFLIGHT, &lo, &hi, req.max_messages)? {
+        let Some((t, offset)) = keys::parse_visible(&k) else {
+            continue;
+        };
+        let Some(v) = ctx.get(INFLIGHT, keys::inflight(g, offset))? else {
+            ctx.delete(INFLIGHT, &k)?;
+            continue;
+        };
+        let rec = records::decode_inflight(&v)?;
+        if rec.visible_at_ms != t {
+            ctx.delete(INFLIGHT, &k)?;
+            continue;
+        }
+        let Some(rv) = ctx.get(READY, keys::ready(tid, offset))? else {
+            // Retention or disk pressure removed it: nothing left to deliver.
+            remove_inflight(ctx, g, offset, &rec)?;
+            continue;
+        };
+        if rec.attempt >= max_attempts {
+            dead_letter(ctx, g, offset, &rec, false)?;
+            continue;
+        }
+        let entry = records::decode_ready(&rv)?;
+        let retry = is_retry(ctx, g, &rec, offset);
+        ctx.delete(INFLIGHT, &k)?;
+        let d = hand_out(ctx, g, offset, rec.id, rec.attempt + 1, visible_at, entry.ready_at_ms, entry.deliver_at_ms)?;
+        if let Some(gs) = ctx.st.group_mut(g) {
+            let c = &mut gs.rec.cursor;
+            if retry {
+                c.retry = c.retry.saturating_sub(1);
+                c.inflight += 1;
+            }
+            c.redelivered += 1;
+        }
+        out.push(d);
+    }
+
+    // New messages from the cursor.
+    let cursor = ctx.st.groups.get(&g).map_or(end, |gs| gs.rec.cursor.next_offset).max(head);
+    let mut next = cursor;
+    if out.len() < req.max_messages && cursor < end {
+        let want = req.max_messages - out.len();
+        let limit = want + SKIP_BUDGET;
+        let rows = ctx.scan(READY, &keys::ready(tid, cursor), &keys::ready(tid, end), limit)?;
+        let exhausted = rows.len() < limit;
+        let filter = match &call_filter {
+            Some(f) => f.clone(),
+            None => ctx.st.groups.get(&g).map_or(TagFilter::All, |gs| gs.filter.clone()),
+        };
+        let mut taken = 0;
+        let mut skipped = 0;
+        for (k, v) in &rows {
+            if taken == want {
+                break;
+            }
+            let Some((_, offset)) = keys::parse_ready(k) else {
+                continue;
+            };
+            next = offset + 1;
+            let entry = records::decode_ready(v)?;
+            if !filter.matches(entry.tag()) {
+                skipped += 1;
+                continue;
+            }
+            let d = hand_out(ctx, g, offset, entry.id, 1, visible_at, entry.ready_at_ms, entry.deliver_at_ms)?;
+            if let Some(gs) = ctx.st.group_mut(g) {
+                gs.rec.cursor.inflight += 1;
+            }
+            out.push(d);
+            taken += 1;
+        }
+        if exhausted && taken < want {
+            next = end;
+        }
+        if let Some(gs) = ctx.st.group_mut(g) {
+            gs.rec.cursor.skipped += skipped;
+        }
+    }
+    if next != cursor || ctx.st.groups.get(&g).is_some_and(|gs| gs.rec.cursor.next_offset < head) {
+        if let Some(gs) = ctx.st.group_mut(g) {
+            gs.rec.cursor.next_offset = next.max(gs.rec.cursor.next_offset);
+        }
+    }
+    let early = out.iter().filter(|d| d.deliver_at_ms > now).count() as u64;
+    if early > 0 {
+        tracing::error!(early, "messages delivered before their delivery time");
+        ctx.st.engine_mut().early_deliveries += early;
+    }
+    if !out.is_empty() {
+        note_visible(ctx, g, visible_at);
+    }
+    Ok(out)
+}
+
+/// Writes an inflight record and its index entry; returns the delivery.
+#[allow(clippy::too_many_arguments)]
+fn hand_out(
+    ctx: &mut Ctx<'_>,
+    g: GroupId,
+    offset: u64,
+    id: MessageId,
+    attempt: u32,
+    visible_at_ms: u64,
+    ready_at_ms: u64,
+    deliver_at_ms: u64,
+) -> Result<Delivery> {
+    let nonce = ctx.st.next_seq();
+    let rec = Inflight {
+        id,
+        attempt,
+        visible_at_ms,
+        nonce,
+        ready_at_ms,
+    };
+    ctx.put(INFLIGHT, keys::inflight(g, offset), records::encode_inflight(&rec))?;
+    ctx.put(INFLIGHT, keys::visible(g, visible_at_ms, offset), [])?;
+    Ok(Delivery {
+        id,
+        attempt,
+        receipt: Receipt { group: g, offset, nonce }.encode(),
+        ready_at_ms,
+        deliver_at_ms,
+    })
+}
+
+/// Tells the pump about a new visibility time (it may be the earliest).
+fn note_visible(ctx: &mut Ctx<'_>, g: GroupId, t: u64) {
+    let mut kick = false;
+    if let Some(gs) = ctx.st.groups.get_mut(&g) {
+        if gs.next_visible.is_none_or(|n| t < n) {
+            gs.next_visible = Some(t);
+            kick = true;
+        }
+    }
+    ctx.kick_pump |= kick;
+}
+
+/// Finds the live inflight record a receipt names, for the given topic and group.
+fn resolve(ctx: &Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(Receipt, Inflight)> {
+    let r = Receipt::parse(receipt)?;
+    let t = ctx.st.topic_by_name(topic)?;
+    let g = t
+        .groups
+        .get(group)
+        .copied()
+        .ok_or_else(|| Error::BadReceiptHandle(format!("group {group:?} has no deliveries on {topic:?}")))?;
+    if g != r.group {
+        return Err(Error::BadReceiptHandle(format!(
+            "receipt belongs to another topic or group than {topic:?}/{group:?}"
+        )));
+    }
+    let v = ctx
+        .get(INFLIGHT, keys::inflight(r.group, r.offset))?
+        .ok_or_else(|| Error::BadReceiptHandle("no such delivery (already acked, or reset)".into()))?;
+    let rec = records::decode_inflight(&v)?;
+    if rec.nonce != r.nonce {
+        return Err(Error::BadReceiptHandle(
+            "stale receipt: the message was delivered again or its receipt was replaced".into(),
+        ));
+    }
+    Ok((r, rec))
+}
+
+/// Acks each receipt; each succeeds or fails on its own.
+pub(crate) fn ack(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipts: &[String]) -> Result<Vec<Result<()>>> {
+    ctx.prepare_read()?;
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(receipts.len());
+    for receipt in receipts {
+        out.push(ack_one(ctx, topic, group, receipt, &mut seen));
+    }
+    Ok(out)
+}
+
+fn ack_one(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str, seen: &mut HashSet<(GroupId, u64)>) -> Result<()> {
+    let (r, rec) = resolve(ctx, topic, group, receipt)?;
+    if !seen.insert((r.group, r.offset)) {
+        return Err(Error::BadReceiptHandle("receipt given twice in one call".into()));
+    }
+    remove_inflight(ctx, r.group, r.offset, &rec)?;
+    ctx.put(ACKED, keys::acked(r.group, r.offset), records::encode_acked(Finished::Acked, rec.ready_at_ms))?;
+    if let Some(gs) = ctx.st.group_mut(r.group) {
+        gs.rec.cursor.acked += 1;
+    }
+    Ok(())
+}
+
+/// Makes a delivery visible again after the retry backoff for its attempt (or sends
+/// it to the dead-letter topic when it has no attempts left).
+pub(crate) fn nack(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<()> {
+    ctx.prepare_read()?;
+    let (r, rec) = resolve(ctx, topic, group, receipt)?;
+    let cfg = &ctx.sh.config;
+    if rec.attempt >= cfg.max_delivery_attempts {
+        return dead_letter(ctx, r.group, r.offset, &rec, false);
+    }
+    let idx = (rec.attempt as usize).saturating_sub(1);
+    let backoff = cfg
+        .retry_backoff
+        .get(idx)
+        .or(cfg.retry_backoff.last())
+        .copied()
+        .unwrap_or(Duration::from_secs(10));
+    let at = ctx.now.saturating_add(backoff.as_millis() as u64);
+    replace_visibility(ctx, r, &rec, at)?;
+    Ok(())
+}
+
+/// Moves a delivery's visibility to `now + d` and returns its new receipt.
+pub(crate) fn change_invisible(
+    ctx: &mut Ctx<'_>,
+    topic: &str,
+    group: &str,
+    receipt: &str,
+    d: Duration,
+) -> Result<String> {
+    let inv = invisible_ms(d)?;
+    ctx.prepare_read()?;
+    let (r, rec) = resolve(ctx, topic, group, receipt)?;
+    let at = ctx.now.saturating_add(inv);
+    replace_visibility(ctx, r, &rec, at)
+}
+
+fn replace_visibility(ctx: &mut Ctx<'_>, r: Receipt, rec: &Inflight, at: u64) -> Result<String> {
+    remove_inflight(ctx, r.group, r.offset, rec)?;
+    let nonce = ctx.st.next_seq();
+    let new = Inflight {
+        visible_at_ms: at,
+        nonce,
+        ..*rec
+    };
+    ctx.put(INFLIGHT, keys::inflight(r.group, r.offset), records::encode_inflight(&new))?;
+    ctx.put(INFLIGHT, keys::visible(r.group, at, r.offset), [])?;
+    if let Some(gs) = ctx.st.group_mut(r.group) {
+        gs.rec.cursor.inflight += 1;
+    }
+    note_visible(ctx, r.group, at);
+    Ok(Receipt {
+        group: r.group,
+        offset: r.offset,
+        nonce,
+    }
+    .encode())
+}

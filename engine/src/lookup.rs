@@ -1,0 +1,103 @@
+//! `message show` and `message find`: read-only views that never scan the store.
+
+use crate::error::{Error, Result};
+use crate::families::{ACKED, INFLIGHT, KEYS, MESSAGES, TIMER};
+use crate::keys;
+use crate::records::{self, Finished};
+use crate::types::{GroupMessageState, MessageId, MessageState, MessageView};
+use crate::Shared;
+
+/// Most ids one find returns.
+pub const MAX_FIND: usize = 1000;
+
+pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
+    let v = sh
+        .get(MESSAGES, keys::message(id))?
+        .ok_or_else(|| Error::NotFound(format!("message {id}")))?;
+    let (deliver_at_ms, m) = records::decode_message(&v)?;
+    let mut view = MessageView {
+        message_id: id,
+        topic: m.topic,
+        tag: m.tag,
+        keys: m.keys,
+        properties: m.properties,
+        body_len: m.body.len(),
+        born_ms: m.born_ms,
+        deliver_at_ms,
+        adjusted: m.adjusted,
+        state: MessageState::Timing,
+        groups: Vec::new(),
+    };
+    let Some(lv) = sh.get(MESSAGES, keys::location(id))? else {
+        if sh.get(TIMER, keys::timer(deliver_at_ms, id))?.is_some() {
+            return Ok(view);
+        }
+        return Err(Error::NotFound(format!("message {id} is being moved or deleted")));
+    };
+    let loc = records::decode_location(&lv)?;
+    view.state = MessageState::Ready {
+        ready_at_ms: loc.ready_at_ms,
+    };
+    // Snapshot the groups' cursors, then read their records without the lock.
+    let groups: Vec<(crate::keys::GroupId, String, u64, (u64, u64))> = {
+        let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(t) = st.topics.get(&loc.topic) else {
+            return Ok(view);
+        };
+        let mut gs: Vec<_> = t
+            .groups
+            .values()
+            .filter_map(|g| st.groups.get(g))
+            .map(|g| (g.rec.id, g.rec.name.clone(), g.rec.cursor.next_offset, g.rec.cursor.expired_to))
+            .collect();
+        gs.sort_by(|a, b| a.1.cmp(&b.1));
+        gs
+    };
+    let now = sh.config.clock.now_ms();
+    for (g, name, cursor, expired_to) in groups {
+        let state = if let Some(iv) = sh.get(INFLIGHT, keys::inflight(g, loc.offset))? {
+            let r = records::decode_inflight(&iv)?;
+            if (r.visible_at_ms, loc.offset) < expired_to || r.visible_at_ms <= now {
+                GroupMessageState::Retry { attempt: r.attempt }
+            } else {
+                GroupMessageState::Inflight {
+                    attempt: r.attempt,
+                    visible_at_ms: r.visible_at_ms,
+                }
+            }
+        } else if let Some(av) = sh.get(ACKED, keys::acked(g, loc.offset))? {
+            match records::decode_acked(&av)? {
+                Finished::Acked => GroupMessageState::Acked,
+                Finished::DeadLettered => GroupMessageState::DeadLettered,
+            }
+        } else if loc.offset >= cursor {
+            GroupMessageState::Ready
+        } else {
+            GroupMessageState::Skipped
+        };
+        view.groups.push((name, state));
+    }
+    Ok(view)
+}
+
+pub(crate) fn find(sh: &Shared, topic: &str, key: &str) -> Result<Vec<MessageId>> {
+    let tid = {
+        let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.topic_by_name(topic)?.rec.id
+    };
+    let prefix = keys::key_index_prefix(tid, key);
+    let rows = sh.scan(KEYS, &prefix, &keys::prefix_end(&prefix), MAX_FIND)?;
+    let ids: Vec<MessageId> = rows
+        .iter()
+        .filter_map(|(k, _)| k.get(prefix.len()..)?.try_into().ok())
+        .map(MessageId::from_bytes)
+        .collect();
+    // Index entries can outlive their message by a compaction; report live ones only.
+    let mut live = Vec::with_capacity(ids.len());
+    for id in ids {
+        if sh.get(MESSAGES, keys::message(id))?.is_some() {
+            live.push(id);
+        }
+    }
+    Ok(live)
+}

@@ -1,0 +1,188 @@
+//! The timer pump: moves due messages from the timer index to their topic's ready log.
+//!
+//! It sleeps until the earliest due time (no polling tick) and is woken when an earlier
+//! message arrives. Each step moves at most `pump_step` entries in one atomic batch, so a
+//! burst of a million messages due in the same millisecond starts flowing at once and
+//! other work interleaves between steps. Scans are bounded below by a persisted
+//! watermark (every key under it has been moved) and above by `now + 1`, and moved keys
+//! are removed with SingleDelete, so scans never wade through old tombstones.
+
+use crate::error::Result;
+use crate::families::{MESSAGES, READY, TIMER};
+use crate::keys::{self, TopicId};
+use crate::records::{self, Location};
+use crate::redeliver;
+use crate::types::MessageId;
+use crate::writer::{self, Ctx};
+use crate::Shared;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Appends a message to its topic's ready log (and records where it went).
+pub(crate) fn append_ready(
+    ctx: &mut Ctx<'_>,
+    topic: TopicId,
+    id: MessageId,
+    deliver_at_ms: u64,
+    tag: &[u8],
+) -> Result<u64> {
+    let now = ctx.now;
+    let Some(t) = ctx.st.topic_mut(topic) else {
+        return Ok(u64::MAX);
+    };
+    let offset = t.rec.counters.ready_end;
+    t.rec.counters.ready_end += 1;
+    let name_for_observer = ctx.sh.config_observer().map(|_| t.rec.name.clone());
+    ctx.put(READY, keys::ready(topic, offset), records::encode_ready(now, deliver_at_ms, id, tag))?;
+    let loc = Location {
+        deliver_at_ms,
+        topic,
+        offset,
+        ready_at_ms: now,
+    };
+    ctx.put(MESSAGES, keys::location(id), records::encode_location(&loc))?;
+    ctx.ready_changed = true;
+    if let (Some(o), Some(name)) = (ctx.sh.config_observer(), name_for_observer) {
+        o.ready(&name, now.saturating_sub(deliver_at_ms));
+    }
+    Ok(offset)
+}
+
+/// What one pump step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    /// Messages moved from Timing to Ready.
+    pub promoted: u64,
+    /// Inflight entries whose invisible time ran out (now waiting for redelivery).
+    pub expired: u64,
+    /// Messages moved to a dead-letter topic.
+    pub dead_lettered: u64,
+    /// Whether more work is due right now.
+    pub more: bool,
+}
+
+/// Moves up to `max` due timer entries to Ready.
+pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
+    ctx.prepare_read()?;
+    let now = ctx.now;
+    let (wm_ms, wm_id) = ctx.st.engine.watermark;
+    let lower = keys::timer(wm_ms, MessageId(wm_id));
+    let upper = keys::timer(now.saturating_add(1), MessageId(0));
+    if lower >= upper {
+        return Ok((0, false));
+    }
+    let due = ctx.scan(TIMER, &lower, &upper, max)?;
+    let mut last = None;
+    for (k, v) in &due {
+        let Some((t, id)) = keys::parse_timer(k) else {
+            tracing::warn!("skipping malformed timer key");
+            ctx.single_delete(TIMER, k)?;
+            continue;
+        };
+        match records::decode_timer(v) {
+            Ok((topic, tag)) if ctx.st.topics.contains_key(&topic) => {
+                append_ready(ctx, topic, id, t, tag)?;
+                if let Some(ts) = ctx.st.topic_mut(topic) {
+                    ts.rec.counters.timing = ts.rec.counters.timing.saturating_sub(1);
+                }
+            }
+            _ => {
+                // Its topic was deleted (or the entry is unreadable): nothing can receive it.
+                ctx.delete(MESSAGES, keys::message(id))?;
+            }
+        }
+        ctx.single_delete(TIMER, k)?;
+        last = Some((t, id));
+    }
+    let more = due.len() >= max;
+    let new_wm = match (more, last) {
+        (true, Some((t, id))) => match id.0.checked_add(1) {
+            Some(next) => (t, next),
+            None => (t + 1, 0),
+        },
+        _ => (now.saturating_add(1), 0),
+    };
+    if new_wm > ctx.st.engine.watermark {
+        ctx.st.engine_mut().watermark = new_wm;
+    }
+    ctx.st.next_timer_due = if more {
+        Some(now)
+    } else {
+        next_timer_due(ctx.sh, ctx.st.engine.watermark)?
+    };
+    record_checkpoint(ctx);
+    Ok((due.len() as u64, more))
+}
+
+/// The due time of the first timer entry at or above the watermark.
+pub(crate) fn next_timer_due(sh: &Shared, wm: (u64, u128)) -> Result<Option<u64>> {
+    let lower = keys::timer(wm.0, MessageId(wm.1));
+    let first = sh.scan(TIMER, &lower, &[0xff; 25], 1)?;
+    Ok(first.first().and_then(|(k, _)| keys::parse_timer(k)).map(|(t, _)| t))
+}
+
+/// Notes "everything due before the watermark was Ready by now", which is what lets
+/// retention count from Ready time without a per-message ready-time lookup.
+fn record_checkpoint(ctx: &mut Ctx<'_>) {
+    let now = ctx.now;
+    let w = ctx.st.engine.watermark.0;
+    let every = ctx.sh.checkpoint_every_ms();
+    let retention = ctx.sh.retention_ms();
+    let cps = &ctx.st.engine.checkpoints;
+    if cps.last().is_some_and(|&(lw, lt)| lw == w || now < lt + every) {
+        return;
+    }
+    let e = ctx.st.engine_mut();
+    e.checkpoints.push((w, now));
+    // Keep the newest checkpoint that is already past retention and all later ones.
+    let expired = e
+        .checkpoints
+        .iter()
+        .filter(|&&(_, t)| t.saturating_add(retention) < now)
+        .count();
+    if expired > 1 {
+        e.checkpoints.drain(..expired - 1);
+    }
+}
+
+/// One pump step: promote due timers, then process due inflight expiries.
+pub(crate) fn tick(ctx: &mut Ctx<'_>) -> Result<TickReport> {
+    let step = ctx.sh.config.pump_step.max(1);
+    let (promoted, more_timers) = promote(ctx, step)?;
+    let (expired, dead, more_expiry) = redeliver::expire_due(ctx, step)?;
+    Ok(TickReport {
+        promoted,
+        expired,
+        dead_lettered: dead,
+        more: more_timers || more_expiry,
+    })
+}
+
+/// The background pump: sleep until the next due time, then step until idle.
+pub(crate) fn run(sh: Arc<Shared>) {
+    let clock = sh.config.clock.clone();
+    loop {
+        if sh.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = clock.now_ms();
+        let due = sh.state.lock().unwrap_or_else(|p| p.into_inner()).next_due();
+        match due {
+            Some(d) if d <= now => {
+                let r = writer::submit(&sh, false, tick).wait();
+                if let Err(e) = r {
+                    if sh.shutdown.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    tracing::error!(error = %e, "timer pump step failed");
+                    sh.pump_wake.wait(Some(Duration::from_millis(200)));
+                }
+            }
+            Some(d) => sh.pump_wake.wait(clock.sleep_hint(d)),
+            None => sh
+                .pump_wake
+                .wait(clock.sleep_hint(now.saturating_add(60_000))),
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Value encodings. Fixed-layout headers come first so compaction filters can read the
+//! one field they need without decoding the rest.
+
+use crate::error::{Error, Result};
+use crate::keys::TopicId;
+use crate::types::MessageId;
+use std::collections::BTreeMap;
+
+const VERSION: u8 = 1;
+
+fn corrupt(what: &str) -> Error {
+    Error::Corrupt(what.to_string())
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The variable part of a message record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct MessageBody {
+    pub topic: String,
+    pub tag: Option<String>,
+    pub keys: Vec<String>,
+    pub properties: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    pub born_ms: u64,
+    pub requested_ms: Option<i64>,
+    pub adjusted: bool,
+}
+
+/// `messages` record: `[version][deliver_at_ms][bincode body]`.
+pub(crate) fn encode_message(deliver_at_ms: u64, m: &MessageBody) -> Result<Vec<u8>> {
+    let mut v = Vec::with_capacity(9 + m.body.len() + 64);
+    v.push(VERSION);
+    v.extend_from_slice(&deliver_at_ms.to_be_bytes());
+    bincode::serde::encode_into_std_write(m, &mut v, bincode::config::standard())
+        .map_err(|e| Error::BadRequest(format!("cannot encode message: {e}")))?;
+    Ok(v)
+}
+
+/// Decodes a `messages` record into `(deliver_at_ms, body)`.
+pub(crate) fn decode_message(v: &[u8]) -> Result<(u64, MessageBody)> {
+    if v.first() != Some(&VERSION) {
+        return Err(corrupt("message record version"));
+    }
+    let t = u64_at(v, 1).ok_or_else(|| corrupt("message record header"))?;
+    let (m, _) = bincode::serde::decode_from_slice(&v[9..], bincode::config::standard())
+        .map_err(|e| Error::Corrupt(format!("message record: {e}")))?;
+    Ok((t, m))
+}
+
+/// The effective delivery time stored in a `messages` value (record or location).
+pub(crate) fn message_deliver_at(v: &[u8]) -> Option<u64> {
+    if v.first() != Some(&VERSION) {
+        return None;
+    }
+    u64_at(v, 1)
+}
+
+/// Where a Ready message is: its topic's log and offset, and when it became Ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub deliver_at_ms: u64,
+    pub topic: TopicId,
+    pub offset: u64,
+    pub ready_at_ms: u64,
+}
+
+pub(crate) fn encode_location(l: &Location) -> [u8; 29] {
+    let mut v = [0u8; 29];
+    v[0] = VERSION;
+    v[1..9].copy_from_slice(&l.deliver_at_ms.to_be_bytes());
+    v[9..13].copy_from_slice(&l.topic.to_be_bytes());
+    v[13..21].copy_from_slice(&l.offset.to_be_bytes());
+    v[21..29].copy_from_slice(&l.ready_at_ms.to_be_bytes());
+    v
+}
+
+pub(crate) fn decode_location(v: &[u8]) -> Result<Location> {
+    let bad = || corrupt("location record");
+    if v.len() != 29 || v[0] != VERSION {
+        return Err(bad());
+    }
+    Ok(Location {
+        deliver_at_ms: u64_at(v, 1).ok_or_else(bad)?,
+        topic: u32_at(v, 9).ok_or_else(bad)?,
+        offset: u64_at(v, 13).ok_or_else(bad)?,
+        ready_at_ms: u64_at(v, 21).ok_or_else(bad)?,
+    })
+}
+
+/// `timer` value: `topic ‖ tag`, all the pump needs to write the ready entry.
+pub(crate) fn encode_timer(topic: TopicId, tag: Option<&str>) -> Vec<u8> {
+    let tag = tag.unwrap_or("").as_bytes();
+    let mut v = Vec::with_capacity(4 + tag.len());
+    v.extend_from_slice(&topic.to_be_bytes());
+    v.extend_from_slice(tag);
+    v
+}
+
+pub(crate) fn decode_timer(v: &[u8]) -> Result<(TopicId, &[u8])> {
+    let t = u32_at(v, 0).ok_or_else(|| corrupt("timer value"))?;
+    Ok((t, &v[4..]))
+}
+
+/// A ready-log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReadyEntry<'a> {
+    pub ready_at_ms: u64,
+    pub deliver_at_ms: u64,
+    pub id: MessageId,
+    /// Empty when the message has no tag.
+    pub tag: &'a [u8],
+}
+
+impl ReadyEntry<'_> {
+    pub fn tag(&self) -> Option<&[u8]> {
+        (!self.tag.is_empty()).then_some(self.tag)
+    }
+}
+
+pub(crate) fn encode_ready(ready_at_ms: u64, deliver_at_ms: u64, id: MessageId, tag: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32 + tag.len());
+    v.extend_from_slice(&ready_at_ms.to_be_bytes());
+    v.extend_from_slice(&deliver_at_ms.to_be_bytes());
+    v.extend_from_slice(&id.to_bytes());
+    v.extend_from_slice(tag);
+    v
+}
+
+pub(crate) fn decode_ready(v: &[u8]) -> Result<ReadyEntry<'_>> {
+    let bad = || corrupt("ready entry");
+    Ok(ReadyEntry {
+        ready_at_ms: u64_at(v, 0).ok_or_else(bad)?,
+        deliver_at_ms: u64_at(v, 8).ok_or_else(bad)?,
+        id: MessageId::from_bytes(v.get(16..32).ok_or_else(bad)?.try_into().map_err(|_| bad())?),
+        tag: &v[32..],
+    })
+}
+
+/// The `ready_at_ms` at the head of a ready-log value.
+pub(crate) fn ready_at(v: &[u8]) -> Option<u64> {
+    u64_at(v, 0)
+}
+
+/// One group's delivery state of one ready-log offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Inflight {
+    pub id: MessageId,
+    pub attempt: u32,
+    pub visible_at_ms: u64,
+    pub nonce: u64,
+    pub ready_at_ms: u64,
+}
+
+pub(crate) fn encode_inflight(r: &Inflight) -> [u8; 44] {
+    let mut v = [0u8; 44];
+    v[..16].copy_from_slice(&r.id.to_bytes());
+    v[16..20].copy_from_slice(&r.attempt.to_be_bytes());
+    v[20..28].copy_from_slice(&r.visible_at_ms.to_be_bytes());
+    v[28..36].copy_from_slice(&r.nonce.to_be_bytes());
+    v[36..44].copy_from_slice(&r.ready_at_ms.to_be_bytes());
+    v
+}
+
+pub(crate) fn decode_inflight(v: &[u8]) -> Result<Inflight> {
+    let bad = || corrupt("inflight record");
+    if v.len() != 44 {
+        return Err(bad());
+    }
+    Ok(Inflight {
+        id: MessageId::from_bytes(v[..16].try_into().map_err(|_| bad())?),
+        attempt: u32_at(v, 16).ok_or_else(bad)?,
+        visible_at_ms: u64_at(v, 20).ok_or_else(bad)?,
+        nonce: u64_at(v, 28).ok_or_else(bad)?,
+        ready_at_ms: u64_at(v, 36).ok_or_else(bad)?,
+    })
+}
+
+/// How a group finished with an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finished {
+    Acked,
+    DeadLettered,
+}
+
+/// `acked` value: `[ready_at_ms][kind]`.
+pub(crate) fn encode_acked(kind: Finished, ready_at_ms: u64) -> [u8; 9] {
+    let mut v = [0u8; 9];
+    v[..8].copy_from_slice(&ready_at_ms.to_be_bytes());
+    v[8] = match kind {
+        Finished::Acked => 0,
+        Finished::DeadLettered => 1,
+    };
+    v
+}
+
+pub(crate) fn decode_acked(v: &[u8]) -> Result<Finished> {
+    match v.get(8) {
+        Some(0) => Ok(Finished::Acked),
+        Some(1) => Ok(Finished::DeadLettered),
+        _ => Err(corrupt("acked value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let body = MessageBody {
+            topic: "t".into(),
+            tag: Some("a".into()),
+            keys: vec!["k".into()],
+            properties: [("p".to_string(), "v".to_string())].into(),
+            body: vec![1, 2, 3],
+            born_ms: 5,
+            requested_ms: Some(-1),
+            adjusted: true,
+        };
+        let v = encode_message(42, &body).unwrap();
+        assert_eq!(message_deliver_at(&v), Some(42));
+        assert_eq!(decode_message(&v).unwrap(), (42, body));
+        let l = Location { deliver_at_ms: 1, topic: 2, offset: 3, ready_at_ms: 4 };
+        assert_eq!(decode_location(&encode_location(&l)).unwrap(), l);
+        assert_eq!(message_deliver_at(&encode_location(&l)), Some(1));
+        let r = encode_ready(7, 6, MessageId(9), b"tag");
+        let e = decode_ready(&r).unwrap();
+        assert_eq!((e.ready_at_ms, e.deliver_at_ms, e.id, e.tag()), (7, 6, MessageId(9), Some(&b"tag"[..])));
+        let i = Inflight { id: MessageId(1), attempt: 2, visible_at_ms: 3, nonce: 4, ready_at_ms: 5 };
+        assert_eq!(decode_inflight(&encode_inflight(&i)).unwrap(), i);
+        assert_eq!(decode_acked(&encode_acked(Finished::DeadLettered, 1)).unwrap(), Finished::DeadLettered);
+        assert!(decode_message(&[9, 9]).is_err());
+        assert!(decode_inflight(&[0; 3]).is_err());
+    }
+}

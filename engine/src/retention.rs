@@ -1,0 +1,232 @@
+//! Retention and disk pressure (SPEC §5).
+//!
+//! Retention counts from the moment a message became Ready. Ready-log and ack entries
+//! carry their ready time, so their compaction filters compare it directly. A message
+//! record carries only its effective delivery time; the pump's checkpoints say "every
+//! message due before `w` was Ready by `t`", so the newest checkpoint with
+//! `t + retention < now` gives a delivery-time horizon below which every record is
+//! past retention. Timing messages are always above the pump's watermark, hence above
+//! the horizon: no filter can remove them.
+
+use crate::error::Result;
+use crate::families::{MESSAGES, READY};
+use crate::keys::{self, GroupId, TopicId};
+use crate::records;
+use crate::writer::Ctx;
+use rocksdb::{compaction_filter::Decision, Options};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What the compaction filters need to know, updated by maintenance.
+#[derive(Debug)]
+pub(crate) struct Horizon {
+    /// The engine's time at the last update.
+    pub now_ms: AtomicU64,
+    /// Message records with a delivery time below this are past retention.
+    pub deliver_before_ms: AtomicU64,
+    /// The retention period.
+    pub retention_ms: u64,
+}
+
+impl Horizon {
+    pub fn new(retention_ms: u64) -> Self {
+        Horizon {
+            now_ms: AtomicU64::new(0),
+            deliver_before_ms: AtomicU64::new(0),
+            retention_ms,
+        }
+    }
+
+    fn ready_expired(&self, ready_at: u64) -> bool {
+        ready_at.saturating_add(self.retention_ms) < self.now_ms.load(Ordering::Relaxed)
+    }
+
+    fn deliver_expired(&self, deliver_at: u64) -> bool {
+        deliver_at < self.deliver_before_ms.load(Ordering::Relaxed)
+    }
+
+    /// Updates the horizon from the pump's checkpoints.
+    pub fn update(&self, now: u64, checkpoints: &[(u64, u64)]) {
+        let h = horizon(now, self.retention_ms, checkpoints);
+        self.now_ms.store(now, Ordering::SeqCst);
+        self.deliver_before_ms.fetch_max(h, Ordering::SeqCst);
+    }
+}
+
+/// The delivery-time horizon: the largest `w` of a checkpoint whose `t` is past retention.
+pub(crate) fn horizon(now: u64, retention_ms: u64, checkpoints: &[(u64, u64)]) -> u64 {
+    checkpoints
+        .iter()
+        .filter(|&&(_, t)| t.saturating_add(retention_ms) < now)
+        .map(|&(w, _)| w)
+        .max()
+        .unwrap_or(0)
+}
+
+pub(crate) fn install_message_filter(o: &mut Options, h: Arc<Horizon>) {
+    o.set_compaction_filter("sundial-messages-retention", move |_, _k: &[u8], v: &[u8]| {
+        match records::message_deliver_at(v) {
+            Some(t) if h.deliver_expired(t) => Decision::Remove,
+            _ => Decision::Keep,
+        }
+    });
+}
+
+pub(crate) fn install_ready_filter(o: &mut Options, h: Arc<Horizon>) {
+    o.set_compaction_filter("sundial-ready-retention", move |_, _k: &[u8], v: &[u8]| {
+        match records::ready_at(v) {
+            Some(t) if h.ready_expired(t) => Decision::Remove,
+            _ => Decision::Keep,
+        }
+    });
+}
+
+pub(crate) fn install_acked_filter(o: &mut Options, h: Arc<Horizon>) {
+    o.set_compaction_filter("sundial-acked-retention", move |_, _k: &[u8], v: &[u8]| {
+        match records::ready_at(v) {
+            Some(t) if h.ready_expired(t) => Decision::Remove,
+            _ => Decision::Keep,
+        }
+    });
+}
+
+pub(crate) fn install_keys_filter(o: &mut Options, h: Arc<Horizon>) {
+    o.set_compaction_filter("sundial-keys-retention", move |_, _k: &[u8], v: &[u8]| {
+        match v.try_into().map(u64::from_be_bytes) {
+            Ok(t) if h.deliver_expired(t) => Decision::Remove,
+            _ => Decision::Keep,
+        }
+    });
+}
+
+/// Bytes used by the files of the data directory (SSTs, WAL, manifest).
+pub(crate) fn dir_bytes(path: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// `(used, total)` bytes of the filesystem holding `path`.
+pub(crate) fn fs_usage(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs only writes into the zeroed struct we pass and reads the
+    // NUL-terminated path; both live for the duration of the call.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    if rc != 0 {
+        return None;
+    }
+    let frsize = s.f_frsize as u64;
+    let total = s.f_blocks as u64 * frsize;
+    let avail = s.f_bavail as u64 * frsize;
+    Some((total.saturating_sub(avail), total))
+}
+
+/// The lowest offset a group still needs: its oldest inflight or its cursor.
+fn group_low(ctx: &Ctx<'_>, g: GroupId) -> Result<u64> {
+    let cursor = ctx.st.groups.get(&g).map_or(0, |gs| gs.rec.cursor.next_offset);
+    let (lo, hi) = keys::inflight_range(g);
+    let first = ctx.scan(crate::families::INFLIGHT, &lo, &hi, 1)?;
+    let inflight = first.first().and_then(|(k, _)| keys::parse_inflight(k));
+    Ok(inflight.map_or(cursor, |o| o.min(cursor)))
+}
+
+/// Deletes the ready-log range `[from, to)` of a topic and its message records.
+fn purge_range(ctx: &mut Ctx<'_>, tid: TopicId, from: u64, to: u64) -> Result<u64> {
+    let rows = ctx.scan(READY, &keys::ready(tid, from), &keys::ready(tid, to), usize::MAX)?;
+    for (_, v) in &rows {
+        let e = records::decode_ready(v)?;
+        ctx.delete(MESSAGES, keys::message(e.id))?;
+        ctx.delete(MESSAGES, keys::location(e.id))?;
+    }
+    ctx.delete_range(READY, keys::ready(tid, from), keys::ready(tid, to))?;
+    if let Some(t) = ctx.st.topic_mut(tid) {
+        t.rec.counters.head = to;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Deletes up to `max` Ready messages that every group of their topic has finished
+/// with, oldest first; returns how many.
+pub(crate) fn purge_acked(ctx: &mut Ctx<'_>, max: u64) -> Result<u64> {
+    ctx.prepare_read()?;
+    let topics: Vec<(TopicId, u64, Vec<GroupId>)> = ctx
+        .st
+        .topics
+        .values()
+        .filter(|t| !t.groups.is_empty())
+        .map(|t| (t.rec.id, t.rec.counters.head, t.groups.values().copied().collect()))
+        .collect();
+    let mut total = 0;
+    for (tid, head, groups) in topics {
+        let mut low = u64::MAX;
+        for g in groups {
+            low = low.min(group_low(ctx, g)?);
+        }
+        if low <= head || total >= max {
+            continue;
+        }
+        let to = low.min(head + (max - total));
+        let n = purge_range(ctx, tid, head, to)?;
+        if let Some(t) = ctx.st.topic_mut(tid) {
+            t.rec.counters.purged += n;
+        }
+        total += n;
+    }
+    Ok(total)
+}
+
+/// Deletes up to `max` of the oldest Ready messages whatever their groups did
+/// (policy `drop-oldest`); Timing messages are never touched. Returns how many.
+pub(crate) fn drop_oldest(ctx: &mut Ctx<'_>, max: u64) -> Result<u64> {
+    ctx.prepare_read()?;
+    let mut oldest: Option<(u64, TopicId, u64, u64)> = None;
+    let topics: Vec<(TopicId, u64, u64)> = ctx
+        .st
+        .topics
+        .values()
+        .filter(|t| t.rec.counters.head < t.rec.counters.ready_end)
+        .map(|t| (t.rec.id, t.rec.counters.head, t.rec.counters.ready_end))
+        .collect();
+    for (tid, head, end) in topics {
+        let first = ctx.scan(READY, &keys::ready(tid, head), &keys::ready(tid, end), 1)?;
+        let at = first
+            .first()
+            .and_then(|(_, v)| records::ready_at(v))
+            .unwrap_or(0);
+        if oldest.is_none_or(|(a, ..)| at < a) {
+            oldest = Some((at, tid, head, end));
+        }
+    }
+    let Some((_, tid, head, end)) = oldest else {
+        return Ok(0);
+    };
+    let to = end.min(head.saturating_add(max.max(1)));
+    let n = purge_range(ctx, tid, head, to)?;
+    if let Some(t) = ctx.st.topic_mut(tid) {
+        t.rec.counters.dropped += n;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn horizon_uses_only_checkpoints_past_retention() {
+        let cps = [(100, 1_000), (200, 2_000), (300, 3_000)];
+        assert_eq!(horizon(1_500, 1_000, &cps), 0);
+        assert_eq!(horizon(2_001, 1_000, &cps), 100);
+        assert_eq!(horizon(3_001, 1_000, &cps), 200);
+        assert_eq!(horizon(10_000, 1_000, &cps), 300);
+        assert_eq!(horizon(10_000, 1_000, &[]), 0);
+    }
+}

@@ -1,0 +1,209 @@
+//! Send: the delivery-time rules of SPEC §2 and the write of a new message.
+
+use crate::error::{Error, Result};
+use crate::families::{KEYS, MESSAGES, TIMER};
+use crate::keys::{self, TopicId};
+use crate::pump::append_ready;
+use crate::records::{self, MessageBody};
+use crate::types::{validate_tag, Config, MessageId, NewMessage, OverMaxDelay, SendReceipt, TopicKind};
+use crate::writer::Ctx;
+
+/// Earliest accepted absolute time: 2000-01-01. Anything smaller is almost surely a
+/// relative delay or a unit mistake, and is refused rather than delivered at once.
+pub const MIN_DELIVER_AT_MS: i64 = 946_684_800_000;
+/// Latest accepted absolute time: the end of year 9999.
+pub const MAX_DELIVER_AT_MS: i64 = 253_402_300_799_999;
+
+/// The outcome of the delivery-time rules for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effective {
+    /// When the message becomes Ready.
+    pub deliver_at_ms: u64,
+    /// Whether that differs from what was asked.
+    pub adjusted: bool,
+    /// Whether it is Ready at once (no timer entry).
+    pub immediate: bool,
+}
+
+/// Applies SPEC §2 to a requested time at `now`.
+pub fn effective_time(requested: Option<i64>, now: u64, cfg: &Config) -> Result<Effective> {
+    let Some(req) = requested else {
+        return Ok(Effective {
+            deliver_at_ms: now,
+            adjusted: false,
+            immediate: true,
+        });
+    };
+    if req < 0 {
+        return Err(Error::BadDeliveryTime(format!("{req} is negative")));
+    }
+    if !(MIN_DELIVER_AT_MS..=MAX_DELIVER_AT_MS).contains(&req) {
+        return Err(Error::BadDeliveryTime(format!(
+            "{req} is not a plausible Unix time in milliseconds (accepted: {MIN_DELIVER_AT_MS}..={MAX_DELIVER_AT_MS})"
+        )));
+    }
+    let req = req as u64;
+    let p = cfg.precision_ms.max(1);
+    let rounded = req
+        .div_ceil(p)
+        .checked_mul(p)
+        .ok_or_else(|| Error::BadDeliveryTime(format!("{req} overflows when rounded to {p} ms")))?;
+    if rounded <= now {
+        return Ok(Effective {
+            deliver_at_ms: now,
+            adjusted: now != req,
+            immediate: true,
+        });
+    }
+    let max_delay = u64::try_from(cfg.max_delay.as_millis()).unwrap_or(u64::MAX);
+    let limit = now.saturating_add(max_delay);
+    if rounded > limit {
+        return match cfg.over_max_delay {
+            OverMaxDelay::DeliverNow => Ok(Effective {
+                deliver_at_ms: now,
+                adjusted: true,
+                immediate: true,
+            }),
+            OverMaxDelay::Reject => Err(Error::BadDeliveryTime(format!(
+                "{req} is {} ms ahead; max_delay is {max_delay} ms",
+                req - now
+            ))),
+        };
+    }
+    Ok(Effective {
+        deliver_at_ms: rounded,
+        adjusted: rounded != req,
+        immediate: false,
+    })
+}
+
+/// The recall handle: effective time and id, enough to find the timer entry.
+pub(crate) fn recall_handle(deliver_at_ms: u64, id: MessageId) -> String {
+    format!("{deliver_at_ms:016x}{id}")
+}
+
+/// Parses a recall handle.
+pub(crate) fn parse_recall_handle(h: &str) -> Result<(u64, MessageId)> {
+    let bad = || Error::BadRequest(format!("recall handle {h:?} is not 48 hexadecimal characters"));
+    if h.len() != 48 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let t = u64::from_str_radix(&h[..16], 16).map_err(|_| bad())?;
+    let id = h[16..].parse::<MessageId>().map_err(|_| bad())?;
+    Ok((t, id))
+}
+
+fn check_message(m: &NewMessage, cfg: &Config) -> Result<()> {
+    if m.body.len() > cfg.max_body_bytes {
+        return Err(Error::MessageTooLarge {
+            size: m.body.len(),
+            limit: cfg.max_body_bytes,
+        });
+    }
+    if let Some(t) = &m.tag {
+        validate_tag(t)?;
+    }
+    if m.keys.len() > 32 {
+        return Err(Error::BadRequest("at most 32 keys per message".into()));
+    }
+    for k in &m.keys {
+        if k.is_empty() || k.len() > 1024 {
+            return Err(Error::BadRequest(format!("key {k:?} must be 1..=1024 bytes")));
+        }
+    }
+    let props: usize = m.properties.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if m.properties.len() > 128 || props > 64 * 1024 {
+        return Err(Error::BadRequest("at most 128 properties and 64 KiB of them".into()));
+    }
+    Ok(())
+}
+
+fn check_kind(topic: &str, kind: TopicKind, delay: bool) -> Result<()> {
+    let why = match (kind, delay) {
+        (TopicKind::Normal, true) => "a message with a delivery time needs a DELAY or MIXED topic",
+        (TopicKind::Delay, false) => "a message without a delivery time needs a NORMAL or MIXED topic",
+        _ => return Ok(()),
+    };
+    Err(Error::TopicTypeMismatch {
+        topic: topic.to_string(),
+        kind: kind.to_string(),
+        why: why.to_string(),
+    })
+}
+
+/// Sends a batch; each message succeeds or fails on its own.
+pub(crate) fn send_batch(ctx: &mut Ctx<'_>, msgs: Vec<NewMessage>) -> Result<Vec<Result<SendReceipt>>> {
+    if ctx.sh.storage_full.load(std::sync::atomic::Ordering::SeqCst) {
+        let why = ctx.sh.storage_full_reason();
+        return Ok(msgs.iter().map(|_| Err(Error::StorageFull(why.clone()))).collect());
+    }
+    let mut out = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        out.push(send_one(ctx, m, None));
+    }
+    Ok(out)
+}
+
+/// Writes one message. `force` names the topic directly and skips the producer-side
+/// checks (dead-letter copies of messages that already passed them).
+pub(crate) fn send_one(ctx: &mut Ctx<'_>, m: NewMessage, force: Option<TopicId>) -> Result<SendReceipt> {
+    let cfg = &ctx.sh.config;
+    if force.is_none() {
+        check_message(&m, cfg)?;
+    }
+    let tid = match force {
+        Some(t) => t,
+        None => {
+            let t = ctx.st.topic_by_name(&m.topic)?;
+            check_kind(&m.topic, t.rec.kind, m.deliver_at_ms.is_some())?;
+            t.rec.id
+        }
+    };
+    let eff = effective_time(m.deliver_at_ms, ctx.now, cfg)?;
+    let id = ctx.st.next_message_id(ctx.now);
+    let NewMessage {
+        topic,
+        tag,
+        keys: msg_keys,
+        properties,
+        body,
+        deliver_at_ms,
+    } = m;
+    let rec = MessageBody {
+        topic,
+        tag,
+        keys: msg_keys,
+        properties,
+        body,
+        born_ms: ctx.now,
+        requested_ms: deliver_at_ms,
+        adjusted: eff.adjusted,
+    };
+    let value = records::encode_message(eff.deliver_at_ms, &rec)?;
+    ctx.put(MESSAGES, keys::message(id), value)?;
+    for k in &rec.keys {
+        ctx.put(KEYS, keys::key_index(tid, k, id), eff.deliver_at_ms.to_be_bytes())?;
+    }
+    let tag = rec.tag.as_deref();
+    if eff.immediate {
+        append_ready(ctx, tid, id, eff.deliver_at_ms, tag.unwrap_or("").as_bytes())?;
+    } else {
+        ctx.put(TIMER, keys::timer(eff.deliver_at_ms, id), records::encode_timer(tid, tag))?;
+        if let Some(t) = ctx.st.topic_mut(tid) {
+            t.rec.counters.timing += 1;
+        }
+        if ctx.st.next_timer_due.is_none_or(|d| eff.deliver_at_ms < d) {
+            ctx.st.next_timer_due = Some(eff.deliver_at_ms);
+            ctx.kick_pump = true;
+        }
+    }
+    if let Some(t) = ctx.st.topic_mut(tid) {
+        t.rec.counters.sent += 1;
+    }
+    Ok(SendReceipt {
+        message_id: id,
+        recall_handle: recall_handle(eff.deliver_at_ms, id),
+        deliver_at_ms: eff.deliver_at_ms,
+        adjusted: eff.adjusted,
+    })
+}

@@ -1,0 +1,335 @@
+//! Group commit. One writer thread applies every state change in order; the changes of
+//! many callers gathered from the queue go to RocksDB together and share one WAL sync,
+//! and no caller hears "done" before that sync.
+//!
+//! Atomicity: a job's writes accumulate in the current WriteBatch together with the
+//! records (topics, groups, counters) it changed; a job that must read the store first
+//! writes the batch gathered so far (unsynced) so that it reads every earlier job's
+//! effect. Each written batch is therefore a consistent state on its own, and RocksDB's
+//! WAL recovery restores a prefix of them. The last batch of a round is written with
+//! `sync`, which syncs every earlier write of the round too. If a write or a sync fails,
+//! the engine is poisoned: every caller of that round gets the error and later writes
+//! are refused until the engine is reopened.
+
+use crate::error::{Error, Result};
+use crate::families;
+use crate::state::State;
+use crate::Shared;
+use rocksdb::{ColumnFamily, WriteBatch, WriteOptions};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::oneshot;
+
+/// Most jobs applied in one commit round.
+const MAX_JOBS_PER_ROUND: usize = 512;
+
+type Reply = Box<dyn FnOnce(Option<&Error>) + Send>;
+
+/// One unit of work for the writer thread.
+pub(crate) struct Job {
+    run: Box<dyn FnOnce(&mut Ctx<'_>) + Send>,
+}
+
+/// The result of a submitted operation, available once it is durable.
+#[must_use = "a pending operation does nothing unless waited for"]
+pub struct Pending<T> {
+    rx: Option<oneshot::Receiver<Result<T>>>,
+    early: Option<Error>,
+}
+
+impl<T> Pending<T> {
+    fn failed(e: Error) -> Self {
+        Pending {
+            rx: None,
+            early: Some(e),
+        }
+    }
+
+    /// Blocks the current thread until the result is durable (not from async code).
+    pub fn wait(self) -> Result<T> {
+        match (self.rx, self.early) {
+            (_, Some(e)) => Err(e),
+            (Some(rx), None) => rx.blocking_recv().unwrap_or(Err(Error::ShuttingDown)),
+            (None, None) => Err(Error::ShuttingDown),
+        }
+    }
+}
+
+/// Future side of [`Pending`], for async callers.
+pub struct PendingFuture<T> {
+    inner: Pending<T>,
+}
+
+impl<T> IntoFuture for Pending<T> {
+    type Output = Result<T>;
+    type IntoFuture = PendingFuture<T>;
+    fn into_future(self) -> PendingFuture<T> {
+        PendingFuture { inner: self }
+    }
+}
+
+impl<T> Future for PendingFuture<T> {
+    type Output = Result<T>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        if let Some(e) = self.inner.early.take() {
+            return Poll::Ready(Err(e));
+        }
+        match self.inner.rx.as_mut() {
+            Some(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(Error::ShuttingDown))),
+            None => Poll::Ready(Err(Error::ShuttingDown)),
+        }
+    }
+}
+
+/// Queues `f` for the writer. `durable`: the reply waits for a WAL sync.
+pub(crate) fn submit<T, F>(sh: &Shared, durable: bool, f: F) -> Pending<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let job = Job {
+        run: Box::new(move |ctx: &mut Ctx<'_>| {
+            let r = ctx.run_job(durable, f);
+            ctx.replies.push(Box::new(move |fail: Option<&Error>| {
+                let r = match (r, fail) {
+                    (Ok(_), Some(e)) => Err(e.clone()),
+                    (r, _) => r,
+                };
+                let _ = tx.send(r);
+            }));
+        }),
+    };
+    let sender = sh.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match sender {
+        Some(s) if s.send(job).is_ok() => Pending {
+            rx: Some(rx),
+            early: None,
+        },
+        _ => Pending::failed(Error::ShuttingDown),
+    }
+}
+
+/// What a job sees: the store, the state, and the batch being built.
+pub(crate) struct Ctx<'a> {
+    pub sh: &'a Shared,
+    pub st: &'a mut State,
+    batch: WriteBatch,
+    /// The engine's time for the current job (never goes back).
+    pub now: u64,
+    durable: bool,
+    job_wrote: bool,
+    /// Set when something became Ready or visible again, to wake long polls.
+    pub ready_changed: bool,
+    /// Set when the pump should re-check its next due time.
+    pub kick_pump: bool,
+    replies: Vec<Reply>,
+    failed: Option<Error>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(sh: &'a Shared, st: &'a mut State) -> Self {
+        Ctx {
+            sh,
+            st,
+            batch: WriteBatch::default(),
+            now: 0,
+            durable: false,
+            job_wrote: false,
+            ready_changed: false,
+            kick_pump: false,
+            replies: Vec::new(),
+            failed: None,
+        }
+    }
+
+    fn run_job<T>(&mut self, durable: bool, f: impl FnOnce(&mut Ctx<'_>) -> Result<T>) -> Result<T> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if let Some(why) = self.sh.poisoned() {
+            return Err(Error::Poisoned(why));
+        }
+        let clock_now = self.sh.config.clock.now_ms();
+        if clock_now > self.st.engine.last_now {
+            // Persisted lazily with the next change; reopen never reads an older time.
+            self.st.engine_mut().last_now = clock_now;
+        }
+        self.now = self.st.engine.last_now;
+        self.job_wrote = false;
+        let r = f(self);
+        match &r {
+            Ok(_) => {
+                if durable {
+                    self.durable = true;
+                }
+            }
+            Err(e) if self.job_wrote => {
+                // A job that fails after it started writing leaves memory and batch out
+                // of step: nothing of this round is written, and everything is refused
+                // until reopen rather than guessed at.
+                let why = format!("a write failed half-way: {e}");
+                self.sh.poison(&why);
+                self.failed = Some(Error::Poisoned(why));
+            }
+            Err(_) => {}
+        }
+        r
+    }
+
+    /// A column family handle.
+    pub fn cf(&self, name: &str) -> Result<&'a ColumnFamily> {
+        self.sh.cf(name)
+    }
+
+    pub fn put(&mut self, cf: &str, k: impl AsRef<[u8]>, v: impl AsRef<[u8]>) -> Result<()> {
+        let h = self.cf(cf)?;
+        self.batch.put_cf(h, k, v);
+        self.job_wrote = true;
+        Ok(())
+    }
+
+    pub fn delete(&mut self, cf: &str, k: impl AsRef<[u8]>) -> Result<()> {
+        let h = self.cf(cf)?;
+        self.batch.delete_cf(h, k);
+        self.job_wrote = true;
+        Ok(())
+    }
+
+    /// Deletes a key that was put exactly once and never overwritten (timer keys): its
+    /// tombstone vanishes together with the value instead of piling up.
+    pub fn single_delete(&mut self, cf: &str, k: impl AsRef<[u8]>) -> Result<()> {
+        let h = self.cf(cf)?;
+        self.batch.single_delete_cf(h, k);
+        self.job_wrote = true;
+        Ok(())
+    }
+
+    pub fn delete_range<A: AsRef<[u8]>>(&mut self, cf: &str, from: A, to: A) -> Result<()> {
+        let h = self.cf(cf)?;
+        self.batch.delete_range_cf(h, from, to);
+        self.job_wrote = true;
+        Ok(())
+    }
+
+    /// Makes every earlier job's writes readable before this job reads the store.
+    pub fn prepare_read(&mut self) -> Result<()> {
+        if self.batch.is_empty() && !self.st.has_dirty() {
+            return Ok(());
+        }
+        self.write_batch(false)
+    }
+
+    pub fn get(&self, cf: &str, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        Ok(self.sh.db.get_cf(self.cf(cf)?, k)?)
+    }
+
+    /// Keys and values of `cf` in `[lower, upper)`, at most `limit`.
+    pub fn scan(
+        &self,
+        cf: &str,
+        lower: &[u8],
+        upper: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>> {
+        self.sh.scan(cf, lower, upper, limit)
+    }
+
+    fn write_batch(&mut self, sync: bool) -> Result<()> {
+        for (k, v) in self.st.take_dirty()? {
+            let meta = self.cf(families::META)?;
+            match v {
+                Some(v) => self.batch.put_cf(meta, k, v),
+                None => self.batch.delete_cf(meta, k),
+            }
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        let injected = sync && self.sh.fail_next_sync.swap(false, Ordering::SeqCst);
+        let r = if injected {
+            Err(Error::Storage("injected sync failure".into()))
+        } else {
+            self.sh.db.write_opt(batch, &wo).map_err(Error::from)
+        };
+        if let Err(e) = r {
+            let why = format!("write failed: {e}");
+            self.sh.poison(&why);
+            self.failed = Some(Error::Poisoned(why.clone()));
+            return Err(Error::Poisoned(why));
+        }
+        self.st.wal_dirty = !sync;
+        Ok(())
+    }
+
+    /// Ends the round: writes what is left, synced if any durable job needs it.
+    fn commit(&mut self) -> Option<Error> {
+        if let Some(e) = &self.failed {
+            return Some(e.clone());
+        }
+        let pending = !self.batch.is_empty() || self.st.has_dirty();
+        let r = if pending {
+            self.write_batch(self.durable)
+        } else if self.durable && self.st.wal_dirty {
+            let injected = self.sh.fail_next_sync.swap(false, Ordering::SeqCst);
+            let r = if injected {
+                Err(Error::Storage("injected sync failure".into()))
+            } else {
+                self.sh.db.flush_wal(true).map_err(Error::from)
+            };
+            match r {
+                Ok(()) => {
+                    self.st.wal_dirty = false;
+                    Ok(())
+                }
+                Err(e) => {
+                    let why = format!("WAL sync failed: {e}");
+                    self.sh.poison(&why);
+                    Err(Error::Poisoned(why))
+                }
+            }
+        } else {
+            Ok(())
+        };
+        r.err()
+    }
+}
+
+/// The writer thread's loop: gather, apply, commit, reply.
+pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = Vec::with_capacity(64);
+        jobs.push(first);
+        while jobs.len() < MAX_JOBS_PER_ROUND {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut guard = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ctx = Ctx::new(&sh, &mut guard);
+        for job in jobs {
+            (job.run)(&mut ctx);
+        }
+        let fail = ctx.commit();
+        let replies = std::mem::take(&mut ctx.replies);
+        let (ready_changed, kick) = (ctx.ready_changed, ctx.kick_pump);
+        drop(ctx);
+        drop(guard);
+        for reply in replies {
+            reply(fail.as_ref());
+        }
+        if ready_changed && fail.is_none() {
+            sh.ready_tx.send_modify(|g| *g = g.wrapping_add(1));
+        }
+        if kick {
+            sh.pump_wake.kick();
+        }
+    }
+}
