@@ -1,0 +1,78 @@
+//! SPEC §5: above the disk high watermark, acked data goes first; then `StorageFull`
+//! (reject) or the oldest Ready messages go (drop-oldest). Timing is never dropped.
+
+mod common;
+use common::*;
+use rand::RngCore;
+use sundial_engine::{Error, GroupStart, NewMessage, StoragePolicy, TopicKind};
+
+const BUDGET: u64 = 3 << 20;
+
+fn fill(h: &Harness, topic: &str, n: usize) {
+    let mut rng = rand::rng();
+    for _ in 0..n / 500 {
+        let msgs: Vec<NewMessage> = (0..500)
+            .map(|_| {
+                let mut body = vec![0u8; 1024];
+                rng.fill_bytes(&mut body);
+                NewMessage { topic: topic.into(), body, ..NewMessage::default() }
+            })
+            .collect();
+        for r in h.e().send_batch(msgs) {
+            r.unwrap();
+        }
+    }
+}
+
+#[test]
+fn reject_policy_refuses_sends_until_acked_data_is_deleted() {
+    let h = Harness::with(|c| c.disk_high_watermark_bytes = Some(BUDGET));
+    h.topic("n", TopicKind::Normal);
+    h.topic("d", TopicKind::Delay);
+    h.e().create_group("n", "g", GroupStart::Latest, None).unwrap();
+    let timing = h.e().send(delay_msg("d", T0 + 86_000_000, "wait")).unwrap();
+    fill(&h, "n", 6000);
+    let r = h.e().maintain().unwrap();
+    assert!(r.over_watermark && r.storage_full, "{r:?}");
+    assert_eq!(r.purged, 0, "nothing was acked");
+    let e = h.e().send(normal_msg("n", "x")).unwrap_err();
+    assert!(matches!(e, Error::StorageFull(_)), "{e}");
+    assert_eq!(e.code(), "StorageFull");
+    // Consumers keep working while sends are refused.
+    assert_eq!(h.drain("n", "g").len(), 6000);
+    let r = h.e().maintain().unwrap();
+    assert_eq!(r.purged, 6000, "{r:?}");
+    assert!(!r.storage_full, "{r:?}");
+    assert!(r.disk_bytes < BUDGET, "{r:?}");
+    h.e().send(normal_msg("n", "again")).unwrap();
+    assert_eq!(h.drain("n", "g").len(), 1);
+    assert_eq!(h.e().stats().timing_total, 1);
+    assert!(h.e().show(timing.message_id).is_ok());
+}
+
+#[test]
+fn drop_oldest_policy_drops_ready_never_timing() {
+    let h = Harness::with(|c| {
+        c.disk_high_watermark_bytes = Some(BUDGET);
+        c.storage_policy = StoragePolicy::DropOldest;
+    });
+    h.topic("n", TopicKind::Normal);
+    h.topic("d", TopicKind::Delay);
+    h.e().create_group("n", "slow", GroupStart::Latest, None).unwrap();
+    let timers: Vec<_> = (0..200)
+        .map(|i| h.e().send(delay_msg("d", T0 + 86_000_000, &i.to_string())).unwrap())
+        .collect();
+    fill(&h, "n", 6000);
+    let r = h.e().maintain().unwrap();
+    assert!(r.over_watermark && r.dropped > 0 && !r.storage_full, "{r:?}");
+    assert!(r.disk_bytes < BUDGET, "{r:?}");
+    h.e().send(normal_msg("n", "fresh")).unwrap();
+    let got = h.drain("n", "slow");
+    assert_eq!(got.len() as u64, 6001 - r.dropped, "the newest survive, oldest dropped");
+    assert_eq!(got.last().unwrap().body, b"fresh");
+    let s = h.e().stats();
+    assert_eq!(s.timing_total, 200);
+    for t in &timers {
+        assert!(h.e().show(t.message_id).is_ok());
+    }
+}

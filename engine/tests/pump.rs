@@ -1,0 +1,163 @@
+//! The timer pump: never early, send order within a millisecond, wake-ups, bursts.
+
+mod common;
+use common::*;
+use rand::{Rng, SeedableRng};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use sundial_engine::{Clock, Config, Engine, NewMessage, ReceiveRequest, SystemClock, TopicKind};
+
+#[test]
+fn never_early_and_nothing_late_by_the_clock() {
+    let h = Harness::new();
+    h.topic("d", TopicKind::Delay);
+    h.receive("d", "g", 1);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut due = Vec::new();
+    for i in 0..2_000 {
+        let at = T0 + rng.random_range(1..400u64);
+        let r = h.e().send(delay_msg("d", at, &i.to_string())).unwrap();
+        due.push((r.deliver_at_ms, r.message_id));
+    }
+    let mut seen = HashSet::new();
+    for _ in 0..400 {
+        h.advance(1);
+        let now = h.now();
+        for m in h.drain("d", "g") {
+            assert!(m.deliver_at_ms <= now, "early: due {} at {now}", m.deliver_at_ms);
+            assert!(m.ready_at_ms >= m.deliver_at_ms);
+            assert!(seen.insert(m.message_id), "duplicate");
+        }
+        // Everything due by now has been delivered: at most the tick's own lateness.
+        let owed = due.iter().filter(|(t, id)| *t <= now && !seen.contains(id)).count();
+        assert_eq!(owed, 0, "messages due by {now} not delivered");
+    }
+    assert_eq!(seen.len(), 2_000);
+    assert_eq!(h.e().stats().early_deliveries, 0);
+}
+
+#[test]
+fn same_millisecond_keeps_send_order() {
+    let h = Harness::new();
+    h.topic("d", TopicKind::Delay);
+    h.receive("d", "g", 1);
+    let at = T0 + 50;
+    let mut ids = Vec::new();
+    for i in 0..500 {
+        // Interleave another time so order is not just insertion order of one key range.
+        ids.push(h.e().send(delay_msg("d", at, &i.to_string())).unwrap().message_id);
+        h.e().send(delay_msg("d", at + 1, "later")).unwrap();
+    }
+    h.advance(50);
+    let got: Vec<_> = h.drain("d", "g").into_iter().map(|m| m.message_id).collect();
+    assert_eq!(got, ids);
+}
+
+#[test]
+fn pump_is_bounded_per_step_and_later_messages_follow_the_burst() {
+    let h = Harness::with(|c| c.pump_step = 100);
+    h.topic("d", TopicKind::Delay);
+    h.receive("d", "g", 1);
+    let msgs: Vec<NewMessage> = (0..1000).map(|i| delay_msg("d", T0 + 10, &i.to_string())).collect();
+    for r in h.e().send_batch(msgs) {
+        r.unwrap();
+    }
+    h.e().send(delay_msg("d", T0 + 11, "after")).unwrap();
+    h.clock.advance(11);
+    let r = h.e().tick().unwrap();
+    assert_eq!(r.promoted, 1001);
+    let got = h.drain("d", "g");
+    assert_eq!(got.len(), 1001);
+    assert_eq!(got.last().unwrap().body, b"after");
+}
+
+#[test]
+fn watermark_survives_restart_and_nothing_is_early_after_it() {
+    let mut h = Harness::new();
+    h.topic("d", TopicKind::Delay);
+    h.receive("d", "g", 1);
+    for i in 0..100u64 {
+        h.e().send(delay_msg("d", T0 + 10 * (i + 1), "x")).unwrap();
+    }
+    h.advance(500);
+    assert_eq!(h.drain("d", "g").len(), 50);
+    h.reopen();
+    h.e().tick().unwrap();
+    assert!(h.receive("d", "g", 100).is_empty(), "nothing new is due yet after reopen");
+    h.advance(500);
+    assert_eq!(h.drain("d", "g").len(), 50);
+}
+
+#[test]
+fn same_millisecond_burst_of_200k() {
+    let h = Harness::new();
+    h.topic("d", TopicKind::Delay);
+    h.receive("d", "g", 1);
+    let at = T0 + 1_000;
+    let mut first = None;
+    let mut last = None;
+    for chunk in 0..200 {
+        let msgs: Vec<NewMessage> = (0..1000).map(|i| delay_msg("d", at, &(chunk * 1000 + i).to_string())).collect();
+        for r in h.e().send_batch(msgs) {
+            let id = r.unwrap().message_id;
+            first.get_or_insert(id);
+            last = Some(id);
+        }
+    }
+    h.advance(999);
+    assert!(h.receive("d", "g", 10).is_empty(), "burst must not be early");
+    h.advance(1);
+    assert_eq!(h.e().stats().timing_total, 0);
+    let mut prev = None;
+    let mut n = 0;
+    loop {
+        let got = h.receive("d", "g", 1024);
+        if got.is_empty() {
+            break;
+        }
+        for m in &got {
+            assert_eq!(m.deliver_at_ms, at);
+            assert!(prev < Some(m.message_id), "burst out of id order");
+            prev = Some(m.message_id);
+        }
+        n += got.len();
+        let rs: Vec<String> = got.into_iter().map(|m| m.receipt_handle).collect();
+        for r in h.e().ack_batch("d", "g", rs) {
+            r.unwrap();
+        }
+    }
+    assert_eq!(n, 200_000);
+    assert_eq!(prev, last);
+    assert!(first < last);
+}
+
+/// With the real clock and the background pump: a later-due message does not delay an
+/// earlier one sent after it (the pump is woken), and nothing arrives early.
+#[test]
+fn background_pump_wakes_for_an_earlier_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(dir.path(), Config::default()).unwrap();
+    e.create_topic("d", TopicKind::Delay).unwrap();
+    e.receive(ReceiveRequest::new("d", "g", 1)).unwrap();
+    let now = SystemClock.now_ms();
+    e.send(delay_msg("d", now + 60_000, "late")).unwrap();
+    let soon = now + 300;
+    e.send(delay_msg("d", soon, "soon")).unwrap();
+    let mut sig = e.ready_signal();
+    let start = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let got = rt.block_on(async {
+        loop {
+            let got = e.receive_async(ReceiveRequest::new("d", "g", 10)).await.unwrap();
+            if !got.is_empty() || start.elapsed() > Duration::from_secs(10) {
+                return got;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(500), sig.changed()).await;
+        }
+    });
+    let at = SystemClock.now_ms();
+    assert_eq!(got.len(), 1, "the earlier message arrived");
+    assert_eq!(got[0].body, b"soon");
+    assert!(got[0].ready_at_ms >= soon && at >= soon, "never early");
+    assert!(got[0].ready_at_ms - soon < 200, "late by {} ms", got[0].ready_at_ms - soon);
+}
