@@ -1,1 +1,33 @@
-fn main() {}
+//! `sundial-bench`: benchmarks that put sundial's figures next to the raw RocksDB
+//! ceiling measured by the same program on the same machine.
+
+mod engine;
+mod raw;
+mod rss;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sundial-bench", about = "sundial benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Engine-level: durable send throughput and a same-millisecond burst, each next to
+    /// the raw RocksDB ceiling for the same bytes.
+    Engine(engine::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let ok = match cli.cmd {
+        Cmd::Engine(a) => engine::run(a),
+    };
+    if let Err(e) = ok {
+        eprintln!("sundial-bench: {e}");
+        std::process::exit(1);
+    }
+}

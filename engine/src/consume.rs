@@ -112,7 +112,16 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
         let entry = records::decode_ready(&rv)?;
         let retry = is_retry(ctx, g, &rec, offset);
         ctx.delete(INFLIGHT, &k)?;
-        let d = hand_out(ctx, g, offset, rec.id, rec.attempt + 1, visible_at, entry.ready_at_ms, entry.deliver_at_ms)?;
+        let d = hand_out(
+            ctx,
+            g,
+            offset,
+            rec.id,
+            rec.attempt + 1,
+            visible_at,
+            entry.ready_at_ms,
+            entry.deliver_at_ms,
+        )?;
         if let Some(gs) = ctx.st.group_mut(g) {
             let c = &mut gs.rec.cursor;
             if retry {
@@ -125,16 +134,30 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
     }
 
     // New messages from the cursor.
-    let cursor = ctx.st.groups.get(&g).map_or(end, |gs| gs.rec.cursor.next_offset).max(head);
+    let cursor = ctx
+        .st
+        .groups
+        .get(&g)
+        .map_or(end, |gs| gs.rec.cursor.next_offset)
+        .max(head);
     let mut next = cursor;
     if out.len() < req.max_messages && cursor < end {
         let want = req.max_messages - out.len();
         let limit = want + SKIP_BUDGET;
-        let rows = ctx.scan(READY, &keys::ready(tid, cursor), &keys::ready(tid, end), limit)?;
+        let rows = ctx.scan(
+            READY,
+            &keys::ready(tid, cursor),
+            &keys::ready(tid, end),
+            limit,
+        )?;
         let exhausted = rows.len() < limit;
         let filter = match &call_filter {
             Some(f) => f.clone(),
-            None => ctx.st.groups.get(&g).map_or(TagFilter::All, |gs| gs.filter.clone()),
+            None => ctx
+                .st
+                .groups
+                .get(&g)
+                .map_or(TagFilter::All, |gs| gs.filter.clone()),
         };
         let mut taken = 0;
         let mut skipped = 0;
@@ -151,7 +174,16 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
                 skipped += 1;
                 continue;
             }
-            let d = hand_out(ctx, g, offset, entry.id, 1, visible_at, entry.ready_at_ms, entry.deliver_at_ms)?;
+            let d = hand_out(
+                ctx,
+                g,
+                offset,
+                entry.id,
+                1,
+                visible_at,
+                entry.ready_at_ms,
+                entry.deliver_at_ms,
+            )?;
             if let Some(gs) = ctx.st.group_mut(g) {
                 gs.rec.cursor.inflight += 1;
             }
@@ -165,7 +197,13 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
             gs.rec.cursor.skipped += skipped;
         }
     }
-    if next != cursor || ctx.st.groups.get(&g).is_some_and(|gs| gs.rec.cursor.next_offset < head) {
+    if next != cursor
+        || ctx
+            .st
+            .groups
+            .get(&g)
+            .is_some_and(|gs| gs.rec.cursor.next_offset < head)
+    {
         if let Some(gs) = ctx.st.group_mut(g) {
             gs.rec.cursor.next_offset = next.max(gs.rec.cursor.next_offset);
         }
@@ -201,12 +239,21 @@ fn hand_out(
         nonce,
         ready_at_ms,
     };
-    ctx.put(INFLIGHT, keys::inflight(g, offset), records::encode_inflight(&rec))?;
+    ctx.put(
+        INFLIGHT,
+        keys::inflight(g, offset),
+        records::encode_inflight(&rec),
+    )?;
     ctx.put(INFLIGHT, keys::visible(g, visible_at_ms, offset), [])?;
     Ok(Delivery {
         id,
         attempt,
-        receipt: Receipt { group: g, offset, nonce }.encode(),
+        receipt: Receipt {
+            group: g,
+            offset,
+            nonce,
+        }
+        .encode(),
         ready_at_ms,
         deliver_at_ms,
     })
@@ -228,11 +275,9 @@ fn note_visible(ctx: &mut Ctx<'_>, g: GroupId, t: u64) {
 fn resolve(ctx: &Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(Receipt, Inflight)> {
     let r = Receipt::parse(receipt)?;
     let t = ctx.st.topic_by_name(topic)?;
-    let g = t
-        .groups
-        .get(group)
-        .copied()
-        .ok_or_else(|| Error::BadReceiptHandle(format!("group {group:?} has no deliveries on {topic:?}")))?;
+    let g = t.groups.get(group).copied().ok_or_else(|| {
+        Error::BadReceiptHandle(format!("group {group:?} has no deliveries on {topic:?}"))
+    })?;
     if g != r.group {
         return Err(Error::BadReceiptHandle(format!(
             "receipt belongs to another topic or group than {topic:?}/{group:?}"
@@ -240,7 +285,9 @@ fn resolve(ctx: &Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(Re
     }
     let v = ctx
         .get(INFLIGHT, keys::inflight(r.group, r.offset))?
-        .ok_or_else(|| Error::BadReceiptHandle("no such delivery (already acked, or reset)".into()))?;
+        .ok_or_else(|| {
+            Error::BadReceiptHandle("no such delivery (already acked, or reset)".into())
+        })?;
     let rec = records::decode_inflight(&v)?;
     if rec.nonce != r.nonce {
         return Err(Error::BadReceiptHandle(
@@ -251,7 +298,12 @@ fn resolve(ctx: &Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(Re
 }
 
 /// Acks each receipt; each succeeds or fails on its own.
-pub(crate) fn ack(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipts: &[String]) -> Result<Vec<Result<()>>> {
+pub(crate) fn ack(
+    ctx: &mut Ctx<'_>,
+    topic: &str,
+    group: &str,
+    receipts: &[String],
+) -> Result<Vec<Result<()>>> {
     ctx.prepare_read()?;
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(receipts.len());
@@ -261,13 +313,25 @@ pub(crate) fn ack(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipts: &[Strin
     Ok(out)
 }
 
-fn ack_one(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str, seen: &mut HashSet<(GroupId, u64)>) -> Result<()> {
+fn ack_one(
+    ctx: &mut Ctx<'_>,
+    topic: &str,
+    group: &str,
+    receipt: &str,
+    seen: &mut HashSet<(GroupId, u64)>,
+) -> Result<()> {
     let (r, rec) = resolve(ctx, topic, group, receipt)?;
     if !seen.insert((r.group, r.offset)) {
-        return Err(Error::BadReceiptHandle("receipt given twice in one call".into()));
+        return Err(Error::BadReceiptHandle(
+            "receipt given twice in one call".into(),
+        ));
     }
     remove_inflight(ctx, r.group, r.offset, &rec)?;
-    ctx.put(ACKED, keys::acked(r.group, r.offset), records::encode_acked(Finished::Acked, rec.ready_at_ms))?;
+    ctx.put(
+        ACKED,
+        keys::acked(r.group, r.offset),
+        records::encode_acked(Finished::Acked, rec.ready_at_ms),
+    )?;
     if let Some(gs) = ctx.st.group_mut(r.group) {
         gs.rec.cursor.acked += 1;
     }
@@ -318,7 +382,11 @@ fn replace_visibility(ctx: &mut Ctx<'_>, r: Receipt, rec: &Inflight, at: u64) ->
         nonce,
         ..*rec
     };
-    ctx.put(INFLIGHT, keys::inflight(r.group, r.offset), records::encode_inflight(&new))?;
+    ctx.put(
+        INFLIGHT,
+        keys::inflight(r.group, r.offset),
+        records::encode_inflight(&new),
+    )?;
     ctx.put(INFLIGHT, keys::visible(r.group, at, r.offset), [])?;
     if let Some(gs) = ctx.st.group_mut(r.group) {
         gs.rec.cursor.inflight += 1;

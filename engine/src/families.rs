@@ -33,7 +33,10 @@ pub(crate) const KEYS: &str = "keys";
 pub(crate) const ALL: [&str; 7] = [META, MESSAGES, TIMER, READY, INFLIGHT, ACKED, KEYS];
 
 /// The descriptors to open the database with; retention filters share `horizon`.
-pub(crate) fn descriptors(horizon: &Arc<Horizon>, retention_secs: u64) -> Vec<ColumnFamilyDescriptor> {
+pub(crate) fn descriptors(
+    horizon: &Arc<Horizon>,
+    retention_secs: u64,
+) -> Vec<ColumnFamilyDescriptor> {
     ALL.iter()
         .map(|name| {
             let mut o = Options::default();

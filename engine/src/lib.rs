@@ -6,7 +6,7 @@
 //! No RocksDB type is visible outside this crate.
 
 #![deny(missing_docs)]
-#![deny(clippy::unwrap_used)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod clock;
 mod consume;
@@ -49,6 +49,9 @@ use tokio::sync::watch;
 /// Jobs that may wait in the writer's queue before callers block.
 const QUEUE_DEPTH: usize = 16 * 1024;
 
+/// Key-value pairs read from one family.
+pub(crate) type Rows = Vec<(Box<[u8]>, Box<[u8]>)>;
+
 /// Everything the engine's threads share.
 pub(crate) struct Shared {
     pub db: DB,
@@ -81,13 +84,7 @@ impl Shared {
 
     /// Keys and values in `[lower, upper)`, at most `limit`. The bounds are given to
     /// RocksDB so the iterator never steps over tombstones outside them.
-    pub fn scan(
-        &self,
-        cf: &str,
-        lower: &[u8],
-        upper: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>> {
+    pub fn scan(&self, cf: &str, lower: &[u8], upper: &[u8], limit: usize) -> Result<Rows> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(lower.to_vec());
         ro.set_iterate_upper_bound(upper.to_vec());
@@ -105,7 +102,10 @@ impl Shared {
     }
 
     pub fn poisoned(&self) -> Option<String> {
-        self.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn poison(&self, why: &str) {
@@ -171,11 +171,20 @@ impl Drop for EngineInner {
         self.sh.shutdown.store(true, Ordering::SeqCst);
         self.sh.pump_wake.kick();
         self.sh.maintenance_wake.kick();
-        for t in self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             let _ = t.join();
         }
         // Closing the queue lets the writer finish what is queued and exit.
-        self.sh.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.sh
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(w) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = w.join();
         }
@@ -334,7 +343,10 @@ impl Engine {
     /// Creates a topic with a message type.
     pub fn create_topic(&self, name: &str, kind: TopicKind) -> Result<TopicInfo> {
         let name = name.to_string();
-        writer::submit(self.sh(), true, move |ctx| topics::create_topic(ctx, &name, kind)).wait()
+        writer::submit(self.sh(), true, move |ctx| {
+            topics::create_topic(ctx, &name, kind)
+        })
+        .wait()
     }
 
     /// Deletes a topic, its groups and its ready log.
@@ -366,7 +378,11 @@ impl Engine {
         start: GroupStart,
         filter: Option<&str>,
     ) -> Result<GroupInfo> {
-        let (topic, group, filter) = (topic.to_string(), group.to_string(), filter.map(str::to_string));
+        let (topic, group, filter) = (
+            topic.to_string(),
+            group.to_string(),
+            filter.map(str::to_string),
+        );
         writer::submit(self.sh(), true, move |ctx| {
             topics::create_group(ctx, &topic, &group, start, filter.as_deref())
         })
@@ -376,7 +392,9 @@ impl Engine {
     /// Every group, optionally of one topic.
     pub fn list_groups(&self, topic: Option<&str>) -> Result<Vec<GroupInfo>> {
         let st = self.sh().state.lock().unwrap_or_else(|p| p.into_inner());
-        let only = topic.map(|t| st.topic_by_name(t).map(|t| t.rec.id)).transpose()?;
+        let only = topic
+            .map(|t| st.topic_by_name(t).map(|t| t.rec.id))
+            .transpose()?;
         let mut v: Vec<_> = st
             .groups
             .values()
@@ -391,7 +409,10 @@ impl Engine {
     /// returns the new ready-log offset.
     pub fn reset_offset(&self, topic: &str, group: &str, to_ms: u64) -> Result<u64> {
         let (topic, group) = (topic.to_string(), group.to_string());
-        writer::submit(self.sh(), true, move |ctx| topics::reset_offset(ctx, &topic, &group, to_ms)).wait()
+        writer::submit(self.sh(), true, move |ctx| {
+            topics::reset_offset(ctx, &topic, &group, to_ms)
+        })
+        .wait()
     }
 
     /// Sends one message; returns once it is durable.
@@ -412,7 +433,8 @@ impl Engine {
     }
 
     /// Queues a batch of sends without waiting; the result arrives once durable, so one
-    /// producer can keep many batches in flight.
+    /// producer can keep many batches in flight. Blocking calls (`send`, `ack`, ...)
+    /// must not be made from async code: await these `Pending` results there instead.
     pub fn submit_send_batch(&self, msgs: Vec<NewMessage>) -> Pending<Vec<Result<SendReceipt>>> {
         writer::submit(self.sh(), true, move |ctx| send::send_batch(ctx, msgs))
     }
@@ -421,14 +443,16 @@ impl Engine {
     /// unknown); returns at once, possibly with none (see [`Engine::ready_signal`]).
     pub fn receive(&self, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>> {
         let topic = req.topic.clone();
-        let deliveries = writer::submit(self.sh(), true, move |ctx| consume::receive(ctx, &req)).wait()?;
+        let deliveries =
+            writer::submit(self.sh(), true, move |ctx| consume::receive(ctx, &req)).wait()?;
         self.load_bodies(&topic, deliveries)
     }
 
     /// Async form of [`Engine::receive`].
     pub async fn receive_async(&self, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>> {
         let topic = req.topic.clone();
-        let deliveries = writer::submit(self.sh(), true, move |ctx| consume::receive(ctx, &req)).await?;
+        let deliveries =
+            writer::submit(self.sh(), true, move |ctx| consume::receive(ctx, &req)).await?;
         self.load_bodies(&topic, deliveries)
     }
 
@@ -478,22 +502,43 @@ impl Engine {
     /// Acknowledges many deliveries in one commit; each succeeds or fails on its own.
     pub fn ack_batch(&self, topic: &str, group: &str, receipts: Vec<String>) -> Vec<Result<()>> {
         let n = receipts.len();
-        let (topic, group) = (topic.to_string(), group.to_string());
-        match writer::submit(self.sh(), true, move |ctx| consume::ack(ctx, &topic, &group, &receipts)).wait() {
+        match self.submit_ack_batch(topic, group, receipts).wait() {
             Ok(v) => v,
             Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
         }
     }
 
+    /// Queues acks without waiting (await the result from async code).
+    pub fn submit_ack_batch(
+        &self,
+        topic: &str,
+        group: &str,
+        receipts: Vec<String>,
+    ) -> Pending<Vec<Result<()>>> {
+        let (topic, group) = (topic.to_string(), group.to_string());
+        writer::submit(self.sh(), true, move |ctx| {
+            consume::ack(ctx, &topic, &group, &receipts)
+        })
+    }
+
     /// Gives a delivery back: visible again after the retry backoff of its attempt.
     pub fn nack(&self, topic: &str, group: &str, receipt: &str) -> Result<()> {
         let (topic, group, receipt) = (topic.to_string(), group.to_string(), receipt.to_string());
-        writer::submit(self.sh(), true, move |ctx| consume::nack(ctx, &topic, &group, &receipt)).wait()
+        writer::submit(self.sh(), true, move |ctx| {
+            consume::nack(ctx, &topic, &group, &receipt)
+        })
+        .wait()
     }
 
     /// Makes a delivery invisible for `d` from now; returns its new receipt (the old
     /// one becomes stale).
-    pub fn change_invisible_duration(&self, topic: &str, group: &str, receipt: &str, d: Duration) -> Result<String> {
+    pub fn change_invisible_duration(
+        &self,
+        topic: &str,
+        group: &str,
+        receipt: &str,
+        d: Duration,
+    ) -> Result<String> {
         let (topic, group, receipt) = (topic.to_string(), group.to_string(), receipt.to_string());
         writer::submit(self.sh(), true, move |ctx| {
             consume::change_invisible(ctx, &topic, &group, &receipt, d)
@@ -510,7 +555,10 @@ impl Engine {
     /// Moves a Timing message to a new delivery time; `NotFound` once it is Ready.
     pub fn reschedule(&self, handle: &str, deliver_at_ms: i64) -> Result<SendReceipt> {
         let handle = handle.to_string();
-        writer::submit(self.sh(), true, move |ctx| recall::reschedule(ctx, &handle, deliver_at_ms)).wait()
+        writer::submit(self.sh(), true, move |ctx| {
+            recall::reschedule(ctx, &handle, deliver_at_ms)
+        })
+        .wait()
     }
 
     /// The state of one message, and per group for Ready ones.
@@ -585,7 +633,10 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
             None => match retention::fs_usage(&sh.path) {
                 Some((u, total)) if total > 0 => {
                     let r = u as f64 / total as f64;
-                    (r > sh.config.disk_high_ratio, r < sh.config.disk_high_ratio * 0.9)
+                    (
+                        r > sh.config.disk_high_ratio,
+                        r < sh.config.disk_high_ratio * 0.9,
+                    )
                 }
                 _ => (false, true),
             },
@@ -596,7 +647,8 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
     report.over_watermark = is_over;
     if is_over {
         for _ in 0..10_000 {
-            let n = writer::submit(sh, true, |ctx| retention::purge_acked(ctx, 16 * 1024)).wait()?;
+            let n =
+                writer::submit(sh, true, |ctx| retention::purge_acked(ctx, 16 * 1024)).wait()?;
             report.purged += n;
             if n == 0 {
                 break;
@@ -606,7 +658,8 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
         used = retention::dir_bytes(&sh.path);
         if over(used).0 && sh.config.storage_policy == StoragePolicy::DropOldest {
             for _ in 0..10_000 {
-                let n = writer::submit(sh, true, |ctx| retention::drop_oldest(ctx, 16 * 1024)).wait()?;
+                let n = writer::submit(sh, true, |ctx| retention::drop_oldest(ctx, 16 * 1024))
+                    .wait()?;
                 report.dropped += n;
                 reclaim(sh)?;
                 used = retention::dir_bytes(&sh.path);
@@ -621,7 +674,9 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
         let why = format!(
             "data directory uses {used} bytes, over the high watermark; acked data was deleted and it was not enough"
         );
-        *sh.storage_full_why.lock().unwrap_or_else(|p| p.into_inner()) = why;
+        *sh.storage_full_why
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = why;
         sh.storage_full.store(true, Ordering::SeqCst);
     } else if below_low {
         sh.storage_full.store(false, Ordering::SeqCst);
@@ -646,7 +701,8 @@ fn reclaim(sh: &Shared) -> Result<()> {
 
 fn maintenance_loop(sh: Arc<Shared>) {
     loop {
-        sh.maintenance_wake.wait(Some(sh.config.maintenance_interval));
+        sh.maintenance_wake
+            .wait(Some(sh.config.maintenance_interval));
         if sh.shutdown.load(Ordering::SeqCst) {
             return;
         }

@@ -32,7 +32,9 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
         if sh.get(TIMER, keys::timer(deliver_at_ms, id))?.is_some() {
             return Ok(view);
         }
-        return Err(Error::NotFound(format!("message {id} is being moved or deleted")));
+        return Err(Error::NotFound(format!(
+            "message {id} is being moved or deleted"
+        )));
     };
     let loc = records::decode_location(&lv)?;
     view.state = MessageState::Ready {
@@ -48,7 +50,14 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
             .groups
             .values()
             .filter_map(|g| st.groups.get(g))
-            .map(|g| (g.rec.id, g.rec.name.clone(), g.rec.cursor.next_offset, g.rec.cursor.expired_to))
+            .map(|g| {
+                (
+                    g.rec.id,
+                    g.rec.name.clone(),
+                    g.rec.cursor.next_offset,
+                    g.rec.cursor.expired_to,
+                )
+            })
             .collect();
         gs.sort_by(|a, b| a.1.cmp(&b.1));
         gs

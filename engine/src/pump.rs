@@ -34,7 +34,11 @@ pub(crate) fn append_ready(
     let offset = t.rec.counters.ready_end;
     t.rec.counters.ready_end += 1;
     let name_for_observer = ctx.sh.config_observer().map(|_| t.rec.name.clone());
-    ctx.put(READY, keys::ready(topic, offset), records::encode_ready(now, deliver_at_ms, id, tag))?;
+    ctx.put(
+        READY,
+        keys::ready(topic, offset),
+        records::encode_ready(now, deliver_at_ms, id, tag),
+    )?;
     let loc = Location {
         deliver_at_ms,
         topic,
@@ -119,7 +123,10 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
 pub(crate) fn next_timer_due(sh: &Shared, wm: (u64, u128)) -> Result<Option<u64>> {
     let lower = keys::timer(wm.0, MessageId(wm.1));
     let first = sh.scan(TIMER, &lower, &[0xff; 25], 1)?;
-    Ok(first.first().and_then(|(k, _)| keys::parse_timer(k)).map(|(t, _)| t))
+    Ok(first
+        .first()
+        .and_then(|(k, _)| keys::parse_timer(k))
+        .map(|(t, _)| t))
 }
 
 /// Notes "everything due before the watermark was Ready by now", which is what lets
@@ -130,7 +137,10 @@ fn record_checkpoint(ctx: &mut Ctx<'_>) {
     let every = ctx.sh.checkpoint_every_ms();
     let retention = ctx.sh.retention_ms();
     let cps = &ctx.st.engine.checkpoints;
-    if cps.last().is_some_and(|&(lw, lt)| lw == w || now < lt + every) {
+    if cps
+        .last()
+        .is_some_and(|&(lw, lt)| lw == w || now < lt + every)
+    {
         return;
     }
     let e = ctx.st.engine_mut();
@@ -167,7 +177,11 @@ pub(crate) fn run(sh: Arc<Shared>) {
             return;
         }
         let now = clock.now_ms();
-        let due = sh.state.lock().unwrap_or_else(|p| p.into_inner()).next_due();
+        let due = sh
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_due();
         match due {
             Some(d) if d <= now => {
                 let r = writer::submit(&sh, false, tick).wait();

@@ -19,7 +19,9 @@ fn not_timing(id: impl std::fmt::Display) -> Error {
 pub(crate) fn recall(ctx: &mut Ctx<'_>, handle: &str) -> Result<()> {
     let (t, id) = parse_recall_handle(handle)?;
     ctx.prepare_read()?;
-    let tv = ctx.get(TIMER, keys::timer(t, id))?.ok_or_else(|| not_timing(id))?;
+    let tv = ctx
+        .get(TIMER, keys::timer(t, id))?
+        .ok_or_else(|| not_timing(id))?;
     let (tid, _) = records::decode_timer(&tv)?;
     let mv = ctx.get(MESSAGES, keys::message(id))?;
     let msg_keys = match &mv {
@@ -40,10 +42,16 @@ pub(crate) fn recall(ctx: &mut Ctx<'_>, handle: &str) -> Result<()> {
 
 /// Moves a Timing message to a new delivery time (same rules as a send); returns the
 /// new receipt, whose recall handle replaces the old one.
-pub(crate) fn reschedule(ctx: &mut Ctx<'_>, handle: &str, deliver_at_ms: i64) -> Result<SendReceipt> {
+pub(crate) fn reschedule(
+    ctx: &mut Ctx<'_>,
+    handle: &str,
+    deliver_at_ms: i64,
+) -> Result<SendReceipt> {
     let (t, id) = parse_recall_handle(handle)?;
     ctx.prepare_read()?;
-    let tv = ctx.get(TIMER, keys::timer(t, id))?.ok_or_else(|| not_timing(id))?;
+    let tv = ctx
+        .get(TIMER, keys::timer(t, id))?
+        .ok_or_else(|| not_timing(id))?;
     let (tid, tag) = records::decode_timer(&tv)?;
     let tag = tag.to_vec();
     let mv = ctx
@@ -54,9 +62,17 @@ pub(crate) fn reschedule(ctx: &mut Ctx<'_>, handle: &str, deliver_at_ms: i64) ->
     m.requested_ms = Some(deliver_at_ms);
     m.adjusted = eff.adjusted;
     ctx.single_delete(TIMER, keys::timer(t, id))?;
-    ctx.put(MESSAGES, keys::message(id), records::encode_message(eff.deliver_at_ms, &m)?)?;
+    ctx.put(
+        MESSAGES,
+        keys::message(id),
+        records::encode_message(eff.deliver_at_ms, &m)?,
+    )?;
     for k in &m.keys {
-        ctx.put(KEYS, keys::key_index(tid, k, id), eff.deliver_at_ms.to_be_bytes())?;
+        ctx.put(
+            KEYS,
+            keys::key_index(tid, k, id),
+            eff.deliver_at_ms.to_be_bytes(),
+        )?;
     }
     if eff.immediate {
         append_ready(ctx, tid, id, eff.deliver_at_ms, &tag)?;

@@ -124,7 +124,12 @@ impl ReadyEntry<'_> {
     }
 }
 
-pub(crate) fn encode_ready(ready_at_ms: u64, deliver_at_ms: u64, id: MessageId, tag: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_ready(
+    ready_at_ms: u64,
+    deliver_at_ms: u64,
+    id: MessageId,
+    tag: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::with_capacity(32 + tag.len());
     v.extend_from_slice(&ready_at_ms.to_be_bytes());
     v.extend_from_slice(&deliver_at_ms.to_be_bytes());
@@ -138,7 +143,12 @@ pub(crate) fn decode_ready(v: &[u8]) -> Result<ReadyEntry<'_>> {
     Ok(ReadyEntry {
         ready_at_ms: u64_at(v, 0).ok_or_else(bad)?,
         deliver_at_ms: u64_at(v, 8).ok_or_else(bad)?,
-        id: MessageId::from_bytes(v.get(16..32).ok_or_else(bad)?.try_into().map_err(|_| bad())?),
+        id: MessageId::from_bytes(
+            v.get(16..32)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        ),
         tag: &v[32..],
     })
 }
@@ -227,15 +237,32 @@ mod tests {
         let v = encode_message(42, &body).unwrap();
         assert_eq!(message_deliver_at(&v), Some(42));
         assert_eq!(decode_message(&v).unwrap(), (42, body));
-        let l = Location { deliver_at_ms: 1, topic: 2, offset: 3, ready_at_ms: 4 };
+        let l = Location {
+            deliver_at_ms: 1,
+            topic: 2,
+            offset: 3,
+            ready_at_ms: 4,
+        };
         assert_eq!(decode_location(&encode_location(&l)).unwrap(), l);
         assert_eq!(message_deliver_at(&encode_location(&l)), Some(1));
         let r = encode_ready(7, 6, MessageId(9), b"tag");
         let e = decode_ready(&r).unwrap();
-        assert_eq!((e.ready_at_ms, e.deliver_at_ms, e.id, e.tag()), (7, 6, MessageId(9), Some(&b"tag"[..])));
-        let i = Inflight { id: MessageId(1), attempt: 2, visible_at_ms: 3, nonce: 4, ready_at_ms: 5 };
+        assert_eq!(
+            (e.ready_at_ms, e.deliver_at_ms, e.id, e.tag()),
+            (7, 6, MessageId(9), Some(&b"tag"[..]))
+        );
+        let i = Inflight {
+            id: MessageId(1),
+            attempt: 2,
+            visible_at_ms: 3,
+            nonce: 4,
+            ready_at_ms: 5,
+        };
         assert_eq!(decode_inflight(&encode_inflight(&i)).unwrap(), i);
-        assert_eq!(decode_acked(&encode_acked(Finished::DeadLettered, 1)).unwrap(), Finished::DeadLettered);
+        assert_eq!(
+            decode_acked(&encode_acked(Finished::DeadLettered, 1)).unwrap(),
+            Finished::DeadLettered
+        );
         assert!(decode_message(&[9, 9]).is_err());
         assert!(decode_inflight(&[0; 3]).is_err());
     }

@@ -111,7 +111,12 @@ pub(crate) fn is_retry(ctx: &Ctx<'_>, g: GroupId, rec: &Inflight, offset: u64) -
 }
 
 /// Removes a group's inflight record and its index entry, fixing the counters.
-pub(crate) fn remove_inflight(ctx: &mut Ctx<'_>, g: GroupId, offset: u64, rec: &Inflight) -> Result<()> {
+pub(crate) fn remove_inflight(
+    ctx: &mut Ctx<'_>,
+    g: GroupId,
+    offset: u64,
+    rec: &Inflight,
+) -> Result<()> {
     let retry = is_retry(ctx, g, rec, offset);
     ctx.delete(INFLIGHT, keys::inflight(g, offset))?;
     ctx.delete(INFLIGHT, keys::visible(g, rec.visible_at_ms, offset))?;
@@ -138,7 +143,11 @@ pub(crate) fn dead_letter(
     if !already_removed {
         remove_inflight(ctx, g, offset, rec)?;
     }
-    ctx.put(ACKED, keys::acked(g, offset), records::encode_acked(Finished::DeadLettered, rec.ready_at_ms))?;
+    ctx.put(
+        ACKED,
+        keys::acked(g, offset),
+        records::encode_acked(Finished::DeadLettered, rec.ready_at_ms),
+    )?;
     let Some(gs) = ctx.st.group_mut(g) else {
         return Ok(());
     };
@@ -167,10 +176,14 @@ pub(crate) fn dead_letter(
             id
         }
     };
-    body.properties.insert("DLQ_ORIGIN_TOPIC".into(), body.topic.clone());
-    body.properties.insert("DLQ_ORIGIN_MESSAGE_ID".into(), rec.id.to_string());
-    body.properties.insert("DLQ_ORIGIN_GROUP".into(), group_name);
-    body.properties.insert("DLQ_DELIVERY_ATTEMPTS".into(), rec.attempt.to_string());
+    body.properties
+        .insert("DLQ_ORIGIN_TOPIC".into(), body.topic.clone());
+    body.properties
+        .insert("DLQ_ORIGIN_MESSAGE_ID".into(), rec.id.to_string());
+    body.properties
+        .insert("DLQ_ORIGIN_GROUP".into(), group_name);
+    body.properties
+        .insert("DLQ_DELIVERY_ATTEMPTS".into(), rec.attempt.to_string());
     let copy = NewMessage {
         topic: dlq,
         tag: body.tag,

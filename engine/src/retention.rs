@@ -65,12 +65,13 @@ pub(crate) fn horizon(now: u64, retention_ms: u64, checkpoints: &[(u64, u64)]) -
 }
 
 pub(crate) fn install_message_filter(o: &mut Options, h: Arc<Horizon>) {
-    o.set_compaction_filter("sundial-messages-retention", move |_, _k: &[u8], v: &[u8]| {
-        match records::message_deliver_at(v) {
+    o.set_compaction_filter(
+        "sundial-messages-retention",
+        move |_, _k: &[u8], v: &[u8]| match records::message_deliver_at(v) {
             Some(t) if h.deliver_expired(t) => Decision::Remove,
             _ => Decision::Keep,
-        }
-    });
+        },
+    );
 }
 
 pub(crate) fn install_ready_filter(o: &mut Options, h: Arc<Horizon>) {
@@ -92,12 +93,13 @@ pub(crate) fn install_acked_filter(o: &mut Options, h: Arc<Horizon>) {
 }
 
 pub(crate) fn install_keys_filter(o: &mut Options, h: Arc<Horizon>) {
-    o.set_compaction_filter("sundial-keys-retention", move |_, _k: &[u8], v: &[u8]| {
-        match v.try_into().map(u64::from_be_bytes) {
+    o.set_compaction_filter(
+        "sundial-keys-retention",
+        move |_, _k: &[u8], v: &[u8]| match v.try_into().map(u64::from_be_bytes) {
             Ok(t) if h.deliver_expired(t) => Decision::Remove,
             _ => Decision::Keep,
-        }
-    });
+        },
+    );
 }
 
 /// Bytes used by the files of the data directory (SSTs, WAL, manifest).
@@ -131,7 +133,11 @@ pub(crate) fn fs_usage(path: &Path) -> Option<(u64, u64)> {
 
 /// The lowest offset a group still needs: its oldest inflight or its cursor.
 fn group_low(ctx: &Ctx<'_>, g: GroupId) -> Result<u64> {
-    let cursor = ctx.st.groups.get(&g).map_or(0, |gs| gs.rec.cursor.next_offset);
+    let cursor = ctx
+        .st
+        .groups
+        .get(&g)
+        .map_or(0, |gs| gs.rec.cursor.next_offset);
     let (lo, hi) = keys::inflight_range(g);
     let first = ctx.scan(crate::families::INFLIGHT, &lo, &hi, 1)?;
     let inflight = first.first().and_then(|(k, _)| keys::parse_inflight(k));
@@ -140,7 +146,12 @@ fn group_low(ctx: &Ctx<'_>, g: GroupId) -> Result<u64> {
 
 /// Deletes the ready-log range `[from, to)` of a topic and its message records.
 fn purge_range(ctx: &mut Ctx<'_>, tid: TopicId, from: u64, to: u64) -> Result<u64> {
-    let rows = ctx.scan(READY, &keys::ready(tid, from), &keys::ready(tid, to), usize::MAX)?;
+    let rows = ctx.scan(
+        READY,
+        &keys::ready(tid, from),
+        &keys::ready(tid, to),
+        usize::MAX,
+    )?;
     for (_, v) in &rows {
         let e = records::decode_ready(v)?;
         ctx.delete(MESSAGES, keys::message(e.id))?;
@@ -162,7 +173,13 @@ pub(crate) fn purge_acked(ctx: &mut Ctx<'_>, max: u64) -> Result<u64> {
         .topics
         .values()
         .filter(|t| !t.groups.is_empty())
-        .map(|t| (t.rec.id, t.rec.counters.head, t.groups.values().copied().collect()))
+        .map(|t| {
+            (
+                t.rec.id,
+                t.rec.counters.head,
+                t.groups.values().copied().collect(),
+            )
+        })
         .collect();
     let mut total = 0;
     for (tid, head, groups) in topics {

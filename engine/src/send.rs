@@ -5,7 +5,9 @@ use crate::families::{KEYS, MESSAGES, TIMER};
 use crate::keys::{self, TopicId};
 use crate::pump::append_ready;
 use crate::records::{self, MessageBody};
-use crate::types::{validate_tag, Config, MessageId, NewMessage, OverMaxDelay, SendReceipt, TopicKind};
+use crate::types::{
+    validate_tag, Config, MessageId, NewMessage, OverMaxDelay, SendReceipt, TopicKind,
+};
 use crate::writer::Ctx;
 
 /// Earliest accepted absolute time: 2000-01-01. Anything smaller is almost surely a
@@ -84,7 +86,11 @@ pub(crate) fn recall_handle(deliver_at_ms: u64, id: MessageId) -> String {
 
 /// Parses a recall handle.
 pub(crate) fn parse_recall_handle(h: &str) -> Result<(u64, MessageId)> {
-    let bad = || Error::BadRequest(format!("recall handle {h:?} is not 48 hexadecimal characters"));
+    let bad = || {
+        Error::BadRequest(format!(
+            "recall handle {h:?} is not 48 hexadecimal characters"
+        ))
+    };
     if h.len() != 48 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
@@ -108,12 +114,16 @@ fn check_message(m: &NewMessage, cfg: &Config) -> Result<()> {
     }
     for k in &m.keys {
         if k.is_empty() || k.len() > 1024 {
-            return Err(Error::BadRequest(format!("key {k:?} must be 1..=1024 bytes")));
+            return Err(Error::BadRequest(format!(
+                "key {k:?} must be 1..=1024 bytes"
+            )));
         }
     }
     let props: usize = m.properties.iter().map(|(k, v)| k.len() + v.len()).sum();
     if m.properties.len() > 128 || props > 64 * 1024 {
-        return Err(Error::BadRequest("at most 128 properties and 64 KiB of them".into()));
+        return Err(Error::BadRequest(
+            "at most 128 properties and 64 KiB of them".into(),
+        ));
     }
     Ok(())
 }
@@ -121,7 +131,9 @@ fn check_message(m: &NewMessage, cfg: &Config) -> Result<()> {
 fn check_kind(topic: &str, kind: TopicKind, delay: bool) -> Result<()> {
     let why = match (kind, delay) {
         (TopicKind::Normal, true) => "a message with a delivery time needs a DELAY or MIXED topic",
-        (TopicKind::Delay, false) => "a message without a delivery time needs a NORMAL or MIXED topic",
+        (TopicKind::Delay, false) => {
+            "a message without a delivery time needs a NORMAL or MIXED topic"
+        }
         _ => return Ok(()),
     };
     Err(Error::TopicTypeMismatch {
@@ -132,10 +144,20 @@ fn check_kind(topic: &str, kind: TopicKind, delay: bool) -> Result<()> {
 }
 
 /// Sends a batch; each message succeeds or fails on its own.
-pub(crate) fn send_batch(ctx: &mut Ctx<'_>, msgs: Vec<NewMessage>) -> Result<Vec<Result<SendReceipt>>> {
-    if ctx.sh.storage_full.load(std::sync::atomic::Ordering::SeqCst) {
+pub(crate) fn send_batch(
+    ctx: &mut Ctx<'_>,
+    msgs: Vec<NewMessage>,
+) -> Result<Vec<Result<SendReceipt>>> {
+    if ctx
+        .sh
+        .storage_full
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
         let why = ctx.sh.storage_full_reason();
-        return Ok(msgs.iter().map(|_| Err(Error::StorageFull(why.clone()))).collect());
+        return Ok(msgs
+            .iter()
+            .map(|_| Err(Error::StorageFull(why.clone())))
+            .collect());
     }
     let mut out = Vec::with_capacity(msgs.len());
     for m in msgs {
@@ -146,7 +168,11 @@ pub(crate) fn send_batch(ctx: &mut Ctx<'_>, msgs: Vec<NewMessage>) -> Result<Vec
 
 /// Writes one message. `force` names the topic directly and skips the producer-side
 /// checks (dead-letter copies of messages that already passed them).
-pub(crate) fn send_one(ctx: &mut Ctx<'_>, m: NewMessage, force: Option<TopicId>) -> Result<SendReceipt> {
+pub(crate) fn send_one(
+    ctx: &mut Ctx<'_>,
+    m: NewMessage,
+    force: Option<TopicId>,
+) -> Result<SendReceipt> {
     let cfg = &ctx.sh.config;
     if force.is_none() {
         check_message(&m, cfg)?;
@@ -182,13 +208,27 @@ pub(crate) fn send_one(ctx: &mut Ctx<'_>, m: NewMessage, force: Option<TopicId>)
     let value = records::encode_message(eff.deliver_at_ms, &rec)?;
     ctx.put(MESSAGES, keys::message(id), value)?;
     for k in &rec.keys {
-        ctx.put(KEYS, keys::key_index(tid, k, id), eff.deliver_at_ms.to_be_bytes())?;
+        ctx.put(
+            KEYS,
+            keys::key_index(tid, k, id),
+            eff.deliver_at_ms.to_be_bytes(),
+        )?;
     }
     let tag = rec.tag.as_deref();
     if eff.immediate {
-        append_ready(ctx, tid, id, eff.deliver_at_ms, tag.unwrap_or("").as_bytes())?;
+        append_ready(
+            ctx,
+            tid,
+            id,
+            eff.deliver_at_ms,
+            tag.unwrap_or("").as_bytes(),
+        )?;
     } else {
-        ctx.put(TIMER, keys::timer(eff.deliver_at_ms, id), records::encode_timer(tid, tag))?;
+        ctx.put(
+            TIMER,
+            keys::timer(eff.deliver_at_ms, id),
+            records::encode_timer(tid, tag),
+        )?;
         if let Some(t) = ctx.st.topic_mut(tid) {
             t.rec.counters.timing += 1;
         }

@@ -115,6 +115,9 @@ pub(crate) struct State {
     pub(crate) deleted_meta: Vec<Vec<u8>>,
 }
 
+/// A meta record to write (`Some`) or delete (`None`).
+pub(crate) type MetaChange = (Vec<u8>, Option<Vec<u8>>);
+
 pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     bincode::serde::encode_to_vec(v, bincode::config::standard())
         .map_err(|e| Error::Storage(format!("encode: {e}")))
@@ -173,7 +176,7 @@ impl State {
     }
 
     /// Every changed record as `(meta key, Some(value))`, deletions as `(key, None)`.
-    pub fn take_dirty(&mut self) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+    pub fn take_dirty(&mut self) -> Result<Vec<MetaChange>> {
         let mut out = Vec::new();
         for k in self.deleted_meta.drain(..) {
             out.push((k, None));

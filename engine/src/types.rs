@@ -160,9 +160,7 @@ impl TagFilter {
     pub fn matches(&self, tag: Option<&[u8]>) -> bool {
         match self {
             TagFilter::All => true,
-            TagFilter::Tags(tags) => {
-                tag.is_some_and(|t| tags.iter().any(|x| x.as_bytes() == t))
-            }
+            TagFilter::Tags(tags) => tag.is_some_and(|t| tags.iter().any(|x| x.as_bytes() == t)),
         }
     }
 }
@@ -177,7 +175,10 @@ impl fmt::Display for TagFilter {
 }
 
 pub(crate) fn validate_tag(tag: &str) -> Result<()> {
-    if tag.is_empty() || tag.len() > 128 || tag.contains("||") || tag.chars().any(char::is_whitespace)
+    if tag.is_empty()
+        || tag.len() > 128
+        || tag.contains("||")
+        || tag.chars().any(char::is_whitespace)
     {
         return Err(Error::BadRequest(format!(
             "tag {tag:?} must be 1..=128 characters without whitespace or `||`"

@@ -149,7 +149,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn run_job<T>(&mut self, durable: bool, f: impl FnOnce(&mut Ctx<'_>) -> Result<T>) -> Result<T> {
+    fn run_job<T>(
+        &mut self,
+        durable: bool,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
+    ) -> Result<T> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -231,13 +235,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Keys and values of `cf` in `[lower, upper)`, at most `limit`.
-    pub fn scan(
-        &self,
-        cf: &str,
-        lower: &[u8],
-        upper: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>> {
+    pub fn scan(&self, cf: &str, lower: &[u8], upper: &[u8], limit: usize) -> Result<crate::Rows> {
         self.sh.scan(cf, lower, upper, limit)
     }
 

@@ -15,9 +15,18 @@ fn ack_is_final_and_bad_receipts_are_refused() {
     assert_eq!(got.len(), 1);
     let r = &got[0].receipt_handle;
     h.e().ack("n", "g", r).unwrap();
-    assert!(matches!(h.e().ack("n", "g", r), Err(Error::BadReceiptHandle(_))));
-    assert!(matches!(h.e().ack("n", "g", "zz"), Err(Error::BadReceiptHandle(_))));
-    assert!(matches!(h.e().ack("n", "other", r), Err(Error::BadReceiptHandle(_))));
+    assert!(matches!(
+        h.e().ack("n", "g", r),
+        Err(Error::BadReceiptHandle(_))
+    ));
+    assert!(matches!(
+        h.e().ack("n", "g", "zz"),
+        Err(Error::BadReceiptHandle(_))
+    ));
+    assert!(matches!(
+        h.e().ack("n", "other", r),
+        Err(Error::BadReceiptHandle(_))
+    ));
     h.advance(3_600_000);
     assert!(h.receive("n", "g", 10).is_empty(), "acked is final");
     let s = h.e().stats();
@@ -45,7 +54,10 @@ fn expiry_redelivers_with_attempt_plus_one_and_old_receipt_goes_stale() {
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].delivery_attempt, 2);
     assert_eq!(second[0].message_id, id);
-    assert!(matches!(h.e().ack("n", "g", &first[0].receipt_handle), Err(Error::BadReceiptHandle(_))));
+    assert!(matches!(
+        h.e().ack("n", "g", &first[0].receipt_handle),
+        Err(Error::BadReceiptHandle(_))
+    ));
     h.e().ack("n", "g", &second[0].receipt_handle).unwrap();
     let g = &h.e().stats().topics[0].groups[0];
     assert_eq!((g.redelivered, g.inflight, g.retry, g.acked), (1, 0, 0, 1));
@@ -63,10 +75,16 @@ fn nack_uses_the_backoff_table() {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].delivery_attempt as usize, attempt + 1);
         h.e().nack("n", "g", &got[0].receipt_handle).unwrap();
-        assert!(matches!(h.e().nack("n", "g", &got[0].receipt_handle), Err(Error::BadReceiptHandle(_))));
+        assert!(matches!(
+            h.e().nack("n", "g", &got[0].receipt_handle),
+            Err(Error::BadReceiptHandle(_))
+        ));
         let ms = wait.as_millis() as u64;
         h.advance(ms - 1);
-        assert!(h.receive("n", "g", 10).is_empty(), "visible before its backoff");
+        assert!(
+            h.receive("n", "g", 10).is_empty(),
+            "visible before its backoff"
+        );
         h.advance(1);
     }
     assert_eq!(h.receive("n", "g", 10)[0].delivery_attempt, 5);
@@ -85,16 +103,25 @@ fn change_invisible_duration_counts_from_the_call() {
         .change_invisible_duration("n", "g", &got[0].receipt_handle, Duration::from_secs(5))
         .unwrap();
     assert_ne!(new, got[0].receipt_handle);
-    assert!(matches!(h.e().ack("n", "g", &got[0].receipt_handle), Err(Error::BadReceiptHandle(_))));
+    assert!(matches!(
+        h.e().ack("n", "g", &got[0].receipt_handle),
+        Err(Error::BadReceiptHandle(_))
+    ));
     h.advance(4_999);
     assert!(h.receive("n", "g", 1).is_empty());
     h.e().ack("n", "g", &new).unwrap();
     h.advance(10_000);
     assert!(h.receive("n", "g", 1).is_empty());
-    for bad in [Duration::from_millis(99), Duration::from_secs(12 * 3600 + 1)] {
+    for bad in [
+        Duration::from_millis(99),
+        Duration::from_secs(12 * 3600 + 1),
+    ] {
         let mut r = ReceiveRequest::new("n", "g", 1);
         r.invisible_duration = bad;
-        assert!(matches!(h.e().receive(r), Err(Error::BadInvisibleDuration(_))));
+        assert!(matches!(
+            h.e().receive(r),
+            Err(Error::BadInvisibleDuration(_))
+        ));
     }
 }
 
@@ -116,14 +143,25 @@ fn dead_letter_after_max_attempts() {
     let s = h.e().stats();
     let t = s.topics.iter().find(|t| t.name == "n").unwrap();
     assert_eq!(t.groups[0].dead_lettered, 1);
-    assert_eq!(h.e().show(id).unwrap().groups[0].1, GroupMessageState::DeadLettered);
-    h.e().create_group("%DLQ%g", "ops", sundial_engine::GroupStart::Earliest, None).unwrap();
+    assert_eq!(
+        h.e().show(id).unwrap().groups[0].1,
+        GroupMessageState::DeadLettered
+    );
+    h.e()
+        .create_group("%DLQ%g", "ops", sundial_engine::GroupStart::Earliest, None)
+        .unwrap();
     let dl = h.drain("%DLQ%g", "ops");
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].body, b"poison");
     assert_eq!(dl[0].tag.as_deref(), Some("t"));
-    assert_eq!(dl[0].properties.get("DLQ_ORIGIN_MESSAGE_ID"), Some(&id.to_string()));
-    assert_eq!(dl[0].properties.get("DLQ_ORIGIN_TOPIC").map(String::as_str), Some("n"));
+    assert_eq!(
+        dl[0].properties.get("DLQ_ORIGIN_MESSAGE_ID"),
+        Some(&id.to_string())
+    );
+    assert_eq!(
+        dl[0].properties.get("DLQ_ORIGIN_TOPIC").map(String::as_str),
+        Some("n")
+    );
 
     // A nack of the last attempt dead-letters at once.
     h.e().send(normal_msg("n", "second")).unwrap();
@@ -142,8 +180,17 @@ fn dead_letter_after_max_attempts() {
 fn tag_filters() {
     let h = Harness::new();
     h.topic("n", TopicKind::Normal);
-    h.e().create_group("n", "ab", sundial_engine::GroupStart::Latest, Some("a || b")).unwrap();
-    h.e().create_group("n", "all", sundial_engine::GroupStart::Latest, Some("*")).unwrap();
+    h.e()
+        .create_group(
+            "n",
+            "ab",
+            sundial_engine::GroupStart::Latest,
+            Some("a || b"),
+        )
+        .unwrap();
+    h.e()
+        .create_group("n", "all", sundial_engine::GroupStart::Latest, Some("*"))
+        .unwrap();
     for tag in [Some("a"), Some("b"), Some("c"), None] {
         let mut m = normal_msg("n", tag.unwrap_or("none"));
         m.tag = tag.map(str::to_string);
@@ -166,5 +213,8 @@ fn ready_signal_changes_when_messages_become_ready() {
     h.e().send(delay_msg("d", T0 + 100, "x")).unwrap();
     assert!(!sig.has_changed().unwrap(), "nothing Ready yet");
     h.advance(100);
-    assert!(sig.has_changed().unwrap(), "the pump announced the Ready message");
+    assert!(
+        sig.has_changed().unwrap(),
+        "the pump announced the Ready message"
+    );
 }

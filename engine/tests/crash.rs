@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use sundial_engine::{Clock, Config, Engine, GroupStart, MessageId, NewMessage, ReceiveRequest, SystemClock, TopicKind};
+use sundial_engine::{
+    Clock, Config, Engine, GroupStart, MessageId, NewMessage, ReceiveRequest, SystemClock,
+    TopicKind,
+};
 
 const CHILD_ENV: &str = "SUNDIAL_CRASH_CHILD_DIR";
 const ROUNDS: usize = 6;
@@ -52,18 +55,27 @@ fn acknowledged_sends_survive_sigkill() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let quiet = Config { background: false, ..Config::default() };
+    let quiet = Config {
+        background: false,
+        ..Config::default()
+    };
     {
         let e = Engine::open(dir.path(), quiet.clone()).unwrap();
         e.create_topic("crash", TopicKind::Delay).unwrap();
-        e.create_group("crash", "g", GroupStart::Earliest, None).unwrap();
+        e.create_group("crash", "g", GroupStart::Earliest, None)
+            .unwrap();
     }
     let exe = std::env::current_exe().unwrap();
     let mut acked: HashMap<MessageId, u64> = HashMap::new();
     let mut rng = rand::rng();
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
-            .args(["acknowledged_sends_survive_sigkill", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "acknowledged_sends_survive_sigkill",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -78,7 +90,9 @@ fn acknowledged_sends_survive_sigkill() {
                 if parts.next() != Some("ACK") {
                     continue;
                 }
-                let (Some(id), Some(at)) = (parts.next(), parts.next()) else { continue };
+                let (Some(id), Some(at)) = (parts.next(), parts.next()) else {
+                    continue;
+                };
                 if let (Ok(id), Ok(at)) = (id.parse::<MessageId>(), at.parse::<u64>()) {
                     lines.push((id, at));
                 }
@@ -100,7 +114,8 @@ fn acknowledged_sends_survive_sigkill() {
         // Every acknowledged send is still there after the crash.
         let e = Engine::open(dir.path(), quiet.clone()).unwrap();
         for id in acked.keys() {
-            e.show(*id).unwrap_or_else(|err| panic!("round {round}: acknowledged {id} lost: {err}"));
+            e.show(*id)
+                .unwrap_or_else(|err| panic!("round {round}: acknowledged {id} lost: {err}"));
         }
         assert_eq!(e.stats().early_deliveries, 0);
     }
@@ -129,7 +144,11 @@ fn acknowledged_sends_survive_sigkill() {
         }
     }
     for (id, at) in &acked {
-        assert_eq!(seen.get(id), Some(at), "acknowledged {id} not delivered at its time");
+        assert_eq!(
+            seen.get(id),
+            Some(at),
+            "acknowledged {id} not delivered at its time"
+        );
     }
     eprintln!("crash test: {ROUNDS} kills, {} acknowledged sends, {} delivered (unacknowledged sends may also appear)", acked.len(), seen.len());
 }

@@ -25,7 +25,10 @@ fn rule_table() {
     let e = effective_time(Some((now + day + 1) as i64), now, &cfg).unwrap();
     assert!(e.immediate && e.adjusted && e.deliver_at_ms == now);
     // Beyond with reject.
-    let reject = Config { over_max_delay: OverMaxDelay::Reject, ..Config::default() };
+    let reject = Config {
+        over_max_delay: OverMaxDelay::Reject,
+        ..Config::default()
+    };
     assert!(matches!(
         effective_time(Some((now + day + 1) as i64), now, &reject),
         Err(Error::BadDeliveryTime(_))
@@ -33,7 +36,10 @@ fn rule_table() {
     // Negative, absurd, overflowing.
     for bad in [-1i64, i64::MIN, 0, 5_000, i64::MAX, 253_402_300_800_000] {
         assert!(
-            matches!(effective_time(Some(bad), now, &cfg), Err(Error::BadDeliveryTime(_))),
+            matches!(
+                effective_time(Some(bad), now, &cfg),
+                Err(Error::BadDeliveryTime(_))
+            ),
             "{bad} must be refused"
         );
     }
@@ -44,7 +50,10 @@ fn rule_table() {
 
 #[test]
 fn max_delay_is_configurable_to_400_days() {
-    let cfg = Config { max_delay: Duration::from_secs(400 * 86_400), ..Config::default() };
+    let cfg = Config {
+        max_delay: Duration::from_secs(400 * 86_400),
+        ..Config::default()
+    };
     let at = T0 + 399 * 86_400_000;
     let e = effective_time(Some(at as i64), T0, &cfg).unwrap();
     assert_eq!(e.deliver_at_ms, at);
@@ -53,7 +62,10 @@ fn max_delay_is_configurable_to_400_days() {
 
 #[test]
 fn precision_rounds_up_never_earlier() {
-    let cfg = Config { precision_ms: 1000, ..Config::default() };
+    let cfg = Config {
+        precision_ms: 1000,
+        ..Config::default()
+    };
     let e = effective_time(Some((T0 + 1_500) as i64), T0, &cfg).unwrap();
     assert_eq!(e.deliver_at_ms, T0 + 2_000);
     assert!(e.adjusted);
@@ -66,7 +78,10 @@ fn precision_rounds_up_never_earlier() {
     assert_eq!(r.deliver_at_ms, T0 + 2_000);
     h.receive("d", "g", 1); // creates the group at the end of the log
     h.advance(1_001);
-    assert!(h.receive("d", "g", 10).is_empty(), "rounded up, so not at 1001");
+    assert!(
+        h.receive("d", "g", 10).is_empty(),
+        "rounded up, so not at 1001"
+    );
     h.advance(998);
     assert!(h.receive("d", "g", 10).is_empty());
     h.advance(1);
@@ -82,11 +97,18 @@ fn engine_applies_the_rules_and_reports_them_in_the_receipt() {
     assert_eq!(past.deliver_at_ms, T0);
     let near = h.e().send(delay_msg("d", T0 + 10_000, "near")).unwrap();
     assert_eq!((near.deliver_at_ms, near.adjusted), (T0 + 10_000, false));
-    let far = h.e().send(delay_msg("d", T0 + 25 * 3600 * 1000, "far")).unwrap();
+    let far = h
+        .e()
+        .send(delay_msg("d", T0 + 25 * 3600 * 1000, "far"))
+        .unwrap();
     assert_eq!((far.deliver_at_ms, far.adjusted), (T0, true));
     assert!(past.message_id < near.message_id && near.message_id < far.message_id);
     assert_eq!(past.message_id.to_string().len(), 32);
-    let now: Vec<_> = h.receive("d", "g", 10).into_iter().map(|m| m.body).collect();
+    let now: Vec<_> = h
+        .receive("d", "g", 10)
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
     assert_eq!(now, vec![b"past".to_vec(), b"far".to_vec()]);
     h.advance(9_999);
     assert!(h.receive("d", "g", 10).is_empty());
@@ -103,10 +125,16 @@ fn refused_times_store_nothing() {
         assert!(matches!(e, Some(Error::BadDeliveryTime(_))));
         let mut m = delay_msg("d", 0, "x");
         m.deliver_at_ms = Some(bad);
-        assert!(matches!(h.e().send(m), Err(Error::BadDeliveryTime(_))), "{bad}");
+        assert!(
+            matches!(h.e().send(m), Err(Error::BadDeliveryTime(_))),
+            "{bad}"
+        );
     }
     let s = h.e().stats();
-    assert_eq!((s.topics[0].sent, s.timing_total, s.topics[0].ready_total), (0, 0, 0));
+    assert_eq!(
+        (s.topics[0].sent, s.timing_total, s.topics[0].ready_total),
+        (0, 0, 0)
+    );
 }
 
 #[test]
@@ -115,7 +143,13 @@ fn body_limit_and_message_fields() {
     h.topic("n", TopicKind::Normal);
     let mut big = normal_msg("n", "");
     big.body = vec![0; 1025];
-    assert!(matches!(h.e().send(big), Err(Error::MessageTooLarge { size: 1025, limit: 1024 })));
+    assert!(matches!(
+        h.e().send(big),
+        Err(Error::MessageTooLarge {
+            size: 1025,
+            limit: 1024
+        })
+    ));
     let mut bad_tag = normal_msg("n", "x");
     bad_tag.tag = Some("a || b".into());
     assert!(matches!(h.e().send(bad_tag), Err(Error::BadRequest(_))));

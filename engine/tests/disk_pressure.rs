@@ -15,7 +15,11 @@ fn fill(h: &Harness, topic: &str, n: usize) {
             .map(|_| {
                 let mut body = vec![0u8; 1024];
                 rng.fill_bytes(&mut body);
-                NewMessage { topic: topic.into(), body, ..NewMessage::default() }
+                NewMessage {
+                    topic: topic.into(),
+                    body,
+                    ..NewMessage::default()
+                }
             })
             .collect();
         for r in h.e().send_batch(msgs) {
@@ -29,7 +33,9 @@ fn reject_policy_refuses_sends_until_acked_data_is_deleted() {
     let h = Harness::with(|c| c.disk_high_watermark_bytes = Some(BUDGET));
     h.topic("n", TopicKind::Normal);
     h.topic("d", TopicKind::Delay);
-    h.e().create_group("n", "g", GroupStart::Latest, None).unwrap();
+    h.e()
+        .create_group("n", "g", GroupStart::Latest, None)
+        .unwrap();
     let timing = h.e().send(delay_msg("d", T0 + 86_000_000, "wait")).unwrap();
     fill(&h, "n", 6000);
     let r = h.e().maintain().unwrap();
@@ -58,17 +64,30 @@ fn drop_oldest_policy_drops_ready_never_timing() {
     });
     h.topic("n", TopicKind::Normal);
     h.topic("d", TopicKind::Delay);
-    h.e().create_group("n", "slow", GroupStart::Latest, None).unwrap();
+    h.e()
+        .create_group("n", "slow", GroupStart::Latest, None)
+        .unwrap();
     let timers: Vec<_> = (0..200)
-        .map(|i| h.e().send(delay_msg("d", T0 + 86_000_000, &i.to_string())).unwrap())
+        .map(|i| {
+            h.e()
+                .send(delay_msg("d", T0 + 86_000_000, &i.to_string()))
+                .unwrap()
+        })
         .collect();
     fill(&h, "n", 6000);
     let r = h.e().maintain().unwrap();
-    assert!(r.over_watermark && r.dropped > 0 && !r.storage_full, "{r:?}");
+    assert!(
+        r.over_watermark && r.dropped > 0 && !r.storage_full,
+        "{r:?}"
+    );
     assert!(r.disk_bytes < BUDGET, "{r:?}");
     h.e().send(normal_msg("n", "fresh")).unwrap();
     let got = h.drain("n", "slow");
-    assert_eq!(got.len() as u64, 6001 - r.dropped, "the newest survive, oldest dropped");
+    assert_eq!(
+        got.len() as u64,
+        6001 - r.dropped,
+        "the newest survive, oldest dropped"
+    );
     assert_eq!(got.last().unwrap().body, b"fresh");
     let s = h.e().stats();
     assert_eq!(s.timing_total, 200);

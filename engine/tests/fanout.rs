@@ -10,10 +10,14 @@ fn every_group_gets_every_message_from_one_ready_log() {
     let h = Harness::new();
     h.topic("d", TopicKind::Delay);
     for g in ["g1", "g2", "g3"] {
-        h.e().create_group("d", g, GroupStart::Latest, None).unwrap();
+        h.e()
+            .create_group("d", g, GroupStart::Latest, None)
+            .unwrap();
     }
     for i in 0..300u64 {
-        h.e().send(delay_msg("d", T0 + 1 + i % 30, &i.to_string())).unwrap();
+        h.e()
+            .send(delay_msg("d", T0 + 1 + i % 30, &i.to_string()))
+            .unwrap();
     }
     h.advance(30);
     let mut per_group = Vec::new();
@@ -43,7 +47,9 @@ fn consumers_in_one_group_share_without_overlap() {
     assert_eq!(ids_a.len() + ids_b.len(), 60);
     assert!(ids_a.is_disjoint(&ids_b));
     // Slow group g2 is independent of g's progress.
-    h.e().create_group("n", "g2", GroupStart::Earliest, None).unwrap();
+    h.e()
+        .create_group("n", "g2", GroupStart::Earliest, None)
+        .unwrap();
     assert_eq!(h.drain("n", "g2").len(), 100);
 }
 
@@ -52,8 +58,13 @@ fn new_group_starts_at_latest_unless_earliest() {
     let h = Harness::new();
     h.topic("n", TopicKind::Normal);
     h.e().send(normal_msg("n", "old")).unwrap();
-    assert!(h.receive("n", "auto", 10).is_empty(), "auto-created from latest");
-    h.e().create_group("n", "early", GroupStart::Earliest, None).unwrap();
+    assert!(
+        h.receive("n", "auto", 10).is_empty(),
+        "auto-created from latest"
+    );
+    h.e()
+        .create_group("n", "early", GroupStart::Earliest, None)
+        .unwrap();
     h.e().send(normal_msg("n", "new")).unwrap();
     let auto: Vec<_> = h.drain("n", "auto").into_iter().map(|m| m.body).collect();
     assert_eq!(auto, vec![b"new".to_vec()]);

@@ -9,7 +9,9 @@ fn show_reports_state_per_group_and_find_by_key() {
     let h = Harness::new();
     h.topic("d", TopicKind::Delay);
     for g in ["acker", "holder", "idle", "nacker"] {
-        h.e().create_group("d", g, GroupStart::Latest, None).unwrap();
+        h.e()
+            .create_group("d", g, GroupStart::Latest, None)
+            .unwrap();
     }
     let mut m = delay_msg("d", T0 + 100, "x");
     m.keys = vec!["order-7".into()];
@@ -19,7 +21,10 @@ fn show_reports_state_per_group_and_find_by_key() {
     assert_eq!(v.state, MessageState::Timing);
     assert_eq!(v.deliver_at_ms, T0 + 100);
     assert!(v.groups.is_empty());
-    assert_eq!(h.e().find_by_key("d", "order-7").unwrap(), vec![r.message_id]);
+    assert_eq!(
+        h.e().find_by_key("d", "order-7").unwrap(),
+        vec![r.message_id]
+    );
     assert!(h.e().find_by_key("d", "order-8").unwrap().is_empty());
     h.advance(100);
     let a = h.receive("d", "acker", 1);
@@ -28,16 +33,40 @@ fn show_reports_state_per_group_and_find_by_key() {
     let n = h.receive("d", "nacker", 1);
     h.e().nack("d", "nacker", &n[0].receipt_handle).unwrap();
     let v = h.e().show(r.message_id).unwrap();
-    assert_eq!(v.state, MessageState::Ready { ready_at_ms: T0 + 100 });
-    let states: Vec<_> = v.groups.iter().map(|(g, s)| (g.as_str(), s.clone())).collect();
+    assert_eq!(
+        v.state,
+        MessageState::Ready {
+            ready_at_ms: T0 + 100
+        }
+    );
+    let states: Vec<_> = v
+        .groups
+        .iter()
+        .map(|(g, s)| (g.as_str(), s.clone()))
+        .collect();
     assert_eq!(
         states,
         vec![
             ("acker", GroupMessageState::Acked),
-            ("holder", GroupMessageState::Inflight { attempt: 1, visible_at_ms: T0 + 100 + 60_000 }),
+            (
+                "holder",
+                GroupMessageState::Inflight {
+                    attempt: 1,
+                    visible_at_ms: T0 + 100 + 60_000
+                }
+            ),
             ("idle", GroupMessageState::Ready),
-            ("nacker", GroupMessageState::Inflight { attempt: 1, visible_at_ms: T0 + 100 + 10_000 }),
+            (
+                "nacker",
+                GroupMessageState::Inflight {
+                    attempt: 1,
+                    visible_at_ms: T0 + 100 + 10_000
+                }
+            ),
         ]
     );
-    assert!(matches!(h.e().show(sundial_engine::MessageId(42)), Err(sundial_engine::Error::NotFound(_))));
+    assert!(matches!(
+        h.e().show(sundial_engine::MessageId(42)),
+        Err(sundial_engine::Error::NotFound(_))
+    ));
 }

@@ -24,7 +24,11 @@ enum Op {
     SendOverMax(u64),
     SendNormal,
     Advance(u64),
-    Receive { group: usize, max: usize, inv_ms: u64 },
+    Receive {
+        group: usize,
+        max: usize,
+        inv_ms: u64,
+    },
     Ack(usize),
     Nack(usize),
     Change(usize, u64),
@@ -55,7 +59,11 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Debug, Clone, PartialEq)]
 enum G {
     Pending,
-    Inflight { attempt: u32, visible_at: u64, receipt: Option<String> },
+    Inflight {
+        attempt: u32,
+        visible_at: u64,
+        receipt: Option<String>,
+    },
     Acked,
     Dead,
 }
@@ -80,13 +88,22 @@ impl Run {
         let h = Harness::with(|c| {
             c.max_delivery_attempts = MAX_ATTEMPTS;
             c.max_delay = Duration::from_millis(MAX_DELAY_MS);
-            c.retry_backoff = BACKOFF_MS.iter().map(|&ms| Duration::from_millis(ms)).collect();
+            c.retry_backoff = BACKOFF_MS
+                .iter()
+                .map(|&ms| Duration::from_millis(ms))
+                .collect();
         });
         h.topic("t", TopicKind::Mixed);
         for g in GROUPS {
-            h.e().create_group("t", g, GroupStart::Latest, None).unwrap();
+            h.e()
+                .create_group("t", g, GroupStart::Latest, None)
+                .unwrap();
         }
-        Run { h, msgs: Vec::new(), receipts: Vec::new() }
+        Run {
+            h,
+            msgs: Vec::new(),
+            receipts: Vec::new(),
+        }
     }
 
     fn now(&self) -> u64 {
@@ -94,7 +111,10 @@ impl Run {
     }
 
     fn find(&self, id: MessageId) -> usize {
-        self.msgs.iter().position(|m| m.id == id).unwrap_or_else(|| panic!("phantom message {id}"))
+        self.msgs
+            .iter()
+            .position(|m| m.id == id)
+            .unwrap_or_else(|| panic!("phantom message {id}"))
     }
 
     fn deliverable(&self, g: usize) -> Vec<usize> {
@@ -106,7 +126,11 @@ impl Run {
                     && m.deliver_at <= now
                     && match &m.groups[g] {
                         G::Pending => true,
-                        G::Inflight { visible_at, attempt, .. } => *visible_at <= now && *attempt < MAX_ATTEMPTS,
+                        G::Inflight {
+                            visible_at,
+                            attempt,
+                            ..
+                        } => *visible_at <= now && *attempt < MAX_ATTEMPTS,
                         _ => false,
                     }
             })
@@ -142,7 +166,12 @@ impl Run {
         let now = self.now();
         for m in &mut self.msgs {
             for g in &mut m.groups {
-                if let G::Inflight { attempt, visible_at, .. } = g {
+                if let G::Inflight {
+                    attempt,
+                    visible_at,
+                    ..
+                } = g
+                {
                     if *visible_at <= now && *attempt >= MAX_ATTEMPTS {
                         *g = G::Dead;
                     }
@@ -157,11 +186,19 @@ impl Run {
         let mut req = ReceiveRequest::new("t", GROUPS[g], max);
         req.invisible_duration = Duration::from_millis(inv_ms);
         let got = self.h.e().receive(req).unwrap();
-        assert_eq!(got.len(), max.min(expected.len()), "receive returns what is deliverable");
+        assert_eq!(
+            got.len(),
+            max.min(expected.len()),
+            "receive returns what is deliverable"
+        );
         for r in got {
             assert!(r.deliver_at_ms <= now, "early delivery");
             let i = self.find(r.message_id);
-            assert!(expected.contains(&i), "delivered something not deliverable: {:?}", self.msgs[i]);
+            assert!(
+                expected.contains(&i),
+                "delivered something not deliverable: {:?}",
+                self.msgs[i]
+            );
             let attempt = match &self.msgs[i].groups[g] {
                 G::Pending => 1,
                 G::Inflight { attempt, .. } => attempt + 1,
@@ -182,7 +219,8 @@ impl Run {
             return None;
         }
         let (g, i, r) = self.receipts[k % self.receipts.len()].clone();
-        let valid = matches!(&self.msgs[i].groups[g], G::Inflight { receipt: Some(x), .. } if *x == r);
+        let valid =
+            matches!(&self.msgs[i].groups[g], G::Inflight { receipt: Some(x), .. } if *x == r);
         Some((g, i, r, valid))
     }
 
@@ -199,9 +237,16 @@ impl Run {
             }
             Op::Receive { group, max, inv_ms } => self.receive(group, max, inv_ms),
             Op::Ack(k) => {
-                let Some((g, i, r, valid)) = self.current(k) else { return };
+                let Some((g, i, r, valid)) = self.current(k) else {
+                    return;
+                };
                 let res = self.h.e().ack("t", GROUPS[g], &r);
-                assert_eq!(res.is_ok(), valid, "ack {res:?} of {:?}", self.msgs[i].groups[g]);
+                assert_eq!(
+                    res.is_ok(),
+                    valid,
+                    "ack {res:?} of {:?}",
+                    self.msgs[i].groups[g]
+                );
                 if let Err(e) = res {
                     assert!(matches!(e, Error::BadReceiptHandle(_)), "{e}");
                 } else {
@@ -209,26 +254,47 @@ impl Run {
                 }
             }
             Op::Nack(k) => {
-                let Some((g, i, r, valid)) = self.current(k) else { return };
+                let Some((g, i, r, valid)) = self.current(k) else {
+                    return;
+                };
                 let res = self.h.e().nack("t", GROUPS[g], &r);
                 assert_eq!(res.is_ok(), valid, "nack {res:?}");
                 if res.is_ok() {
-                    let G::Inflight { attempt, .. } = self.msgs[i].groups[g].clone() else { unreachable!() };
+                    let G::Inflight { attempt, .. } = self.msgs[i].groups[g].clone() else {
+                        unreachable!()
+                    };
                     self.msgs[i].groups[g] = if attempt >= MAX_ATTEMPTS {
                         G::Dead
                     } else {
                         let b = BACKOFF_MS[(attempt as usize - 1).min(BACKOFF_MS.len() - 1)];
-                        G::Inflight { attempt, visible_at: now + b, receipt: None }
+                        G::Inflight {
+                            attempt,
+                            visible_at: now + b,
+                            receipt: None,
+                        }
                     };
                 }
             }
             Op::Change(k, d) => {
-                let Some((g, i, r, valid)) = self.current(k) else { return };
-                let res = self.h.e().change_invisible_duration("t", GROUPS[g], &r, Duration::from_millis(d));
+                let Some((g, i, r, valid)) = self.current(k) else {
+                    return;
+                };
+                let res = self.h.e().change_invisible_duration(
+                    "t",
+                    GROUPS[g],
+                    &r,
+                    Duration::from_millis(d),
+                );
                 assert_eq!(res.is_ok(), valid, "change {res:?}");
                 if let Ok(new) = res {
-                    let G::Inflight { attempt, .. } = self.msgs[i].groups[g].clone() else { unreachable!() };
-                    self.msgs[i].groups[g] = G::Inflight { attempt, visible_at: now + d, receipt: Some(new.clone()) };
+                    let G::Inflight { attempt, .. } = self.msgs[i].groups[g].clone() else {
+                        unreachable!()
+                    };
+                    self.msgs[i].groups[g] = G::Inflight {
+                        attempt,
+                        visible_at: now + d,
+                        receipt: Some(new.clone()),
+                    };
                     self.receipts.push((g, i, new));
                 }
             }
@@ -257,7 +323,10 @@ impl Run {
         for m in &self.msgs {
             let v = self.h.e().show(m.id);
             if m.recalled {
-                assert!(matches!(v, Err(Error::NotFound(_))), "recalled message still visible");
+                assert!(
+                    matches!(v, Err(Error::NotFound(_))),
+                    "recalled message still visible"
+                );
                 continue;
             }
             let v = v.unwrap_or_else(|e| panic!("acknowledged message {} lost: {e}", m.id));
@@ -265,14 +334,24 @@ impl Run {
                 assert_eq!(v.state, MessageState::Timing);
                 continue;
             }
-            assert!(matches!(v.state, MessageState::Ready { ready_at_ms } if ready_at_ms >= m.deliver_at));
+            assert!(
+                matches!(v.state, MessageState::Ready { ready_at_ms } if ready_at_ms >= m.deliver_at)
+            );
             for (g, name) in GROUPS.iter().enumerate() {
-                let got = v.groups.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
+                let got = v
+                    .groups
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, s)| s.clone());
                 let want = match &m.groups[g] {
                     G::Pending => GroupMessageState::Ready,
                     G::Acked => GroupMessageState::Acked,
                     G::Dead => GroupMessageState::DeadLettered,
-                    G::Inflight { attempt, visible_at, .. } if *visible_at > now => GroupMessageState::Inflight {
+                    G::Inflight {
+                        attempt,
+                        visible_at,
+                        ..
+                    } if *visible_at > now => GroupMessageState::Inflight {
                         attempt: *attempt,
                         visible_at_ms: *visible_at,
                     },
@@ -283,14 +362,22 @@ impl Run {
         }
         let s = self.h.e().stats();
         assert_eq!(s.early_deliveries, 0);
-        let timing = self.msgs.iter().filter(|m| !m.recalled && m.deliver_at > now).count() as u64;
+        let timing = self
+            .msgs
+            .iter()
+            .filter(|m| !m.recalled && m.deliver_at > now)
+            .count() as u64;
         assert_eq!(s.timing_total, timing, "exact Timing counter");
         let t = s.topics.iter().find(|t| t.name == "t").unwrap();
         for (g, name) in GROUPS.iter().enumerate() {
             let gs = t.groups.iter().find(|x| x.name == *name).unwrap();
             let acked = self.msgs.iter().filter(|m| m.groups[g] == G::Acked).count() as u64;
             let dead = self.msgs.iter().filter(|m| m.groups[g] == G::Dead).count() as u64;
-            assert_eq!((gs.acked, gs.dead_lettered), (acked, dead), "group {name} counters");
+            assert_eq!(
+                (gs.acked, gs.dead_lettered),
+                (acked, dead),
+                "group {name} counters"
+            );
         }
     }
 
@@ -311,14 +398,21 @@ impl Run {
                     }
                 }
             }
-            let open = self.msgs.iter().any(|m| !m.recalled && m.groups.iter().any(|g| !matches!(g, G::Acked | G::Dead)));
+            let open = self
+                .msgs
+                .iter()
+                .any(|m| !m.recalled && m.groups.iter().any(|g| !matches!(g, G::Acked | G::Dead)));
             if !open {
                 break;
             }
         }
         for m in self.msgs.iter().filter(|m| !m.recalled) {
             for g in &m.groups {
-                assert!(matches!(g, G::Acked | G::Dead), "message {} never finished: {g:?}", m.id);
+                assert!(
+                    matches!(g, G::Acked | G::Dead),
+                    "message {} never finished: {g:?}",
+                    m.id
+                );
             }
         }
     }

@@ -24,12 +24,19 @@ fn never_early_and_nothing_late_by_the_clock() {
         h.advance(1);
         let now = h.now();
         for m in h.drain("d", "g") {
-            assert!(m.deliver_at_ms <= now, "early: due {} at {now}", m.deliver_at_ms);
+            assert!(
+                m.deliver_at_ms <= now,
+                "early: due {} at {now}",
+                m.deliver_at_ms
+            );
             assert!(m.ready_at_ms >= m.deliver_at_ms);
             assert!(seen.insert(m.message_id), "duplicate");
         }
         // Everything due by now has been delivered: at most the tick's own lateness.
-        let owed = due.iter().filter(|(t, id)| *t <= now && !seen.contains(id)).count();
+        let owed = due
+            .iter()
+            .filter(|(t, id)| *t <= now && !seen.contains(id))
+            .count();
         assert_eq!(owed, 0, "messages due by {now} not delivered");
     }
     assert_eq!(seen.len(), 2_000);
@@ -45,11 +52,20 @@ fn same_millisecond_keeps_send_order() {
     let mut ids = Vec::new();
     for i in 0..500 {
         // Interleave another time so order is not just insertion order of one key range.
-        ids.push(h.e().send(delay_msg("d", at, &i.to_string())).unwrap().message_id);
+        ids.push(
+            h.e()
+                .send(delay_msg("d", at, &i.to_string()))
+                .unwrap()
+                .message_id,
+        );
         h.e().send(delay_msg("d", at + 1, "later")).unwrap();
     }
     h.advance(50);
-    let got: Vec<_> = h.drain("d", "g").into_iter().map(|m| m.message_id).collect();
+    let got: Vec<_> = h
+        .drain("d", "g")
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect();
     assert_eq!(got, ids);
 }
 
@@ -58,7 +74,9 @@ fn pump_is_bounded_per_step_and_later_messages_follow_the_burst() {
     let h = Harness::with(|c| c.pump_step = 100);
     h.topic("d", TopicKind::Delay);
     h.receive("d", "g", 1);
-    let msgs: Vec<NewMessage> = (0..1000).map(|i| delay_msg("d", T0 + 10, &i.to_string())).collect();
+    let msgs: Vec<NewMessage> = (0..1000)
+        .map(|i| delay_msg("d", T0 + 10, &i.to_string()))
+        .collect();
     for r in h.e().send_batch(msgs) {
         r.unwrap();
     }
@@ -83,7 +101,10 @@ fn watermark_survives_restart_and_nothing_is_early_after_it() {
     assert_eq!(h.drain("d", "g").len(), 50);
     h.reopen();
     h.e().tick().unwrap();
-    assert!(h.receive("d", "g", 100).is_empty(), "nothing new is due yet after reopen");
+    assert!(
+        h.receive("d", "g", 100).is_empty(),
+        "nothing new is due yet after reopen"
+    );
     h.advance(500);
     assert_eq!(h.drain("d", "g").len(), 50);
 }
@@ -97,7 +118,9 @@ fn same_millisecond_burst_of_200k() {
     let mut first = None;
     let mut last = None;
     for chunk in 0..200 {
-        let msgs: Vec<NewMessage> = (0..1000).map(|i| delay_msg("d", at, &(chunk * 1000 + i).to_string())).collect();
+        let msgs: Vec<NewMessage> = (0..1000)
+            .map(|i| delay_msg("d", at, &(chunk * 1000 + i).to_string()))
+            .collect();
         for r in h.e().send_batch(msgs) {
             let id = r.unwrap().message_id;
             first.get_or_insert(id);
@@ -105,7 +128,10 @@ fn same_millisecond_burst_of_200k() {
         }
     }
     h.advance(999);
-    assert!(h.receive("d", "g", 10).is_empty(), "burst must not be early");
+    assert!(
+        h.receive("d", "g", 10).is_empty(),
+        "burst must not be early"
+    );
     h.advance(1);
     assert_eq!(h.e().stats().timing_total, 0);
     let mut prev = None;
@@ -145,10 +171,16 @@ fn background_pump_wakes_for_an_earlier_message() {
     e.send(delay_msg("d", soon, "soon")).unwrap();
     let mut sig = e.ready_signal();
     let start = Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let got = rt.block_on(async {
         loop {
-            let got = e.receive_async(ReceiveRequest::new("d", "g", 10)).await.unwrap();
+            let got = e
+                .receive_async(ReceiveRequest::new("d", "g", 10))
+                .await
+                .unwrap();
             if !got.is_empty() || start.elapsed() > Duration::from_secs(10) {
                 return got;
             }
@@ -159,5 +191,9 @@ fn background_pump_wakes_for_an_earlier_message() {
     assert_eq!(got.len(), 1, "the earlier message arrived");
     assert_eq!(got[0].body, b"soon");
     assert!(got[0].ready_at_ms >= soon && at >= soon, "never early");
-    assert!(got[0].ready_at_ms - soon < 200, "late by {} ms", got[0].ready_at_ms - soon);
+    assert!(
+        got[0].ready_at_ms - soon < 200,
+        "late by {} ms",
+        got[0].ready_at_ms - soon
+    );
 }

@@ -8,7 +8,9 @@ use sundial_engine::{Error, GroupMessageState, GroupStart, TopicKind};
 fn reopen_restores_state_counters_and_schedules() {
     let mut h = Harness::new();
     h.topic("d", TopicKind::Delay);
-    h.e().create_group("d", "g", GroupStart::Latest, Some("a || b")).unwrap();
+    h.e()
+        .create_group("d", "g", GroupStart::Latest, Some("a || b"))
+        .unwrap();
     let mut ids = Vec::new();
     for i in 0..20u64 {
         let mut m = delay_msg("d", T0 + 100 * (i + 1), &i.to_string());
@@ -23,22 +25,44 @@ fn reopen_restores_state_counters_and_schedules() {
     let show_before = h.e().show(held.message_id).unwrap();
     h.reopen();
     let after = h.e().stats();
-    assert_eq!(before.topics, after.topics, "exact counters come back without a scan");
+    assert_eq!(
+        before.topics, after.topics,
+        "exact counters come back without a scan"
+    );
     assert_eq!(h.e().show(held.message_id).unwrap(), show_before);
     assert_eq!(h.e().list_groups(Some("d")).unwrap()[0].filter, "a || b");
     // The held delivery's receipt still works after reopen... then expires on time.
-    let n = h.e().change_invisible_duration("d", "g", &held.receipt_handle, std::time::Duration::from_secs(1)).unwrap();
+    let n = h
+        .e()
+        .change_invisible_duration(
+            "d",
+            "g",
+            &held.receipt_handle,
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
     h.advance(999); // T0 + 1999: ten more came due after the reopen
     let rest: Vec<_> = h.receive("d", "g", 100);
-    assert_eq!(rest.len(), 8, "3 matches Ready before reopen + 5 that came due after it");
+    assert_eq!(
+        rest.len(),
+        8,
+        "3 matches Ready before reopen + 5 that came due after it"
+    );
     assert!(rest.iter().all(|m| m.deliver_at_ms <= h.now()));
     assert_eq!(h.e().stats().timing_total, 1);
     h.advance(1);
     let again = h.receive("d", "g", 10);
-    assert_eq!(again.len(), 1, "only the held one: the last Timing message does not match");
+    assert_eq!(
+        again.len(),
+        1,
+        "only the held one: the last Timing message does not match"
+    );
     assert_eq!(again[0].message_id, held.message_id);
     assert_eq!(again[0].delivery_attempt, 2);
-    assert!(matches!(h.e().ack("d", "g", &n), Err(Error::BadReceiptHandle(_))));
+    assert!(matches!(
+        h.e().ack("d", "g", &n),
+        Err(Error::BadReceiptHandle(_))
+    ));
     assert_eq!(h.e().stats().timing_total, 0);
 }
 
@@ -46,7 +70,9 @@ fn reopen_restores_state_counters_and_schedules() {
 fn overdue_after_downtime_is_delivered_at_start() {
     let mut h = Harness::new();
     h.topic("d", TopicKind::Delay);
-    h.e().create_group("d", "g", GroupStart::Latest, None).unwrap();
+    h.e()
+        .create_group("d", "g", GroupStart::Latest, None)
+        .unwrap();
     h.e().send(delay_msg("d", T0 + 5_000, "x")).unwrap();
     h.engine = None;
     h.clock.advance(60_000);
@@ -61,14 +87,22 @@ fn overdue_after_downtime_is_delivered_at_start() {
 fn failed_sync_poisons_until_reopen() {
     let mut h = Harness::new();
     h.topic("n", TopicKind::Normal);
-    h.e().create_group("n", "g", GroupStart::Latest, None).unwrap();
+    h.e()
+        .create_group("n", "g", GroupStart::Latest, None)
+        .unwrap();
     let kept = h.e().send(normal_msg("n", "durable")).unwrap();
     h.e().inject_sync_failure();
     let e = h.e().send(normal_msg("n", "lost?")).unwrap_err();
     assert!(matches!(e, Error::Poisoned(_)), "{e}");
     assert_eq!(e.code(), "Internal");
-    assert!(matches!(h.e().send(normal_msg("n", "after")), Err(Error::Poisoned(_))));
-    assert!(matches!(h.e().create_topic("x", TopicKind::Normal), Err(Error::Poisoned(_))));
+    assert!(matches!(
+        h.e().send(normal_msg("n", "after")),
+        Err(Error::Poisoned(_))
+    ));
+    assert!(matches!(
+        h.e().create_topic("x", TopicKind::Normal),
+        Err(Error::Poisoned(_))
+    ));
     assert!(h.e().stats().poisoned);
     h.reopen();
     assert!(!h.e().stats().poisoned);
@@ -76,5 +110,8 @@ fn failed_sync_poisons_until_reopen() {
     assert!(got.iter().any(|m| m.message_id == kept.message_id));
     assert!(got.iter().all(|m| m.body != b"after"));
     h.e().send(normal_msg("n", "works")).unwrap();
-    assert_eq!(h.e().show(kept.message_id).unwrap().groups[0].1, GroupMessageState::Acked);
+    assert_eq!(
+        h.e().show(kept.message_id).unwrap().groups[0].1,
+        GroupMessageState::Acked
+    );
 }

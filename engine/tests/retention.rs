@@ -18,7 +18,9 @@ fn step_to(h: &Harness, t: u64) {
 fn retention_removes_old_ready_data_but_never_timing_or_late_ready() {
     let mut h = Harness::with(|c| c.retention = Duration::from_millis(HOUR));
     h.topic("m", TopicKind::Mixed);
-    h.e().create_group("m", "g", GroupStart::Latest, None).unwrap();
+    h.e()
+        .create_group("m", "g", GroupStart::Latest, None)
+        .unwrap();
     h.advance(10);
     let mut a = normal_msg("m", "old");
     a.keys = vec!["ka".into()];
@@ -30,9 +32,16 @@ fn retention_removes_old_ready_data_but_never_timing_or_late_ready() {
     let report = h.e().maintain().unwrap();
     assert!(report.retention_horizon_ms > T0 + 10, "{report:?}");
     h.e().compact().unwrap();
-    assert!(matches!(h.e().show(a.message_id), Err(Error::NotFound(_))), "past retention");
+    assert!(
+        matches!(h.e().show(a.message_id), Err(Error::NotFound(_))),
+        "past retention"
+    );
     assert!(h.e().find_by_key("m", "ka").unwrap().is_empty());
-    assert_eq!(h.e().show(b.message_id).unwrap().state, MessageState::Timing, "Timing is never removed");
+    assert_eq!(
+        h.e().show(b.message_id).unwrap().state,
+        MessageState::Timing,
+        "Timing is never removed"
+    );
 
     // B becomes Ready at 2 h; half a retention period later it is still there.
     step_to(&h, T0 + 2 * HOUR + HOUR / 2);
@@ -44,7 +53,10 @@ fn retention_removes_old_ready_data_but_never_timing_or_late_ready() {
 
     // C is due during an outage longer than retention: it becomes Ready at start-up
     // and is kept for a full retention period from then.
-    let c = h.e().send(delay_msg("m", T0 + 2 * HOUR + HOUR / 2 + 60_000, "late")).unwrap();
+    let c = h
+        .e()
+        .send(delay_msg("m", T0 + 2 * HOUR + HOUR / 2 + 60_000, "late"))
+        .unwrap();
     h.engine = None;
     h.clock.set(T0 + 6 * HOUR);
     h.reopen();
@@ -52,7 +64,12 @@ fn retention_removes_old_ready_data_but_never_timing_or_late_ready() {
     h.e().maintain().unwrap();
     h.e().compact().unwrap();
     let v = h.e().show(c.message_id).unwrap();
-    assert_eq!(v.state, MessageState::Ready { ready_at_ms: T0 + 6 * HOUR });
+    assert_eq!(
+        v.state,
+        MessageState::Ready {
+            ready_at_ms: T0 + 6 * HOUR
+        }
+    );
     let got = h.drain("m", "g");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, b"late");
@@ -75,14 +92,19 @@ fn far_timing_messages_outlive_many_retention_periods() {
         c.max_delay = Duration::from_secs(400 * 86_400);
     });
     h.topic("d", TopicKind::Delay);
-    h.e().create_group("d", "g", GroupStart::Latest, None).unwrap();
+    h.e()
+        .create_group("d", "g", GroupStart::Latest, None)
+        .unwrap();
     let far = h.e().send(delay_msg("d", T0 + 30 * HOUR, "far")).unwrap();
     for _ in 0..29 {
         h.advance(HOUR);
         h.e().maintain().unwrap();
     }
     h.e().compact().unwrap();
-    assert_eq!(h.e().show(far.message_id).unwrap().state, MessageState::Timing);
+    assert_eq!(
+        h.e().show(far.message_id).unwrap().state,
+        MessageState::Timing
+    );
     h.advance(HOUR);
     assert_eq!(h.drain("d", "g")[0].body, b"far");
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use sundial_engine::{Clock, Config, Engine, ManualClock, NewMessage, ReceiveRequest, ReceivedMessage, TopicKind};
+use sundial_engine::{
+    Clock, Config, Engine, ManualClock, NewMessage, ReceiveRequest, ReceivedMessage, TopicKind,
+};
 use tempfile::TempDir;
 
 /// A fixed starting time: 2023-11-14T22:13:20Z.
@@ -75,7 +77,13 @@ impl Harness {
             .expect("receive")
     }
 
-    pub fn receive_inv(&self, topic: &str, group: &str, max: usize, inv_ms: u64) -> Vec<ReceivedMessage> {
+    pub fn receive_inv(
+        &self,
+        topic: &str,
+        group: &str,
+        max: usize,
+        inv_ms: u64,
+    ) -> Vec<ReceivedMessage> {
         let mut r = ReceiveRequest::new(topic, group, max);
         r.invisible_duration = Duration::from_millis(inv_ms);
         self.e().receive(r).expect("receive")

@@ -1,0 +1,294 @@
+//! The engine benchmark: durable sends and a same-millisecond burst.
+
+use crate::{raw, rss};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sundial_engine::{
+    Clock, Config, Engine, ManualClock, NewMessage, Pending, SendReceipt, SystemClock, TopicKind,
+};
+
+/// Arguments of `sundial-bench engine`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Messages for the send throughput runs.
+    #[arg(long, default_value_t = 1_000_000)]
+    send_messages: u64,
+    /// Messages due in the same millisecond for the burst runs.
+    #[arg(long, default_value_t = 1_000_000)]
+    burst_messages: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 256)]
+    body: usize,
+    /// Concurrent producers.
+    #[arg(long, default_value_t = 4)]
+    producers: usize,
+    /// Messages per batch.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// Batches each producer keeps in flight.
+    #[arg(long, default_value_t = 4)]
+    inflight: usize,
+    /// Directory for the stores (a fresh temporary directory by default).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize, Debug)]
+struct Report {
+    machine: String,
+    send_messages: u64,
+    body_bytes: usize,
+    producers: usize,
+    raw_synced_puts_per_s: f64,
+    engine_sends_per_s: f64,
+    send_ratio: f64,
+    burst_messages: u64,
+    raw_move_s: f64,
+    raw_move_per_s: f64,
+    engine_first_ready_ms: f64,
+    engine_all_ready_s: f64,
+    engine_burst_per_s: f64,
+    burst_ratio: f64,
+    rss_before_burst_mib: f64,
+    rss_max_during_burst_mib: f64,
+    rss_after_burst_mib: f64,
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    format!("{cpus} cores, {model}")
+}
+
+fn engine_sends(path: &std::path::Path, a: &Args) -> Result<Duration, String> {
+    let e = Engine::open(path, Config::default()).map_err(|e| e.to_string())?;
+    e.create_topic("bench", TopicKind::Delay)
+        .map_err(|e| e.to_string())?;
+    let per = a.send_messages / a.producers as u64;
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut threads = Vec::new();
+    for _ in 0..a.producers {
+        let (e, failed) = (e.clone(), failed.clone());
+        let (batch, inflight, body) = (a.batch, a.inflight, a.body);
+        threads.push(std::thread::spawn(move || {
+            let payload = vec![b'x'; body];
+            let due = SystemClock.now_ms() as i64 + 3_600_000;
+            let mut pending: std::collections::VecDeque<
+                Pending<Vec<sundial_engine::Result<SendReceipt>>>,
+            > = Default::default();
+            let mut sent = 0u64;
+            let check = |p: Pending<Vec<sundial_engine::Result<SendReceipt>>>| match p.wait() {
+                Ok(v) => failed.fetch_add(
+                    v.iter().filter(|r| r.is_err()).count() as u64,
+                    Ordering::Relaxed,
+                ),
+                Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+            };
+            while sent < per {
+                let n = batch.min((per - sent) as usize);
+                let msgs: Vec<NewMessage> = (0..n)
+                    .map(|_| NewMessage {
+                        topic: "bench".into(),
+                        body: payload.clone(),
+                        deliver_at_ms: Some(due),
+                        ..NewMessage::default()
+                    })
+                    .collect();
+                pending.push_back(e.submit_send_batch(msgs));
+                sent += n as u64;
+                if pending.len() >= inflight {
+                    if let Some(p) = pending.pop_front() {
+                        check(p);
+                    }
+                }
+            }
+            for p in pending {
+                check(p);
+            }
+        }));
+    }
+    for t in threads {
+        t.join().map_err(|_| "producer panicked")?;
+    }
+    let took = start.elapsed();
+    let f = failed.load(Ordering::Relaxed);
+    if f > 0 {
+        return Err(format!("{f} sends failed"));
+    }
+    if e.stats().timing_total != per * a.producers as u64 {
+        return Err("engine did not store every send".into());
+    }
+    Ok(took)
+}
+
+struct Burst {
+    first_ready: Duration,
+    all_ready: Duration,
+    rss_before: u64,
+    rss_max: u64,
+    rss_after: u64,
+}
+
+fn engine_burst(path: &std::path::Path, a: &Args) -> Result<Burst, String> {
+    let t0 = 1_700_000_000_000u64;
+    let clock = ManualClock::new(t0);
+    let cfg = Config {
+        clock: clock.clone(),
+        ..Config::default()
+    };
+    let e = Engine::open(path, cfg).map_err(|e| e.to_string())?;
+    e.create_topic("burst", TopicKind::Delay)
+        .map_err(|e| e.to_string())?;
+    let due = (t0 + 1_000) as i64;
+    let payload = vec![b'x'; a.body];
+    let mut left = a.burst_messages;
+    let mut pending = std::collections::VecDeque::new();
+    while left > 0 {
+        let n = left.min(1024);
+        let msgs: Vec<NewMessage> = (0..n)
+            .map(|_| NewMessage {
+                topic: "burst".into(),
+                body: payload.clone(),
+                deliver_at_ms: Some(due),
+                ..NewMessage::default()
+            })
+            .collect();
+        pending.push_back(e.submit_send_batch(msgs));
+        if pending.len() > 8 {
+            if let Some(p) = pending.pop_front() {
+                p.wait().map_err(|e| e.to_string())?;
+            }
+        }
+        left -= n;
+    }
+    for p in pending {
+        p.wait().map_err(|e| e.to_string())?;
+    }
+    if e.stats().timing_total != a.burst_messages {
+        return Err("burst not fully stored".into());
+    }
+    let rss_before = rss::rss_bytes();
+    let sampler = rss::Sampler::start();
+    let mut signal = e.ready_signal();
+    signal.mark_unchanged();
+    let start = Instant::now();
+    clock.set(t0 + 1_000); // the background pump wakes and starts moving
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if first.is_none() && signal.has_changed().unwrap_or(false) {
+            first = Some(start.elapsed());
+        }
+        if e.stats().timing_total == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("burst did not finish in 10 minutes".into());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let all = start.elapsed();
+    let rss_max = sampler.stop();
+    let ready = e.stats().topics.iter().map(|t| t.ready_total).sum::<u64>();
+    if ready != a.burst_messages {
+        return Err(format!("only {ready} of {} became Ready", a.burst_messages));
+    }
+    Ok(Burst {
+        first_ready: first.unwrap_or(all),
+        all_ready: all,
+        rss_before,
+        rss_max,
+        rss_after: rss::rss_bytes(),
+    })
+}
+
+pub fn run(a: Args) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let base = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    eprintln!("raw synced puts ...");
+    let n = a.send_messages / a.producers as u64 * a.producers as u64;
+    let raw_send = raw::synced_puts(&base.join("raw-send"), n, a.body, a.batch, a.producers)?;
+    eprintln!("engine sends ...");
+    let eng_send = engine_sends(&base.join("engine-send"), &a)?;
+    eprintln!("raw batched move ...");
+    let raw_move = raw::batched_move(&base.join("raw-move"), a.burst_messages, 4096)?;
+    eprintln!("engine burst ...");
+    let burst = engine_burst(&base.join("engine-burst"), &a)?;
+    let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
+    let r = Report {
+        machine: machine(),
+        send_messages: n,
+        body_bytes: a.body,
+        producers: a.producers,
+        raw_synced_puts_per_s: rate(n, raw_send),
+        engine_sends_per_s: rate(n, eng_send),
+        send_ratio: raw_send.as_secs_f64() / eng_send.as_secs_f64(),
+        burst_messages: a.burst_messages,
+        raw_move_s: raw_move.as_secs_f64(),
+        raw_move_per_s: rate(a.burst_messages, raw_move),
+        engine_first_ready_ms: burst.first_ready.as_secs_f64() * 1000.0,
+        engine_all_ready_s: burst.all_ready.as_secs_f64(),
+        engine_burst_per_s: rate(a.burst_messages, burst.all_ready),
+        burst_ratio: raw_move.as_secs_f64() / burst.all_ready.as_secs_f64(),
+        rss_before_burst_mib: mib(burst.rss_before),
+        rss_max_during_burst_mib: mib(burst.rss_max),
+        rss_after_burst_mib: mib(burst.rss_after),
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    println!("machine: {}", r.machine);
+    println!(
+        "{:<44} {:>14} {:>14} {:>7}",
+        "figure", "sundial", "raw RocksDB", "ratio"
+    );
+    println!(
+        "{:<44} {:>14.0} {:>14.0} {:>7.2}",
+        format!(
+            "durable sends/s ({} B, {} producers)",
+            r.body_bytes, r.producers
+        ),
+        r.engine_sends_per_s,
+        r.raw_synced_puts_per_s,
+        r.send_ratio
+    );
+    println!(
+        "{:<44} {:>14.3} {:>14.3} {:>7.2}",
+        format!("{} same-ms messages to Ready (s)", r.burst_messages),
+        r.engine_all_ready_s,
+        r.raw_move_s,
+        r.burst_ratio
+    );
+    println!(
+        "{:<44} {:>14.1}",
+        "burst: due -> first Ready (ms)", r.engine_first_ready_ms
+    );
+    println!(
+        "{:<44} {:>14}",
+        "RSS before / max during / after burst (MiB)",
+        format!(
+            "{:.0} / {:.0} / {:.0}",
+            r.rss_before_burst_mib, r.rss_max_during_burst_mib, r.rss_after_burst_mib
+        )
+    );
+    Ok(())
+}
