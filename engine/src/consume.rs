@@ -143,14 +143,6 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
     let mut next = cursor;
     if out.len() < req.max_messages && cursor < end {
         let want = req.max_messages - out.len();
-        let limit = want + SKIP_BUDGET;
-        let rows = ctx.scan(
-            READY,
-            &keys::ready(tid, cursor),
-            &keys::ready(tid, end),
-            limit,
-        )?;
-        let exhausted = rows.len() < limit;
         let filter = match &call_filter {
             Some(f) => f.clone(),
             None => ctx
@@ -159,20 +151,22 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
                 .get(&g)
                 .map_or(TagFilter::All, |gs| gs.filter.clone()),
         };
-        let mut taken = 0;
-        let mut skipped = 0;
-        for (k, v) in &rows {
-            if taken == want {
-                break;
+        let (mut taken, mut skipped, mut exhausted) = (0usize, 0u64, true);
+        let sh = ctx.sh;
+        let (lo, hi) = (keys::ready(tid, cursor), keys::ready(tid, end));
+        sh.visit(READY, &lo, &hi, |k, v| {
+            if taken == want || skipped as usize >= SKIP_BUDGET {
+                exhausted = false;
+                return Ok(false);
             }
             let Some((_, offset)) = keys::parse_ready(k) else {
-                continue;
+                return Ok(true);
             };
             next = offset + 1;
             let entry = records::decode_ready(v)?;
             if !filter.matches(entry.tag()) {
                 skipped += 1;
-                continue;
+                return Ok(true);
             }
             let d = hand_out(
                 ctx,
@@ -189,8 +183,10 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
             }
             out.push(d);
             taken += 1;
-        }
+            Ok(true)
+        })?;
         if exhausted && taken < want {
+            // Nothing more below `end`: gaps left by retention are skipped too.
             next = end;
         }
         if let Some(gs) = ctx.st.group_mut(g) {

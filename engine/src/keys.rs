@@ -170,8 +170,11 @@ pub(crate) fn group_meta(group: GroupId) -> [u8; 5] {
 /// `meta`: prefix of every group record.
 pub(crate) const GROUP_META_PREFIX: &[u8] = b"G";
 
-/// `meta`: the engine-wide record (id sequence, pump watermark, retention checkpoints).
+/// `meta`: the engine-wide record (id sequence, pump watermark, clock).
 pub(crate) const ENGINE_META: &[u8] = b"E";
+
+/// `meta`: the retention checkpoints.
+pub(crate) const CHECKPOINTS_META: &[u8] = b"C";
 
 /// Smallest key strictly greater than every key starting with `prefix`.
 pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {

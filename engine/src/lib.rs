@@ -101,6 +101,31 @@ impl Shared {
         Ok(out)
     }
 
+    /// Visits keys and values in `[lower, upper)` in order until `f` returns false.
+    pub fn visit(
+        &self,
+        cf: &str,
+        lower: &[u8],
+        upper: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(lower.to_vec());
+        ro.set_iterate_upper_bound(upper.to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+        it.seek_to_first();
+        while it.valid() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !f(k, v)? {
+                    return Ok(());
+                }
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
     pub fn poisoned(&self) -> Option<String> {
         self.poisoned
             .lock()
@@ -199,6 +224,9 @@ fn load_state(db: &DB) -> Result<State> {
     if let Some(v) = db.get_cf(meta, keys::ENGINE_META)? {
         st.engine = state::decode::<EngineRecord>("engine record", &v)?;
     }
+    if let Some(v) = db.get_cf(meta, keys::CHECKPOINTS_META)? {
+        st.checkpoints = state::decode("retention checkpoints", &v)?;
+    }
     let mut groups = Vec::new();
     for item in db.prefix_iterator_cf(meta, keys::TOPIC_META_PREFIX) {
         let (k, v) = item?;
@@ -241,6 +269,20 @@ impl Engine {
         if config.retention.is_zero() {
             return Err(Error::BadRequest("retention must be positive".into()));
         }
+        if config
+            .retry_backoff
+            .iter()
+            .any(|d| *d < consume::MIN_INVISIBLE)
+        {
+            return Err(Error::BadRequest(
+                "every retry backoff must be at least 100 ms".into(),
+            ));
+        }
+        if config.max_delivery_attempts == 0 || config.pump_step == 0 {
+            return Err(Error::BadRequest(
+                "max_delivery_attempts and pump_step must be positive".into(),
+            ));
+        }
         let retention_ms = u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX);
         let horizon = Arc::new(Horizon::new(retention_ms));
         let mut opts = Options::default();
@@ -263,7 +305,7 @@ impl Engine {
         config.clock.subscribe(Arc::downgrade(&pump_wake));
         let now = config.clock.now_ms().max(st.engine.last_now);
         st.engine.last_now = now;
-        horizon.update(now, &st.engine.checkpoints);
+        horizon.update(now, &st.checkpoints);
         let sh = Arc::new(Shared {
             db,
             path,
@@ -620,7 +662,7 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
     let _ = writer::submit(sh, false, pump::tick).wait()?;
     let (now, cps) = {
         let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
-        (st.engine.last_now, st.engine.checkpoints.clone())
+        (st.engine.last_now, st.checkpoints.clone())
     };
     sh.horizon.update(now, &cps);
     let mut report = MaintenanceReport {

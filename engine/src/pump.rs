@@ -136,23 +136,22 @@ fn record_checkpoint(ctx: &mut Ctx<'_>) {
     let w = ctx.st.engine.watermark.0;
     let every = ctx.sh.checkpoint_every_ms();
     let retention = ctx.sh.retention_ms();
-    let cps = &ctx.st.engine.checkpoints;
+    let cps = &ctx.st.checkpoints;
     if cps
         .last()
         .is_some_and(|&(lw, lt)| lw == w || now < lt + every)
     {
         return;
     }
-    let e = ctx.st.engine_mut();
-    e.checkpoints.push((w, now));
+    let cps = ctx.st.checkpoints_mut();
+    cps.push((w, now));
     // Keep the newest checkpoint that is already past retention and all later ones.
-    let expired = e
-        .checkpoints
+    let expired = cps
         .iter()
         .filter(|&&(_, t)| t.saturating_add(retention) < now)
         .count();
     if expired > 1 {
-        e.checkpoints.drain(..expired - 1);
+        cps.drain(..expired - 1);
     }
 }
 

@@ -79,8 +79,6 @@ pub(crate) struct EngineRecord {
     pub next_group_id: GroupId,
     /// The timer pump's lower bound: every timer key below `(ms, id)` has been moved.
     pub watermark: (u64, u128),
-    /// `(w, t)`: every message with `deliver_at < w` was Ready by time `t`.
-    pub checkpoints: Vec<(u64, u64)>,
     /// The largest time the engine has read from its clock; it never goes back.
     pub last_now: u64,
     /// Deliveries before their delivery time (must stay 0).
@@ -102,6 +100,10 @@ pub(crate) struct TopicState {
 #[derive(Default)]
 pub(crate) struct State {
     pub engine: EngineRecord,
+    /// `(w, t)`: every message with `deliver_at < w` was Ready by time `t`. Kept in
+    /// its own record, written only when a checkpoint is added.
+    pub checkpoints: Vec<(u64, u64)>,
+    dirty_checkpoints: bool,
     pub topic_ids: HashMap<String, TopicId>,
     pub topics: HashMap<TopicId, TopicState>,
     pub groups: HashMap<GroupId, GroupState>,
@@ -147,6 +149,11 @@ impl State {
         self.groups.get_mut(&id)
     }
 
+    pub fn checkpoints_mut(&mut self) -> &mut Vec<(u64, u64)> {
+        self.dirty_checkpoints = true;
+        &mut self.checkpoints
+    }
+
     pub fn engine_mut(&mut self) -> &mut EngineRecord {
         self.dirty_engine = true;
         &mut self.engine
@@ -170,6 +177,7 @@ impl State {
 
     pub fn has_dirty(&self) -> bool {
         self.dirty_engine
+            || self.dirty_checkpoints
             || !self.dirty_topics.is_empty()
             || !self.dirty_groups.is_empty()
             || !self.deleted_meta.is_empty()
@@ -190,6 +198,13 @@ impl State {
             if let Some(g) = self.groups.get(&id) {
                 out.push((keys::group_meta(id).to_vec(), Some(encode(&g.rec)?)));
             }
+        }
+        if self.dirty_checkpoints {
+            self.dirty_checkpoints = false;
+            out.push((
+                keys::CHECKPOINTS_META.to_vec(),
+                Some(encode(&self.checkpoints)?),
+            ));
         }
         if self.dirty_engine {
             self.dirty_engine = false;
