@@ -33,6 +33,12 @@ pub struct Args {
     /// Directory for the stores (a fresh temporary directory by default).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Run only the engine send part (for profiling).
+    #[arg(long)]
+    only_engine_send: bool,
+    /// Run only the engine burst part (for profiling).
+    #[arg(long)]
+    only_engine_burst: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -220,6 +226,19 @@ pub fn run(a: Args) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let base = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    if a.only_engine_send {
+        let took = engine_sends(&base.join("engine-send"), &a)?;
+        println!(
+            "engine sends/s: {:.0}",
+            a.send_messages as f64 / took.as_secs_f64()
+        );
+        return Ok(());
+    }
+    if a.only_engine_burst {
+        let b = engine_burst(&base.join("engine-burst"), &a)?;
+        println!("engine burst: all Ready in {:.3} s, first after {:.1} ms", b.all_ready.as_secs_f64(), b.first_ready.as_secs_f64() * 1e3);
+        return Ok(());
+    }
     eprintln!("raw synced puts ...");
     let n = a.send_messages / a.producers as u64 * a.producers as u64;
     let raw_send = raw::synced_puts(&base.join("raw-send"), n, a.body, a.batch, a.producers)?;

@@ -21,7 +21,7 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// The variable part of a message record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MessageBody {
     pub topic: String,
     pub tag: Option<String>,
@@ -33,13 +33,50 @@ pub(crate) struct MessageBody {
     pub adjusted: bool,
 }
 
-/// `messages` record: `[version][deliver_at_ms][bincode body]`.
+/// Everything of a message record but the body, borrowed for encoding.
+#[derive(serde::Serialize)]
+struct MetaRef<'a> {
+    topic: &'a str,
+    tag: Option<&'a str>,
+    keys: &'a [String],
+    properties: &'a BTreeMap<String, String>,
+    born_ms: u64,
+    requested_ms: Option<i64>,
+    adjusted: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Meta {
+    topic: String,
+    tag: Option<String>,
+    keys: Vec<String>,
+    properties: BTreeMap<String, String>,
+    born_ms: u64,
+    requested_ms: Option<i64>,
+    adjusted: bool,
+}
+
+/// `messages` record: `[version][deliver_at_ms][meta length u32][bincode meta][body]`.
+/// The body is copied as raw bytes, not serialized element by element.
 pub(crate) fn encode_message(deliver_at_ms: u64, m: &MessageBody) -> Result<Vec<u8>> {
-    let mut v = Vec::with_capacity(9 + m.body.len() + 64);
+    let meta = MetaRef {
+        topic: &m.topic,
+        tag: m.tag.as_deref(),
+        keys: &m.keys,
+        properties: &m.properties,
+        born_ms: m.born_ms,
+        requested_ms: m.requested_ms,
+        adjusted: m.adjusted,
+    };
+    let mut v = Vec::with_capacity(13 + 64 + m.topic.len() + m.body.len());
     v.push(VERSION);
     v.extend_from_slice(&deliver_at_ms.to_be_bytes());
-    bincode::serde::encode_into_std_write(m, &mut v, bincode::config::standard())
+    v.extend_from_slice(&[0; 4]);
+    let n = bincode::serde::encode_into_std_write(&meta, &mut v, bincode::config::standard())
         .map_err(|e| Error::BadRequest(format!("cannot encode message: {e}")))?;
+    let n = u32::try_from(n).map_err(|_| Error::BadRequest("message metadata too large".into()))?;
+    v[9..13].copy_from_slice(&n.to_be_bytes());
+    v.extend_from_slice(&m.body);
     Ok(v)
 }
 
@@ -49,9 +86,26 @@ pub(crate) fn decode_message(v: &[u8]) -> Result<(u64, MessageBody)> {
         return Err(corrupt("message record version"));
     }
     let t = u64_at(v, 1).ok_or_else(|| corrupt("message record header"))?;
-    let (m, _) = bincode::serde::decode_from_slice(&v[9..], bincode::config::standard())
-        .map_err(|e| Error::Corrupt(format!("message record: {e}")))?;
-    Ok((t, m))
+    let n = u32_at(v, 9).ok_or_else(|| corrupt("message record header"))? as usize;
+    let meta_bytes = v
+        .get(13..13 + n)
+        .ok_or_else(|| corrupt("message record length"))?;
+    let (m, _): (Meta, _) =
+        bincode::serde::decode_from_slice(meta_bytes, bincode::config::standard())
+            .map_err(|e| Error::Corrupt(format!("message record: {e}")))?;
+    Ok((
+        t,
+        MessageBody {
+            topic: m.topic,
+            tag: m.tag,
+            keys: m.keys,
+            properties: m.properties,
+            body: v[13 + n..].to_vec(),
+            born_ms: m.born_ms,
+            requested_ms: m.requested_ms,
+            adjusted: m.adjusted,
+        },
+    ))
 }
 
 /// The effective delivery time stored in a `messages` value (record or location).
@@ -264,6 +318,10 @@ mod tests {
             Finished::DeadLettered
         );
         assert!(decode_message(&[9, 9]).is_err());
+        assert!(decode_message(&v[..12]).is_err());
+        let mut cut = v.clone();
+        cut[12] = 0xff;
+        assert!(decode_message(&cut).is_err());
         assert!(decode_inflight(&[0; 3]).is_err());
     }
 }
