@@ -236,7 +236,11 @@ pub fn run(a: Args) -> Result<(), String> {
     }
     if a.only_engine_burst {
         let b = engine_burst(&base.join("engine-burst"), &a)?;
-        println!("engine burst: all Ready in {:.3} s, first after {:.1} ms", b.all_ready.as_secs_f64(), b.first_ready.as_secs_f64() * 1e3);
+        println!(
+            "engine burst: all Ready in {:.3} s, first after {:.1} ms",
+            b.all_ready.as_secs_f64(),
+            b.first_ready.as_secs_f64() * 1e3
+        );
         return Ok(());
     }
     eprintln!("raw synced puts ...");

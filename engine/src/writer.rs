@@ -320,11 +320,12 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
         let (ready_changed, kick) = (ctx.ready_changed, ctx.kick_pump);
         drop(ctx);
         drop(guard);
-        for reply in replies {
-            reply(fail.as_ref());
-        }
+        // Announce before replying, so a caller that got its reply also sees the signal.
         if ready_changed && fail.is_none() {
             sh.ready_tx.send_modify(|g| *g = g.wrapping_add(1));
+        }
+        for reply in replies {
+            reply(fail.as_ref());
         }
         if kick {
             sh.pump_wake.kick();
