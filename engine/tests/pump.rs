@@ -191,8 +191,10 @@ fn background_pump_wakes_for_an_earlier_message() {
     assert_eq!(got.len(), 1, "the earlier message arrived");
     assert_eq!(got[0].body, b"soon");
     assert!(got[0].ready_at_ms >= soon && at >= soon, "never early");
+    // Woken for it, not left behind the 60 s message. Precision is measured by the
+    // benchmark; this bound only has to hold on a loaded CI machine.
     assert!(
-        got[0].ready_at_ms - soon < 200,
+        got[0].ready_at_ms - soon < 2_000,
         "late by {} ms",
         got[0].ready_at_ms - soon
     );
