@@ -187,6 +187,17 @@ fn engine_burst(path: &std::path::Path, a: &Args) -> Result<Burst, String> {
     if e.stats().timing_total != a.burst_messages {
         return Err("burst not fully stored".into());
     }
+    // Let the sends' flushes and compactions finish first: the raw move it is compared
+    // with starts on a quiet store too.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(120) {
+        let s = e.stats();
+        let pending: u64 = s.families.iter().map(|f| f.pending_compaction_bytes).sum();
+        if s.running_compactions == 0 && s.running_flushes == 0 && pending == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let rss_before = rss::rss_bytes();
     let sampler = rss::Sampler::start();
     let mut signal = e.ready_signal();

@@ -11,38 +11,60 @@
 //! | `keys`     | topic ‖ len ‖ key ‖ id                | deliver_at                    |
 
 use crate::retention::{self, Horizon};
-use rocksdb::{ColumnFamilyDescriptor, Options};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options};
 use std::sync::Arc;
 
+/// A column family, by its index in [`ALL`]; writers keep handles in that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Family(pub usize);
+
+impl Family {
+    /// The family's RocksDB name.
+    pub fn name(self) -> &'static str {
+        NAMES[self.0]
+    }
+}
+
 /// Topic, group and engine records.
-pub(crate) const META: &str = "meta";
+pub(crate) const META: Family = Family(0);
 /// Message records: each body once.
-pub(crate) const MESSAGES: &str = "messages";
+pub(crate) const MESSAGES: Family = Family(1);
 /// The time-ordered index of Timing messages.
-pub(crate) const TIMER: &str = "timer";
+pub(crate) const TIMER: Family = Family(2);
 /// Per-topic ready logs.
-pub(crate) const READY: &str = "ready";
+pub(crate) const READY: Family = Family(3);
 /// Per-group inflight records and their visibility index.
-pub(crate) const INFLIGHT: &str = "inflight";
+pub(crate) const INFLIGHT: Family = Family(4);
 /// Per-group acks above the group's cursor.
-pub(crate) const ACKED: &str = "acked";
+pub(crate) const ACKED: Family = Family(5);
 /// Lookup by key.
-pub(crate) const KEYS: &str = "keys";
+pub(crate) const KEYS: Family = Family(6);
+
+const NAMES: [&str; 7] = [
+    "meta", "messages", "timer", "ready", "inflight", "acked", "keys",
+];
 
 /// Every family, in creation order.
-pub(crate) const ALL: [&str; 7] = [META, MESSAGES, TIMER, READY, INFLIGHT, ACKED, KEYS];
+pub(crate) const ALL: [Family; 7] = [META, MESSAGES, TIMER, READY, INFLIGHT, ACKED, KEYS];
 
-/// The descriptors to open the database with; retention filters share `horizon`.
+/// The descriptors to open the database with; retention filters share `horizon`, and
+/// every family shares one block cache so memory stays bounded however much is stored.
 pub(crate) fn descriptors(
     horizon: &Arc<Horizon>,
     retention_secs: u64,
+    cache: &Cache,
 ) -> Vec<ColumnFamilyDescriptor> {
     ALL.iter()
-        .map(|name| {
+        .map(|&f| {
             let mut o = Options::default();
             o.set_write_buffer_size(64 << 20);
             o.set_max_write_buffer_number(4);
-            match *name {
+            let mut t = BlockBasedOptions::default();
+            t.set_block_cache(cache);
+            t.set_cache_index_and_filter_blocks(true);
+            t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            o.set_block_based_table_factory(&t);
+            match f {
                 MESSAGES => {
                     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
                     retention::install_message_filter(&mut o, horizon.clone());
@@ -52,12 +74,12 @@ pub(crate) fn descriptors(
                 KEYS => retention::install_keys_filter(&mut o, horizon.clone()),
                 _ => {}
             }
-            if *name != META && *name != TIMER {
+            if f != META && f != TIMER {
                 // Compaction filters only see data that is compacted; periodic
                 // compaction makes sure old files are visited within a retention period.
                 o.set_periodic_compaction_seconds(retention_secs.clamp(3600, 30 * 86400));
             }
-            ColumnFamilyDescriptor::new(*name, o)
+            ColumnFamilyDescriptor::new(f.name(), o)
         })
         .collect()
 }

@@ -46,6 +46,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Bytes of RocksDB's shared block cache.
+const MEMORY_BLOCK_CACHE: usize = 64 << 20;
+/// Bytes all memtables together may hold before the largest is flushed.
+const MEMORY_MEMTABLES: usize = 192 << 20;
+
 /// Jobs that may wait in the writer's queue before callers block.
 const QUEUE_DEPTH: usize = 16 * 1024;
 
@@ -72,19 +77,35 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn cf(&self, name: &str) -> Result<&ColumnFamily> {
+    pub fn cf(&self, f: families::Family) -> Result<&ColumnFamily> {
         self.db
-            .cf_handle(name)
-            .ok_or_else(|| Error::Storage(format!("column family {name} is missing")))
+            .cf_handle(f.name())
+            .ok_or_else(|| Error::Storage(format!("column family {} is missing", f.name())))
     }
 
-    pub fn get(&self, cf: &str, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+    /// Every family's handle, in [`families::ALL`] order.
+    pub fn handles(&self) -> Result<[&ColumnFamily; 7]> {
+        let mut out = Vec::with_capacity(7);
+        for f in families::ALL {
+            out.push(self.cf(f)?);
+        }
+        out.try_into()
+            .map_err(|_| Error::Storage("column family count".into()))
+    }
+
+    pub fn get(&self, cf: families::Family, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf(cf)?, k)?)
     }
 
     /// Keys and values in `[lower, upper)`, at most `limit`. The bounds are given to
     /// RocksDB so the iterator never steps over tombstones outside them.
-    pub fn scan(&self, cf: &str, lower: &[u8], upper: &[u8], limit: usize) -> Result<Rows> {
+    pub fn scan(
+        &self,
+        cf: families::Family,
+        lower: &[u8],
+        upper: &[u8],
+        limit: usize,
+    ) -> Result<Rows> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(lower.to_vec());
         ro.set_iterate_upper_bound(upper.to_vec());
@@ -104,7 +125,7 @@ impl Shared {
     /// Visits keys and values in `[lower, upper)` in order until `f` returns false.
     pub fn visit(
         &self,
-        cf: &str,
+        cf: families::Family,
         lower: &[u8],
         upper: &[u8],
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
@@ -218,7 +239,7 @@ impl Drop for EngineInner {
 
 fn load_state(db: &DB) -> Result<State> {
     let meta = db
-        .cf_handle(families::META)
+        .cf_handle(families::META.name())
         .ok_or_else(|| Error::Storage("meta family missing".into()))?;
     let mut st = State::default();
     if let Some(v) = db.get_cf(meta, keys::ENGINE_META)? {
@@ -292,10 +313,15 @@ impl Engine {
         opts.set_keep_log_file_num(4);
         opts.set_bytes_per_sync(1 << 20);
         opts.set_max_total_wal_size(512 << 20);
+        // Memory stays bounded however many messages wait: memtables share one
+        // budget and every family's blocks, indexes and filters one cache.
+        let cache = rocksdb::Cache::new_lru_cache(MEMORY_BLOCK_CACHE);
+        let wbm = rocksdb::WriteBufferManager::new_write_buffer_manager(MEMORY_MEMTABLES, false);
+        opts.set_write_buffer_manager(&wbm);
         let db = DB::open_cf_descriptors(
             &opts,
             &path,
-            families::descriptors(&horizon, config.retention.as_secs()),
+            families::descriptors(&horizon, config.retention.as_secs(), &cache),
         )?;
         let mut st = load_state(&db)?;
         let (ready_tx, _) = watch::channel(0u64);

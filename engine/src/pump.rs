@@ -34,11 +34,13 @@ pub(crate) fn append_ready(
     let offset = t.rec.counters.ready_end;
     t.rec.counters.ready_end += 1;
     let name_for_observer = ctx.sh.config_observer().map(|_| t.rec.name.clone());
-    ctx.put(
-        READY,
-        keys::ready(topic, offset),
-        records::encode_ready(now, deliver_at_ms, id, tag),
-    )?;
+    let mut buf = [0u8; 256];
+    if let Some(v) = records::encode_ready_into(&mut buf, now, deliver_at_ms, id, tag) {
+        ctx.put(READY, keys::ready(topic, offset), v)?;
+    } else {
+        let v = records::encode_ready(now, deliver_at_ms, id, tag);
+        ctx.put(READY, keys::ready(topic, offset), v)?;
+    }
     let loc = Location {
         deliver_at_ms,
         topic,
@@ -76,13 +78,18 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
     if lower >= upper {
         return Ok((0, false));
     }
-    let due = ctx.scan(TIMER, &lower, &upper, max)?;
+    let sh = ctx.sh;
+    let mut moved = 0usize;
     let mut last = None;
-    for (k, v) in &due {
+    sh.visit(TIMER, &lower, &upper, |k, v| {
+        if moved >= max {
+            return Ok(false);
+        }
+        moved += 1;
         let Some((t, id)) = keys::parse_timer(k) else {
             tracing::warn!("skipping malformed timer key");
             ctx.single_delete(TIMER, k)?;
-            continue;
+            return Ok(true);
         };
         match records::decode_timer(v) {
             Ok((topic, tag)) if ctx.st.topics.contains_key(&topic) => {
@@ -98,8 +105,9 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
         }
         ctx.single_delete(TIMER, k)?;
         last = Some((t, id));
-    }
-    let more = due.len() >= max;
+        Ok(true)
+    })?;
+    let more = moved >= max;
     let new_wm = match (more, last) {
         (true, Some((t, id))) => match id.0.checked_add(1) {
             Some(next) => (t, next),
@@ -116,7 +124,7 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
         next_timer_due(ctx.sh, ctx.st.engine.watermark)?
     };
     record_checkpoint(ctx);
-    Ok((due.len() as u64, more))
+    Ok((moved as u64, more))
 }
 
 /// The due time of the first timer entry at or above the watermark.

@@ -192,6 +192,23 @@ pub(crate) fn encode_ready(
     v
 }
 
+/// Like [`encode_ready`] into `buf`; `None` when it does not fit.
+pub(crate) fn encode_ready_into<'b>(
+    buf: &'b mut [u8],
+    ready_at_ms: u64,
+    deliver_at_ms: u64,
+    id: MessageId,
+    tag: &[u8],
+) -> Option<&'b [u8]> {
+    let n = 32 + tag.len();
+    let out = buf.get_mut(..n)?;
+    out[..8].copy_from_slice(&ready_at_ms.to_be_bytes());
+    out[8..16].copy_from_slice(&deliver_at_ms.to_be_bytes());
+    out[16..32].copy_from_slice(&id.to_bytes());
+    out[32..].copy_from_slice(tag);
+    Some(out)
+}
+
 pub(crate) fn decode_ready(v: &[u8]) -> Result<ReadyEntry<'_>> {
     let bad = || corrupt("ready entry");
     Ok(ReadyEntry {
@@ -300,6 +317,15 @@ mod tests {
         assert_eq!(decode_location(&encode_location(&l)).unwrap(), l);
         assert_eq!(message_deliver_at(&encode_location(&l)), Some(1));
         let r = encode_ready(7, 6, MessageId(9), b"tag");
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            encode_ready_into(&mut buf, 7, 6, MessageId(9), b"tag"),
+            Some(&r[..])
+        );
+        assert_eq!(
+            encode_ready_into(&mut [0u8; 8], 7, 6, MessageId(9), b"tag"),
+            None
+        );
         let e = decode_ready(&r).unwrap();
         assert_eq!(
             (e.ready_at_ms, e.deliver_at_ms, e.id, e.tag()),

@@ -93,6 +93,10 @@ pub struct Stats {
     pub delayed_write_rate: u64,
     /// Whether the engine refuses writes after a storage failure.
     pub poisoned: bool,
+    /// Compactions running now.
+    pub running_compactions: u64,
+    /// Memtable flushes running now.
+    pub running_flushes: u64,
 }
 
 pub(crate) fn stats(sh: &Shared) -> Stats {
@@ -139,7 +143,7 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         (topics, st.engine.early_deliveries)
     };
-    let prop = |cf: &str, name: &str| -> u64 {
+    let prop = |cf: crate::families::Family, name: &str| -> u64 {
         sh.cf(cf)
             .ok()
             .and_then(|h| sh.db.property_int_value_cf(h, name).ok().flatten())
@@ -148,7 +152,7 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
     let families = crate::families::ALL
         .iter()
         .map(|&f| FamilyStats {
-            name: f.to_string(),
+            name: f.name().to_string(),
             sst_bytes: prop(f, "rocksdb.total-sst-files-size"),
             memtable_bytes: prop(f, "rocksdb.size-all-mem-tables"),
             estimated_keys: prop(f, "rocksdb.estimate-num-keys"),
@@ -167,5 +171,7 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
         write_stopped: dbprop("rocksdb.is-write-stopped") != 0,
         delayed_write_rate: dbprop("rocksdb.actual-delayed-write-rate"),
         poisoned: sh.poisoned().is_some(),
+        running_compactions: dbprop("rocksdb.num-running-compactions"),
+        running_flushes: dbprop("rocksdb.num-running-flushes"),
     }
 }

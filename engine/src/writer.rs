@@ -12,7 +12,7 @@
 //! are refused until the engine is reopened.
 
 use crate::error::{Error, Result};
-use crate::families;
+use crate::families::{self, Family};
 use crate::state::State;
 use crate::Shared;
 use rocksdb::{ColumnFamily, WriteBatch, WriteOptions};
@@ -119,6 +119,7 @@ where
 /// What a job sees: the store, the state, and the batch being built.
 pub(crate) struct Ctx<'a> {
     pub sh: &'a Shared,
+    handles: [&'a ColumnFamily; 7],
     pub st: &'a mut State,
     batch: WriteBatch,
     /// The engine's time for the current job (never goes back).
@@ -134,9 +135,10 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(sh: &'a Shared, st: &'a mut State) -> Self {
+    fn new(sh: &'a Shared, handles: [&'a ColumnFamily; 7], st: &'a mut State) -> Self {
         Ctx {
             sh,
+            handles,
             st,
             batch: WriteBatch::default(),
             now: 0,
@@ -188,18 +190,18 @@ impl<'a> Ctx<'a> {
     }
 
     /// A column family handle.
-    pub fn cf(&self, name: &str) -> Result<&'a ColumnFamily> {
-        self.sh.cf(name)
+    pub fn cf(&self, f: Family) -> Result<&'a ColumnFamily> {
+        Ok(self.handles[f.0])
     }
 
-    pub fn put(&mut self, cf: &str, k: impl AsRef<[u8]>, v: impl AsRef<[u8]>) -> Result<()> {
+    pub fn put(&mut self, cf: Family, k: impl AsRef<[u8]>, v: impl AsRef<[u8]>) -> Result<()> {
         let h = self.cf(cf)?;
         self.batch.put_cf(h, k, v);
         self.job_wrote = true;
         Ok(())
     }
 
-    pub fn delete(&mut self, cf: &str, k: impl AsRef<[u8]>) -> Result<()> {
+    pub fn delete(&mut self, cf: Family, k: impl AsRef<[u8]>) -> Result<()> {
         let h = self.cf(cf)?;
         self.batch.delete_cf(h, k);
         self.job_wrote = true;
@@ -208,14 +210,14 @@ impl<'a> Ctx<'a> {
 
     /// Deletes a key that was put exactly once and never overwritten (timer keys): its
     /// tombstone vanishes together with the value instead of piling up.
-    pub fn single_delete(&mut self, cf: &str, k: impl AsRef<[u8]>) -> Result<()> {
+    pub fn single_delete(&mut self, cf: Family, k: impl AsRef<[u8]>) -> Result<()> {
         let h = self.cf(cf)?;
         self.batch.single_delete_cf(h, k);
         self.job_wrote = true;
         Ok(())
     }
 
-    pub fn delete_range<A: AsRef<[u8]>>(&mut self, cf: &str, from: A, to: A) -> Result<()> {
+    pub fn delete_range<A: AsRef<[u8]>>(&mut self, cf: Family, from: A, to: A) -> Result<()> {
         let h = self.cf(cf)?;
         self.batch.delete_range_cf(h, from, to);
         self.job_wrote = true;
@@ -230,12 +232,18 @@ impl<'a> Ctx<'a> {
         self.write_batch(false)
     }
 
-    pub fn get(&self, cf: &str, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+    pub fn get(&self, cf: Family, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         Ok(self.sh.db.get_cf(self.cf(cf)?, k)?)
     }
 
     /// Keys and values of `cf` in `[lower, upper)`, at most `limit`.
-    pub fn scan(&self, cf: &str, lower: &[u8], upper: &[u8], limit: usize) -> Result<crate::Rows> {
+    pub fn scan(
+        &self,
+        cf: Family,
+        lower: &[u8],
+        upper: &[u8],
+        limit: usize,
+    ) -> Result<crate::Rows> {
         self.sh.scan(cf, lower, upper, limit)
     }
 
@@ -301,6 +309,13 @@ impl<'a> Ctx<'a> {
 
 /// The writer thread's loop: gather, apply, commit, reply.
 pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
+    let handles = match sh.handles() {
+        Ok(h) => h,
+        Err(e) => {
+            sh.poison(&e.to_string());
+            return;
+        }
+    };
     while let Ok(first) = rx.recv() {
         let mut jobs = Vec::with_capacity(64);
         jobs.push(first);
@@ -311,7 +326,7 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
             }
         }
         let mut guard = sh.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut ctx = Ctx::new(&sh, &mut guard);
+        let mut ctx = Ctx::new(&sh, handles, &mut guard);
         for job in jobs {
             (job.run)(&mut ctx);
         }
