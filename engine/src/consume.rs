@@ -110,6 +110,13 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
             continue;
         }
         let entry = records::decode_ready(&rv)?;
+        if call_filter
+            .as_ref()
+            .is_some_and(|f| !f.matches(entry.tag()))
+        {
+            // Not for this call's filter: it stays waiting for a matching receive.
+            continue;
+        }
         let retry = is_retry(ctx, g, &rec, offset);
         ctx.delete(INFLIGHT, &k)?;
         let d = hand_out(

@@ -299,6 +299,11 @@ impl Engine {
                 "every retry backoff must be at least 100 ms".into(),
             ));
         }
+        if config.precision_ms > u64::try_from(config.max_delay.as_millis()).unwrap_or(u64::MAX) {
+            return Err(Error::BadRequest(
+                "precision_ms must not exceed max_delay".into(),
+            ));
+        }
         if config.max_delivery_attempts == 0 || config.pump_step == 0 {
             return Err(Error::BadRequest(
                 "max_delivery_attempts and pump_step must be positive".into(),
@@ -714,24 +719,36 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
     let (is_over, _) = over(used);
     report.over_watermark = is_over;
     if is_over {
+        let mut ranges = Vec::new();
         for _ in 0..10_000 {
-            let n =
-                writer::submit(sh, true, |ctx| retention::purge_acked(ctx, 16 * 1024)).wait()?;
-            report.purged += n;
-            if n == 0 {
+            let p =
+                writer::submit(sh, true, |ctx| retention::purge_acked(ctx, 64 * 1024)).wait()?;
+            report.purged += p.rows;
+            ranges.extend(p.ranges);
+            if p.rows == 0 {
                 break;
             }
         }
-        reclaim(sh)?;
+        reclaim(sh, &ranges)?;
         used = retention::dir_bytes(&sh.path);
         if over(used).0 && sh.config.storage_policy == StoragePolicy::DropOldest {
-            for _ in 0..10_000 {
-                let n = writer::submit(sh, true, |ctx| retention::drop_oldest(ctx, 16 * 1024))
+            // Drop in steps of a tenth of the Ready data (at least 16 Ki messages),
+            // reclaiming only the ranges each step deleted, until under the watermark.
+            let ready: u64 = {
+                let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.topics
+                    .values()
+                    .map(|t| t.rec.counters.ready_end - t.rec.counters.head)
+                    .sum()
+            };
+            let step = (ready / 10).max(16 * 1024);
+            for _ in 0..1_000 {
+                let p = writer::submit(sh, true, move |ctx| retention::drop_oldest(ctx, step))
                     .wait()?;
-                report.dropped += n;
-                reclaim(sh)?;
+                report.dropped += p.rows;
+                reclaim(sh, &p.ranges)?;
                 used = retention::dir_bytes(&sh.path);
-                if n == 0 || !over(used).0 {
+                if p.rows == 0 || !over(used).0 {
                     break;
                 }
             }
@@ -754,15 +771,17 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
     Ok(report)
 }
 
-/// Flushes and compacts the families purges touch, so deleted bytes leave the disk.
-fn reclaim(sh: &Shared) -> Result<()> {
+/// Flushes the memtables, then compacts only the key ranges a purge deleted, so the
+/// deleted bytes leave the disk without rewriting the whole store.
+fn reclaim(sh: &Shared, ranges: &[(families::Family, Vec<u8>, Vec<u8>)]) -> Result<()> {
     for f in families::ALL {
         let cf = sh.cf(f)?;
         sh.db.flush_cf(cf)?;
     }
-    for f in [families::MESSAGES, families::READY, families::KEYS] {
-        let cf = sh.cf(f)?;
-        sh.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+    for (f, lo, hi) in ranges {
+        let cf = sh.cf(*f)?;
+        sh.db
+            .compact_range_cf(cf, Some(lo.as_slice()), Some(hi.as_slice()));
     }
     Ok(())
 }

@@ -9,9 +9,10 @@
 //! the horizon: no filter can remove them.
 
 use crate::error::Result;
-use crate::families::{MESSAGES, READY};
+use crate::families::{Family, MESSAGES, READY};
 use crate::keys::{self, GroupId, TopicId};
 use crate::records;
+use crate::types::MessageId;
 use crate::writer::Ctx;
 use rocksdb::{compaction_filter::Decision, Options};
 use std::path::Path;
@@ -144,29 +145,68 @@ fn group_low(ctx: &Ctx<'_>, g: GroupId) -> Result<u64> {
     Ok(inflight.map_or(cursor, |o| o.min(cursor)))
 }
 
+/// What a purge deleted, and the key ranges compaction should visit to reclaim it.
+#[derive(Debug, Default)]
+pub(crate) struct Purged {
+    pub rows: u64,
+    pub ranges: Vec<(Family, Vec<u8>, Vec<u8>)>,
+}
+
+impl Purged {
+    fn add(&mut self, other: Purged) {
+        self.rows += other.rows;
+        self.ranges.extend(other.ranges);
+    }
+}
+
+/// The first offset in `[from, to)` that still has a ready entry (retention may have
+/// removed a long run of them), or `to`.
+fn first_live(ctx: &Ctx<'_>, tid: TopicId, from: u64, to: u64) -> Result<u64> {
+    let first = ctx.scan(READY, &keys::ready(tid, from), &keys::ready(tid, to), 1)?;
+    Ok(first
+        .first()
+        .and_then(|(k, _)| keys::parse_ready(k))
+        .map_or(to, |(_, o)| o))
+}
+
 /// Deletes the ready-log range `[from, to)` of a topic and its message records.
-fn purge_range(ctx: &mut Ctx<'_>, tid: TopicId, from: u64, to: u64) -> Result<u64> {
+fn purge_range(ctx: &mut Ctx<'_>, tid: TopicId, from: u64, to: u64) -> Result<Purged> {
     let rows = ctx.scan(
         READY,
         &keys::ready(tid, from),
         &keys::ready(tid, to),
         usize::MAX,
     )?;
+    let (mut lo, mut hi) = (None::<MessageId>, None::<MessageId>);
     for (_, v) in &rows {
         let e = records::decode_ready(v)?;
         ctx.delete(MESSAGES, keys::message(e.id))?;
         ctx.delete(MESSAGES, keys::location(e.id))?;
+        lo = Some(lo.map_or(e.id, |l| l.min(e.id)));
+        hi = Some(hi.map_or(e.id, |h| h.max(e.id)));
     }
     ctx.delete_range(READY, keys::ready(tid, from), keys::ready(tid, to))?;
     if let Some(t) = ctx.st.topic_mut(tid) {
         t.rec.counters.head = to;
     }
-    Ok(rows.len() as u64)
+    let mut ranges = vec![(
+        READY,
+        keys::ready(tid, from).to_vec(),
+        keys::ready(tid, to).to_vec(),
+    )];
+    if let (Some(lo), Some(hi)) = (lo, hi) {
+        let end = keys::prefix_end(&hi.to_bytes());
+        ranges.push((MESSAGES, lo.to_bytes().to_vec(), end));
+    }
+    Ok(Purged {
+        rows: rows.len() as u64,
+        ranges,
+    })
 }
 
 /// Deletes up to `max` Ready messages that every group of their topic has finished
-/// with, oldest first; returns how many.
-pub(crate) fn purge_acked(ctx: &mut Ctx<'_>, max: u64) -> Result<u64> {
+/// with, oldest first.
+pub(crate) fn purge_acked(ctx: &mut Ctx<'_>, max: u64) -> Result<Purged> {
     ctx.prepare_read()?;
     let topics: Vec<(TopicId, u64, Vec<GroupId>)> = ctx
         .st
@@ -181,28 +221,30 @@ pub(crate) fn purge_acked(ctx: &mut Ctx<'_>, max: u64) -> Result<u64> {
             )
         })
         .collect();
-    let mut total = 0;
+    let mut total = Purged::default();
     for (tid, head, groups) in topics {
         let mut low = u64::MAX;
         for g in groups {
             low = low.min(group_low(ctx, g)?);
         }
-        if low <= head || total >= max {
+        if low <= head || total.rows >= max {
             continue;
         }
-        let to = low.min(head + (max - total));
-        let n = purge_range(ctx, tid, head, to)?;
+        // Skip what retention already removed without spending the budget on it.
+        let from = first_live(ctx, tid, head, low)?;
+        let to = low.min(from.saturating_add(max - total.rows));
+        let p = purge_range(ctx, tid, from, to)?;
         if let Some(t) = ctx.st.topic_mut(tid) {
-            t.rec.counters.purged += n;
+            t.rec.counters.purged += p.rows;
         }
-        total += n;
+        total.add(p);
     }
     Ok(total)
 }
 
 /// Deletes up to `max` of the oldest Ready messages whatever their groups did
-/// (policy `drop-oldest`); Timing messages are never touched. Returns how many.
-pub(crate) fn drop_oldest(ctx: &mut Ctx<'_>, max: u64) -> Result<u64> {
+/// (policy `drop-oldest`); Timing messages are never touched.
+pub(crate) fn drop_oldest(ctx: &mut Ctx<'_>, max: u64) -> Result<Purged> {
     ctx.prepare_read()?;
     let mut oldest: Option<(u64, TopicId, u64, u64)> = None;
     let topics: Vec<(TopicId, u64, u64)> = ctx
@@ -214,23 +256,26 @@ pub(crate) fn drop_oldest(ctx: &mut Ctx<'_>, max: u64) -> Result<u64> {
         .collect();
     for (tid, head, end) in topics {
         let first = ctx.scan(READY, &keys::ready(tid, head), &keys::ready(tid, end), 1)?;
-        let at = first
-            .first()
-            .and_then(|(_, v)| records::ready_at(v))
-            .unwrap_or(0);
+        let Some((k, v)) = first.first() else {
+            // Retention emptied it: nothing to drop here.
+            continue;
+        };
+        let (Some((_, from)), Some(at)) = (keys::parse_ready(k), records::ready_at(v)) else {
+            continue;
+        };
         if oldest.is_none_or(|(a, ..)| at < a) {
-            oldest = Some((at, tid, head, end));
+            oldest = Some((at, tid, from, end));
         }
     }
-    let Some((_, tid, head, end)) = oldest else {
-        return Ok(0);
+    let Some((_, tid, from, end)) = oldest else {
+        return Ok(Purged::default());
     };
-    let to = end.min(head.saturating_add(max.max(1)));
-    let n = purge_range(ctx, tid, head, to)?;
+    let to = end.min(from.saturating_add(max.max(1)));
+    let p = purge_range(ctx, tid, from, to)?;
     if let Some(t) = ctx.st.topic_mut(tid) {
-        t.rec.counters.dropped += n;
+        t.rec.counters.dropped += p.rows;
     }
-    Ok(n)
+    Ok(p)
 }
 
 #[cfg(test)]

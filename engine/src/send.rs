@@ -68,7 +68,7 @@ pub fn effective_time(requested: Option<i64>, now: u64, cfg: &Config) -> Result<
             }),
             OverMaxDelay::Reject => Err(Error::BadDeliveryTime(format!(
                 "{req} is {} ms ahead; max_delay is {max_delay} ms",
-                req - now
+                rounded.saturating_sub(now)
             ))),
         };
     }

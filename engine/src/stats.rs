@@ -20,9 +20,9 @@ pub struct GroupStats {
     pub inflight: u64,
     /// Invisible time passed, waiting for redelivery.
     pub retry: u64,
-    /// Acked.
+    /// Acks so far (cumulative: retention and offset resets do not undo them).
     pub acked: u64,
-    /// Moved to the dead-letter topic.
+    /// Messages moved to the dead-letter topic so far (cumulative).
     pub dead_lettered: u64,
     /// Deliveries with attempt > 1.
     pub redelivered: u64,

@@ -205,6 +205,28 @@ fn tag_filters() {
 }
 
 #[test]
+fn a_call_filter_applies_to_retries_too() {
+    let h = Harness::new();
+    h.topic("n", TopicKind::Normal);
+    h.receive("n", "g", 1);
+    let mut m = normal_msg("n", "for a");
+    m.tag = Some("a".into());
+    h.e().send(m).unwrap();
+    let with = |f: &str| {
+        let mut r = ReceiveRequest::new("n", "g", 10);
+        r.filter = Some(f.into());
+        r.invisible_duration = Duration::from_secs(1);
+        h.e().receive(r).unwrap()
+    };
+    assert_eq!(with("a").len(), 1);
+    h.advance(1_000);
+    assert!(with("b").is_empty(), "a retry tagged a is not for filter b");
+    let again = with("a");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery_attempt, 2);
+}
+
+#[test]
 fn ready_signal_changes_when_messages_become_ready() {
     let h = Harness::new();
     h.topic("d", TopicKind::Delay);

@@ -165,3 +165,17 @@ fn body_limit_and_message_fields() {
     assert_eq!(got[0].properties.get("p").map(String::as_str), Some("v"));
     assert_eq!(got[0].delivery_attempt, 1);
 }
+
+#[test]
+fn precision_coarser_than_max_delay_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        precision_ms: 60_000,
+        max_delay: Duration::from_secs(10),
+        ..Config::default()
+    };
+    assert!(matches!(
+        sundial_engine::Engine::open(dir.path(), cfg),
+        Err(Error::BadRequest(_))
+    ));
+}

@@ -95,3 +95,33 @@ fn drop_oldest_policy_drops_ready_never_timing() {
         assert!(h.e().show(t.message_id).is_ok());
     }
 }
+
+/// A topic whose ready log retention already emptied must not stall `drop-oldest`.
+#[test]
+fn drop_oldest_skips_logs_retention_already_emptied() {
+    let h = Harness::with(|c| {
+        c.disk_high_watermark_bytes = Some(BUDGET);
+        c.storage_policy = StoragePolicy::DropOldest;
+        c.retention = std::time::Duration::from_secs(3600);
+    });
+    h.topic("old", TopicKind::Normal);
+    for _ in 0..3 {
+        let msgs: Vec<NewMessage> = (0..1000).map(|_| normal_msg("old", "x")).collect();
+        for r in h.e().send_batch(msgs) {
+            r.unwrap();
+        }
+    }
+    for _ in 0..130 {
+        h.advance(60_000);
+    }
+    h.e().maintain().unwrap();
+    h.e().compact().unwrap();
+    h.topic("n", TopicKind::Normal);
+    fill(&h, "n", 6000);
+    let r = h.e().maintain().unwrap();
+    assert!(
+        r.over_watermark && r.dropped > 0 && !r.storage_full,
+        "{r:?}"
+    );
+    h.e().send(normal_msg("n", "accepted")).unwrap();
+}
