@@ -39,6 +39,9 @@ pub struct Args {
     /// Run only the engine burst part (for profiling).
     #[arg(long)]
     only_engine_burst: bool,
+    /// Rounds; each figure is the median over them.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -47,6 +50,7 @@ pub struct Args {
 #[derive(Serialize, Debug)]
 struct Report {
     machine: String,
+    rounds: usize,
     send_messages: u64,
     body_bytes: usize,
     producers: usize,
@@ -210,7 +214,7 @@ fn engine_burst(path: &std::path::Path, a: &Args) -> Result<Burst, String> {
         if first.is_none() && signal.has_changed().unwrap_or(false) {
             first = Some(start.elapsed());
         }
-        if e.stats().timing_total == 0 {
+        if e.counters().timing_total == 0 {
             break;
         }
         if Instant::now() > deadline {
@@ -254,18 +258,48 @@ pub fn run(a: Args) -> Result<(), String> {
         );
         return Ok(());
     }
-    eprintln!("raw synced puts ...");
     let n = a.send_messages / a.producers as u64 * a.producers as u64;
-    let raw_send = raw::synced_puts(&base.join("raw-send"), n, a.body, a.batch, a.producers)?;
-    eprintln!("engine sends ...");
-    let eng_send = engine_sends(&base.join("engine-send"), &a)?;
-    eprintln!("raw batched move ...");
-    let raw_move = raw::batched_move(&base.join("raw-move"), a.burst_messages, 4096)?;
-    eprintln!("engine burst ...");
-    let burst = engine_burst(&base.join("engine-burst"), &a)?;
+    let (mut raw_sends, mut eng_sends, mut raw_moves, mut bursts) =
+        (vec![], vec![], vec![], vec![]);
+    for round in 0..a.repeat.max(1) {
+        // Interleaved, each in a fresh directory, so drift on a shared machine hits
+        // both sides alike; medians are reported.
+        let dir = base.join(format!("round-{round}"));
+        eprintln!(
+            "round {}: raw synced puts, engine sends, raw move, engine burst",
+            round + 1
+        );
+        raw_sends.push(raw::synced_puts(
+            &dir.join("raw-send"),
+            n,
+            a.body,
+            a.batch,
+            a.producers,
+        )?);
+        eng_sends.push(engine_sends(&dir.join("engine-send"), &a)?);
+        raw_moves.push(raw::batched_move(
+            &dir.join("raw-move"),
+            a.burst_messages,
+            4096,
+        )?);
+        bursts.push(engine_burst(&dir.join("engine-burst"), &a)?);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (raw_send, eng_send, raw_move) = (
+        median(&mut raw_sends),
+        median(&mut eng_sends),
+        median(&mut raw_moves),
+    );
+    bursts.sort_by_key(|b| b.all_ready);
+    let burst = bursts.swap_remove(bursts.len() / 2);
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
     let r = Report {
         machine: machine(),
+        rounds: a.repeat.max(1),
         send_messages: n,
         body_bytes: a.body,
         producers: a.producers,
@@ -290,7 +324,7 @@ pub fn run(a: Args) -> Result<(), String> {
         );
         return Ok(());
     }
-    println!("machine: {}", r.machine);
+    println!("machine: {}; medians of {} rounds", r.machine, r.rounds);
     println!(
         "{:<44} {:>14} {:>14} {:>7}",
         "figure", "sundial", "raw RocksDB", "ratio"

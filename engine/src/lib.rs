@@ -31,7 +31,7 @@ pub use consume::{MAX_INVISIBLE, MAX_RECEIVE, MIN_INVISIBLE};
 pub use error::{Error, Result};
 pub use lookup::MAX_FIND;
 pub use pump::TickReport;
-pub use stats::{FamilyStats, GroupStats, Observer, Stats, TopicStats};
+pub use stats::{Counters, FamilyStats, GroupStats, Observer, Stats, TopicStats};
 pub use types::*;
 pub use writer::{Pending, PendingFuture};
 
@@ -642,6 +642,11 @@ impl Engine {
     /// Ids of retained messages of `topic` with lookup key `key` (at most [`MAX_FIND`]).
     pub fn find_by_key(&self, topic: &str, key: &str) -> Result<Vec<MessageId>> {
         lookup::find(self.sh(), topic, key)
+    }
+
+    /// The exact counters alone (cheap: no storage properties).
+    pub fn counters(&self) -> Counters {
+        stats::counters(self.sh())
     }
 
     /// Exact counters and storage figures.

@@ -6,8 +6,8 @@
 use crate::error::{Error, Result};
 use crate::keys::{self, GroupId, TopicId};
 use crate::types::{GroupInfo, MessageId, TagFilter, TopicInfo, TopicKind};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
 
 /// Exact per-topic counters, persisted with the topic record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,7 +220,7 @@ impl State {
             rec.id,
             TopicState {
                 rec,
-                groups: HashMap::new(),
+                groups: HashMap::default(),
             },
         );
     }

@@ -99,7 +99,19 @@ pub struct Stats {
     pub running_flushes: u64,
 }
 
-pub(crate) fn stats(sh: &Shared) -> Stats {
+/// The exact counters alone: no RocksDB property and no directory listing, cheap
+/// enough to read as often as a caller likes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// Per topic.
+    pub topics: Vec<TopicStats>,
+    /// Messages waiting in the timer index, all topics.
+    pub timing_total: u64,
+    /// Deliveries before their delivery time (must stay 0).
+    pub early_deliveries: u64,
+}
+
+pub(crate) fn counters(sh: &Shared) -> Counters {
     let (topics, early) = {
         let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut topics: Vec<TopicStats> = st
@@ -143,6 +155,19 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         (topics, st.engine.early_deliveries)
     };
+    Counters {
+        timing_total: topics.iter().map(|t| t.timing).sum(),
+        topics,
+        early_deliveries: early,
+    }
+}
+
+pub(crate) fn stats(sh: &Shared) -> Stats {
+    let Counters {
+        topics,
+        timing_total,
+        early_deliveries: early,
+    } = counters(sh);
     let prop = |cf: crate::families::Family, name: &str| -> u64 {
         sh.cf(cf)
             .ok()
@@ -161,7 +186,7 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
         .collect();
     let dbprop = |name: &str| sh.db.property_int_value(name).ok().flatten().unwrap_or(0);
     Stats {
-        timing_total: topics.iter().map(|t| t.timing).sum(),
+        timing_total,
         topics,
         early_deliveries: early,
         families,
