@@ -39,6 +39,9 @@ pub struct Args {
     /// Run only the engine burst part (for profiling).
     #[arg(long)]
     only_engine_burst: bool,
+    /// The engine's pump step (messages moved per atomic batch).
+    #[arg(long, default_value_t = 4096)]
+    pump_step: usize,
     /// Rounds; each figure is the median over them.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -158,6 +161,7 @@ fn engine_burst(path: &std::path::Path, a: &Args) -> Result<Burst, String> {
     let clock = ManualClock::new(t0);
     let cfg = Config {
         clock: clock.clone(),
+        pump_step: a.pump_step,
         ..Config::default()
     };
     let e = Engine::open(path, cfg).map_err(|e| e.to_string())?;
@@ -191,8 +195,9 @@ fn engine_burst(path: &std::path::Path, a: &Args) -> Result<Burst, String> {
     if e.stats().timing_total != a.burst_messages {
         return Err("burst not fully stored".into());
     }
-    // Let the sends' flushes and compactions finish first: the raw move it is compared
-    // with starts on a quiet store too.
+    // Let the sends' flushes, compactions and page-cache writeback finish first: the
+    // raw move it is compared with starts on a quiet store too.
+    settle_disk();
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(120) {
         let s = e.stats();
@@ -202,6 +207,7 @@ fn engine_burst(path: &std::path::Path, a: &Args) -> Result<Burst, String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    settle_disk();
     let rss_before = rss::rss_bytes();
     let sampler = rss::Sampler::start();
     let mut signal = e.ready_signal();
@@ -235,6 +241,11 @@ fn engine_burst(path: &std::path::Path, a: &Args) -> Result<Burst, String> {
         rss_max,
         rss_after: rss::rss_bytes(),
     })
+}
+
+/// Writes back dirty pages (the `sync` command) before a timed phase.
+fn settle_disk() {
+    let _ = std::process::Command::new("sync").status();
 }
 
 pub fn run(a: Args) -> Result<(), String> {
