@@ -41,6 +41,26 @@ pub(crate) fn location(id: MessageId) -> [u8; 17] {
     k
 }
 
+/// `messages`: a run of consecutive ready-log offsets one pump step filled for one
+/// topic, keyed by its first message's timer key: `0xff ‖ topic ‖ deliver_at ‖ id`.
+/// (Message ids begin with a millisecond time, so no record key starts with `0xff`.)
+pub(crate) fn run(topic: TopicId, deliver_at_ms: u64, id: MessageId) -> [u8; 29] {
+    let mut k = [0u8; 29];
+    k[0] = 0xff;
+    k[1..5].copy_from_slice(&topic.to_be_bytes());
+    k[5..13].copy_from_slice(&deliver_at_ms.to_be_bytes());
+    k[13..].copy_from_slice(&id.to_bytes());
+    k
+}
+
+/// The prefix of every run of one topic.
+pub(crate) fn run_prefix(topic: TopicId) -> [u8; 5] {
+    let mut k = [0u8; 5];
+    k[0] = 0xff;
+    k[1..].copy_from_slice(&topic.to_be_bytes());
+    k
+}
+
 /// `ready`: `topic ‖ offset`.
 pub(crate) fn ready(topic: TopicId, offset: u64) -> [u8; 12] {
     let mut k = [0u8; 12];
@@ -226,6 +246,15 @@ mod tests {
             let k = inflight(a.0, a.1);
             prop_assert!(lo[..] <= k[..] && k[..] < hi[..]);
             prop_assert_eq!(parse_inflight(&k), Some(a.1));
+        }
+
+        #[test]
+        fn run_key_order_is_tuple_order(a in any::<(u32, u64, u128)>(), b in any::<(u32, u64, u128)>()) {
+            let ka = run(a.0, a.1, MessageId(a.2));
+            let kb = run(b.0, b.1, MessageId(b.2));
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+            prop_assert!(ka.starts_with(&run_prefix(a.0)));
+            prop_assert!(ka[..] > message(MessageId(u128::MAX >> 8))[..]);
         }
 
         #[test]

@@ -1,11 +1,12 @@
 //! `message show` and `message find`: read-only views that never scan the store.
 
 use crate::error::{Error, Result};
-use crate::families::{ACKED, INFLIGHT, KEYS, MESSAGES, TIMER};
-use crate::keys;
-use crate::records::{self, Finished};
+use crate::families::{ACKED, INFLIGHT, KEYS, MESSAGES, READY, TIMER};
+use crate::keys::{self, TopicId};
+use crate::records::{self, Finished, Location};
 use crate::types::{GroupMessageState, MessageId, MessageState, MessageView};
 use crate::Shared;
+use rocksdb::ReadOptions;
 
 /// Most ids one find returns.
 pub const MAX_FIND: usize = 1000;
@@ -28,15 +29,24 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
         state: MessageState::Timing,
         groups: Vec::new(),
     };
-    let Some(lv) = sh.get(MESSAGES, keys::location(id))? else {
-        if sh.get(TIMER, keys::timer(deliver_at_ms, id))?.is_some() {
-            return Ok(view);
+    let loc = match sh.get(MESSAGES, keys::location(id))? {
+        Some(lv) => records::decode_location(&lv)?,
+        None => {
+            if sh.get(TIMER, keys::timer(deliver_at_ms, id))?.is_some() {
+                return Ok(view);
+            }
+            let topic = {
+                let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.topic_by_name(&view.topic).map(|t| t.rec.id)
+            };
+            let found = match topic {
+                Ok(t) => locate_in_run(sh, t, deliver_at_ms, id)?,
+                Err(_) => None,
+            };
+            found
+                .ok_or_else(|| Error::NotFound(format!("message {id} is being moved or deleted")))?
         }
-        return Err(Error::NotFound(format!(
-            "message {id} is being moved or deleted"
-        )));
     };
-    let loc = records::decode_location(&lv)?;
     view.state = MessageState::Ready {
         ready_at_ms: loc.ready_at_ms,
     };
@@ -87,6 +97,53 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
         view.groups.push((name, state));
     }
     Ok(view)
+}
+
+/// Finds a message the pump moved: the run record at or before its timer key names
+/// the step's offsets, and the message is one of them.
+fn locate_in_run(
+    sh: &Shared,
+    topic: TopicId,
+    deliver_at_ms: u64,
+    id: MessageId,
+) -> Result<Option<Location>> {
+    let prefix = keys::run_prefix(topic);
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_lower_bound(prefix.to_vec());
+    ro.set_iterate_upper_bound(keys::prefix_end(&prefix));
+    let mut it = sh.db.raw_iterator_cf_opt(sh.cf(MESSAGES)?, ro);
+    it.seek_for_prev(keys::run(topic, deliver_at_ms, id));
+    let run = match (it.valid(), it.value()) {
+        (true, Some(v)) => records::decode_run(v)?,
+        _ => {
+            it.status()?;
+            return Ok(None);
+        }
+    };
+    drop(it);
+    if (deliver_at_ms, id) > (run.last_deliver_at_ms, run.last_id) {
+        return Ok(None);
+    }
+    let end = run.first_offset.saturating_add(u64::from(run.count));
+    let mut offset = None;
+    sh.visit(
+        READY,
+        &keys::ready(topic, run.first_offset),
+        &keys::ready(topic, end),
+        |k, v| {
+            if records::decode_ready(v)?.id == id {
+                offset = keys::parse_ready(k).map(|(_, o)| o);
+                return Ok(false);
+            }
+            Ok(true)
+        },
+    )?;
+    Ok(offset.map(|offset| Location {
+        deliver_at_ms,
+        topic,
+        offset,
+        ready_at_ms: run.ready_at_ms,
+    }))
 }
 
 pub(crate) fn find(sh: &Shared, topic: &str, key: &str) -> Result<Vec<MessageId>> {

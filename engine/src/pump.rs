@@ -19,13 +19,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Appends a message to its topic's ready log (and records where it went).
+/// Appends a message to its topic's ready log. `locate`: also write its location
+/// record (the pump writes one run record per step and topic instead).
 pub(crate) fn append_ready(
     ctx: &mut Ctx<'_>,
     topic: TopicId,
     id: MessageId,
     deliver_at_ms: u64,
     tag: &[u8],
+    locate: bool,
 ) -> Result<u64> {
     let now = ctx.now;
     let Some(t) = ctx.st.topic_mut(topic) else {
@@ -41,19 +43,24 @@ pub(crate) fn append_ready(
         let v = records::encode_ready(now, deliver_at_ms, id, tag);
         ctx.put(READY, keys::ready(topic, offset), v)?;
     }
-    let loc = Location {
-        deliver_at_ms,
-        topic,
-        offset,
-        ready_at_ms: now,
-    };
-    ctx.put(MESSAGES, keys::location(id), records::encode_location(&loc))?;
+    if locate {
+        let loc = Location {
+            deliver_at_ms,
+            topic,
+            offset,
+            ready_at_ms: now,
+        };
+        ctx.put(MESSAGES, keys::location(id), records::encode_location(&loc))?;
+    }
     ctx.ready_changed = true;
     if let (Some(o), Some(name)) = (ctx.sh.config_observer(), name_for_observer) {
         o.ready(&name, now.saturating_sub(deliver_at_ms));
     }
     Ok(offset)
 }
+
+/// A run being built: first timer key, first offset, count, last timer key.
+type RunBuilder = ((u64, MessageId), u64, u32, (u64, MessageId));
 
 /// What one pump step did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +88,8 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
     let sh = ctx.sh;
     let mut moved = 0usize;
     let mut last = None;
+    // Per topic: (first timer key, first offset, count, last timer key).
+    let mut runs: rustc_hash::FxHashMap<TopicId, RunBuilder> = Default::default();
     sh.visit(TIMER, &lower, &upper, |k, v| {
         if moved >= max {
             return Ok(false);
@@ -93,7 +102,10 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
         };
         match records::decode_timer(v) {
             Ok((topic, tag)) if ctx.st.topics.contains_key(&topic) => {
-                append_ready(ctx, topic, id, t, tag)?;
+                let offset = append_ready(ctx, topic, id, t, tag, false)?;
+                let r = runs.entry(topic).or_insert(((t, id), offset, 0, (t, id)));
+                r.2 += 1;
+                r.3 = (t, id);
                 if let Some(ts) = ctx.st.topic_mut(topic) {
                     ts.rec.counters.timing = ts.rec.counters.timing.saturating_sub(1);
                 }
@@ -107,6 +119,20 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
         last = Some((t, id));
         Ok(true)
     })?;
+    for (topic, (first, first_offset, count, last)) in runs {
+        let run = records::Run {
+            last_deliver_at_ms: last.0,
+            first_offset,
+            count,
+            ready_at_ms: now,
+            last_id: last.1,
+        };
+        ctx.put(
+            MESSAGES,
+            keys::run(topic, first.0, first.1),
+            records::encode_run(&run),
+        )?;
+    }
     let more = moved >= max;
     let new_wm = match (more, last) {
         (true, Some((t, id))) => match id.0.checked_add(1) {

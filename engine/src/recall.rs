@@ -75,7 +75,7 @@ pub(crate) fn reschedule(
         )?;
     }
     if eff.immediate {
-        append_ready(ctx, tid, id, eff.deliver_at_ms, &tag)?;
+        append_ready(ctx, tid, id, eff.deliver_at_ms, &tag, true)?;
         if let Some(ts) = ctx.st.topic_mut(tid) {
             ts.rec.counters.timing = ts.rec.counters.timing.saturating_sub(1);
         }

@@ -148,6 +148,44 @@ pub(crate) fn decode_location(v: &[u8]) -> Result<Location> {
     })
 }
 
+/// Where one pump step put `count` messages of one topic: consecutive offsets from
+/// `first_offset`, in timer order up to `(last_deliver_at_ms, last_id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub last_deliver_at_ms: u64,
+    pub first_offset: u64,
+    pub count: u32,
+    pub ready_at_ms: u64,
+    pub last_id: MessageId,
+}
+
+/// `[version][last deliver_at][first offset][count][ready_at][last id]`; the header
+/// matches message records so the retention filter reads both alike.
+pub(crate) fn encode_run(r: &Run) -> [u8; 45] {
+    let mut v = [0u8; 45];
+    v[0] = VERSION;
+    v[1..9].copy_from_slice(&r.last_deliver_at_ms.to_be_bytes());
+    v[9..17].copy_from_slice(&r.first_offset.to_be_bytes());
+    v[17..21].copy_from_slice(&r.count.to_be_bytes());
+    v[21..29].copy_from_slice(&r.ready_at_ms.to_be_bytes());
+    v[29..45].copy_from_slice(&r.last_id.to_bytes());
+    v
+}
+
+pub(crate) fn decode_run(v: &[u8]) -> Result<Run> {
+    let bad = || corrupt("run record");
+    if v.len() != 45 || v[0] != VERSION {
+        return Err(bad());
+    }
+    Ok(Run {
+        last_deliver_at_ms: u64_at(v, 1).ok_or_else(bad)?,
+        first_offset: u64_at(v, 9).ok_or_else(bad)?,
+        count: u32_at(v, 17).ok_or_else(bad)?,
+        ready_at_ms: u64_at(v, 21).ok_or_else(bad)?,
+        last_id: MessageId::from_bytes(v[29..45].try_into().map_err(|_| bad())?),
+    })
+}
+
 /// `timer` value: `topic ‖ tag`, all the pump needs to write the ready entry.
 pub(crate) fn encode_timer(topic: TopicId, tag: Option<&str>) -> Vec<u8> {
     let tag = tag.unwrap_or("").as_bytes();
@@ -316,6 +354,15 @@ mod tests {
         };
         assert_eq!(decode_location(&encode_location(&l)).unwrap(), l);
         assert_eq!(message_deliver_at(&encode_location(&l)), Some(1));
+        let run = Run {
+            last_deliver_at_ms: 9,
+            first_offset: 8,
+            count: 7,
+            ready_at_ms: 6,
+            last_id: MessageId(5),
+        };
+        assert_eq!(decode_run(&encode_run(&run)).unwrap(), run);
+        assert_eq!(message_deliver_at(&encode_run(&run)), Some(9));
         let r = encode_ready(7, 6, MessageId(9), b"tag");
         let mut buf = [0u8; 64];
         assert_eq!(

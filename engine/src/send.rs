@@ -222,6 +222,7 @@ pub(crate) fn send_one(
             id,
             eff.deliver_at_ms,
             tag.unwrap_or("").as_bytes(),
+            true,
         )?;
     } else {
         ctx.put(
