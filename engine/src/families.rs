@@ -3,7 +3,7 @@
 //! | family     | key                                   | value                         |
 //! |------------|---------------------------------------|-------------------------------|
 //! | `meta`     | `T`name, `G`group id, `E`             | topic, group, engine records  |
-//! | `messages` | id ‖ 0 (record), id ‖ 1 (location)    | the body, stored once         |
+//! | `messages` | id ‖ 0 (record), id ‖ 1 (location), `0xff` topic ‖ t ‖ id (run of one pump step) | the body, stored once; where it became Ready |
 //! | `timer`    | deliver_at_ms ‖ id                    | topic id ‖ tag                |
 //! | `ready`    | topic id ‖ offset                     | ready_at, deliver_at, id, tag |
 //! | `inflight` | `i` group ‖ offset, `v` group ‖ t ‖ off | attempt, visible_at, nonce  |
