@@ -4,12 +4,11 @@
 //! visibility index until a receive hands it out again with attempt + 1. An entry that
 //! already had `max_delivery_attempts` deliveries goes to `%DLQ%<group>` instead.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::families::{ACKED, INFLIGHT, MESSAGES};
 use crate::keys::{self, GroupId};
 use crate::records::{self, Finished, Inflight};
 use crate::send::send_one;
-use crate::state::{TopicCounters, TopicRecord};
 use crate::types::{NewMessage, TopicKind};
 use crate::writer::Ctx;
 use crate::Shared;
@@ -161,20 +160,7 @@ pub(crate) fn dead_letter(
     let (_, mut body) = records::decode_message(&v)?;
     let tid = match ctx.st.topic_ids.get(&dlq) {
         Some(&t) => t,
-        None => {
-            let id = ctx.st.engine.next_topic_id;
-            ctx.st.engine_mut().next_topic_id = id
-                .checked_add(1)
-                .ok_or_else(|| Error::BadRequest("topic ids exhausted".into()))?;
-            ctx.st.add_topic(TopicRecord {
-                id,
-                name: dlq.clone(),
-                kind: TopicKind::Normal,
-                created_ms: ctx.now,
-                counters: TopicCounters::default(),
-            });
-            id
-        }
+        None => crate::topics::add_topic(ctx, &dlq, TopicKind::Normal)?,
     };
     body.properties
         .insert("DLQ_ORIGIN_TOPIC".into(), body.topic.clone());

@@ -14,6 +14,16 @@ pub(crate) fn create_topic(ctx: &mut Ctx<'_>, name: &str, kind: TopicKind) -> Re
     if ctx.st.topic_ids.contains_key(name) {
         return Err(Error::TopicExists(name.to_string()));
     }
+    add_topic(ctx, name, kind)?;
+    Ok(TopicInfo {
+        name: name.to_string(),
+        kind,
+        created_ms: ctx.now,
+    })
+}
+
+/// Adds a topic record under a fresh id (no name checks: callers do them).
+pub(crate) fn add_topic(ctx: &mut Ctx<'_>, name: &str, kind: TopicKind) -> Result<TopicId> {
     let id = ctx.st.engine.next_topic_id;
     ctx.st.engine_mut().next_topic_id = id
         .checked_add(1)
@@ -25,11 +35,7 @@ pub(crate) fn create_topic(ctx: &mut Ctx<'_>, name: &str, kind: TopicKind) -> Re
         created_ms: ctx.now,
         counters: TopicCounters::default(),
     });
-    Ok(TopicInfo {
-        name: name.to_string(),
-        kind,
-        created_ms: ctx.now,
-    })
+    Ok(id)
 }
 
 /// Deletes a topic, its groups and its ready log. Its Timing messages are dropped by
