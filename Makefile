@@ -3,7 +3,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/sundial/target
 export CARGO_TARGET_DIR
 
-.PHONY: setup run test lint bench
+.PHONY: setup run test model lint bench
 setup:
 	@bash scripts/setup.sh
 
@@ -14,6 +14,10 @@ run: setup
 ## Every check CI runs: format, lints, all tests.
 test: setup lint
 	cargo test --workspace --no-fail-fast
+
+## A longer model-based run (1000 random operation sequences).
+model: setup
+	SUNDIAL_MODEL_CASES=1000 cargo test -p sundial-engine --test model
 
 lint:
 	cargo fmt --all -- --check

@@ -419,7 +419,12 @@ impl Run {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, max_shrink_iters: 200, ..ProptestConfig::default() })]
+    // SUNDIAL_MODEL_CASES raises the number of cases for a longer run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("SUNDIAL_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(40),
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    })]
     #[test]
     fn engine_matches_the_model(ops in proptest::collection::vec(op(), 1..80)) {
         let mut run = Run::new();
