@@ -1,11 +1,15 @@
 //! sundial's wire protocol: length-prefixed frames carrying bincode payloads.
 //!
-//! This crate is a placeholder until the daemon issue lands: it fixes the protocol
-//! constants so the engine and the daemon agree on them from the start.
+//! So far this crate holds the frame layer ([`frame`]); request and response types and
+//! the async client come with the daemon.
 
-/// Magic bytes that open every frame header.
-pub const MAGIC: [u8; 2] = *b"SD";
-/// The protocol version spoken by this crate.
-pub const PROTOCOL_VERSION: u16 = 1;
+#![deny(missing_docs)]
+
+pub mod frame;
+
+pub use frame::{
+    Frame, FrameCodec, WireError, DEFAULT_MAX_FRAME, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+};
+
 /// Default address of the protocol port.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7700";
