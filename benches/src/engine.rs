@@ -86,6 +86,50 @@ fn machine() -> String {
     format!("{cpus} cores, {model}")
 }
 
+/// Sends `n` copies of `body` due at `due` to `topic` in batches of `batch`, keeping
+/// `inflight` batches in flight; returns how many sends failed.
+fn pipelined_sends(
+    e: &Engine,
+    topic: &str,
+    n: u64,
+    body: &[u8],
+    due: i64,
+    batch: usize,
+    inflight: usize,
+) -> u64 {
+    let mut pending = std::collections::VecDeque::new();
+    let mut failed = 0u64;
+    let mut check = |p: Pending<Vec<sundial_engine::Result<SendReceipt>>>| {
+        failed += match p.wait() {
+            Ok(v) => v.iter().filter(|r| r.is_err()).count() as u64,
+            Err(_) => 1,
+        }
+    };
+    let mut sent = 0u64;
+    while sent < n {
+        let k = batch.min((n - sent) as usize);
+        let msgs: Vec<NewMessage> = (0..k)
+            .map(|_| NewMessage {
+                topic: topic.into(),
+                body: body.to_vec(),
+                deliver_at_ms: Some(due),
+                ..NewMessage::default()
+            })
+            .collect();
+        pending.push_back(e.submit_send_batch(msgs));
+        sent += k as u64;
+        if pending.len() >= inflight {
+            if let Some(p) = pending.pop_front() {
+                check(p);
+            }
+        }
+    }
+    for p in pending {
+        check(p);
+    }
+    failed
+}
+
 fn engine_sends(path: &std::path::Path, a: &Args) -> Result<Duration, String> {
     let e = Engine::open(path, Config::default()).map_err(|e| e.to_string())?;
     e.create_topic("bench", TopicKind::Delay)
@@ -98,40 +142,9 @@ fn engine_sends(path: &std::path::Path, a: &Args) -> Result<Duration, String> {
         let (e, failed) = (e.clone(), failed.clone());
         let (batch, inflight, body) = (a.batch, a.inflight, a.body);
         threads.push(std::thread::spawn(move || {
-            let payload = vec![b'x'; body];
             let due = SystemClock.now_ms() as i64 + 3_600_000;
-            let mut pending: std::collections::VecDeque<
-                Pending<Vec<sundial_engine::Result<SendReceipt>>>,
-            > = Default::default();
-            let mut sent = 0u64;
-            let check = |p: Pending<Vec<sundial_engine::Result<SendReceipt>>>| match p.wait() {
-                Ok(v) => failed.fetch_add(
-                    v.iter().filter(|r| r.is_err()).count() as u64,
-                    Ordering::Relaxed,
-                ),
-                Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-            };
-            while sent < per {
-                let n = batch.min((per - sent) as usize);
-                let msgs: Vec<NewMessage> = (0..n)
-                    .map(|_| NewMessage {
-                        topic: "bench".into(),
-                        body: payload.clone(),
-                        deliver_at_ms: Some(due),
-                        ..NewMessage::default()
-                    })
-                    .collect();
-                pending.push_back(e.submit_send_batch(msgs));
-                sent += n as u64;
-                if pending.len() >= inflight {
-                    if let Some(p) = pending.pop_front() {
-                        check(p);
-                    }
-                }
-            }
-            for p in pending {
-                check(p);
-            }
+            let f = pipelined_sends(&e, "bench", per, &vec![b'x'; body], due, batch, inflight);
+            failed.fetch_add(f, Ordering::Relaxed);
         }));
     }
     for t in threads {
@@ -168,29 +181,17 @@ fn engine_burst(path: &std::path::Path, a: &Args) -> Result<Burst, String> {
     e.create_topic("burst", TopicKind::Delay)
         .map_err(|e| e.to_string())?;
     let due = (t0 + 1_000) as i64;
-    let payload = vec![b'x'; a.body];
-    let mut left = a.burst_messages;
-    let mut pending = std::collections::VecDeque::new();
-    while left > 0 {
-        let n = left.min(1024);
-        let msgs: Vec<NewMessage> = (0..n)
-            .map(|_| NewMessage {
-                topic: "burst".into(),
-                body: payload.clone(),
-                deliver_at_ms: Some(due),
-                ..NewMessage::default()
-            })
-            .collect();
-        pending.push_back(e.submit_send_batch(msgs));
-        if pending.len() > 8 {
-            if let Some(p) = pending.pop_front() {
-                p.wait().map_err(|e| e.to_string())?;
-            }
-        }
-        left -= n;
-    }
-    for p in pending {
-        p.wait().map_err(|e| e.to_string())?;
+    let failed = pipelined_sends(
+        &e,
+        "burst",
+        a.burst_messages,
+        &vec![b'x'; a.body],
+        due,
+        1024,
+        8,
+    );
+    if failed > 0 {
+        return Err(format!("{failed} burst sends failed"));
     }
     if e.stats().timing_total != a.burst_messages {
         return Err("burst not fully stored".into());

@@ -69,8 +69,16 @@ pub(crate) fn descriptors(
                     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
                     retention::install_message_filter(&mut o, horizon.clone());
                 }
-                READY => retention::install_ready_filter(&mut o, horizon.clone()),
-                ACKED => retention::install_acked_filter(&mut o, horizon.clone()),
+                READY => retention::install_ready_at_filter(
+                    &mut o,
+                    "sundial-ready-retention",
+                    horizon.clone(),
+                ),
+                ACKED => retention::install_ready_at_filter(
+                    &mut o,
+                    "sundial-acked-retention",
+                    horizon.clone(),
+                ),
                 KEYS => retention::install_keys_filter(&mut o, horizon.clone()),
                 _ => {}
             }

@@ -106,19 +106,13 @@ impl Shared {
         upper: &[u8],
         limit: usize,
     ) -> Result<Rows> {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(lower.to_vec());
-        ro.set_iterate_upper_bound(upper.to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
-        it.seek_to_first();
         let mut out = Vec::new();
-        while out.len() < limit && it.valid() {
-            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if limit > 0 {
+            self.visit(cf, lower, upper, |k, v| {
                 out.push((Box::from(k), Box::from(v)));
-            }
-            it.next();
+                Ok(out.len() < limit)
+            })?;
         }
-        it.status()?;
         Ok(out)
     }
 

@@ -75,22 +75,15 @@ pub(crate) fn install_message_filter(o: &mut Options, h: Arc<Horizon>) {
     );
 }
 
-pub(crate) fn install_ready_filter(o: &mut Options, h: Arc<Horizon>) {
-    o.set_compaction_filter("sundial-ready-retention", move |_, _k: &[u8], v: &[u8]| {
-        match records::ready_at(v) {
+/// For `ready` and `acked`, whose values start with the time the message became Ready.
+pub(crate) fn install_ready_at_filter(o: &mut Options, name: &str, h: Arc<Horizon>) {
+    o.set_compaction_filter(
+        name,
+        move |_, _k: &[u8], v: &[u8]| match records::ready_at(v) {
             Some(t) if h.ready_expired(t) => Decision::Remove,
             _ => Decision::Keep,
-        }
-    });
-}
-
-pub(crate) fn install_acked_filter(o: &mut Options, h: Arc<Horizon>) {
-    o.set_compaction_filter("sundial-acked-retention", move |_, _k: &[u8], v: &[u8]| {
-        match records::ready_at(v) {
-            Some(t) if h.ready_expired(t) => Decision::Remove,
-            _ => Decision::Keep,
-        }
-    });
+        },
+    );
 }
 
 pub(crate) fn install_keys_filter(o: &mut Options, h: Arc<Horizon>) {

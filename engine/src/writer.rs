@@ -258,11 +258,20 @@ impl<'a> Ctx<'a> {
         let batch = std::mem::take(&mut self.batch);
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
-        let injected = sync && self.sh.fail_next_sync.swap(false, Ordering::SeqCst);
-        let r = if injected {
+        self.storage_op(sync, |db| db.write_opt(batch, &wo))
+    }
+
+    /// Runs a write or sync against RocksDB; on failure poisons the engine and the round.
+    /// `sync`: the operation syncs the WAL (the test hook can make it fail).
+    fn storage_op(
+        &mut self,
+        sync: bool,
+        op: impl FnOnce(&rocksdb::DB) -> Result<(), rocksdb::Error>,
+    ) -> Result<()> {
+        let r = if sync && self.sh.fail_next_sync.swap(false, Ordering::SeqCst) {
             Err(Error::Storage("injected sync failure".into()))
         } else {
-            self.sh.db.write_opt(batch, &wo).map_err(Error::from)
+            op(&self.sh.db).map_err(Error::from)
         };
         if let Err(e) = r {
             let why = format!("write failed: {e}");
@@ -279,27 +288,10 @@ impl<'a> Ctx<'a> {
         if let Some(e) = &self.failed {
             return Some(e.clone());
         }
-        let pending = !self.batch.is_empty() || self.st.has_dirty();
-        let r = if pending {
+        let r = if !self.batch.is_empty() || self.st.has_dirty() {
             self.write_batch(self.durable)
         } else if self.durable && self.st.wal_dirty {
-            let injected = self.sh.fail_next_sync.swap(false, Ordering::SeqCst);
-            let r = if injected {
-                Err(Error::Storage("injected sync failure".into()))
-            } else {
-                self.sh.db.flush_wal(true).map_err(Error::from)
-            };
-            match r {
-                Ok(()) => {
-                    self.st.wal_dirty = false;
-                    Ok(())
-                }
-                Err(e) => {
-                    let why = format!("WAL sync failed: {e}");
-                    self.sh.poison(&why);
-                    Err(Error::Poisoned(why))
-                }
-            }
+            self.storage_op(true, |db| db.flush_wal(true))
         } else {
             Ok(())
         };
