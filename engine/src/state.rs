@@ -42,8 +42,6 @@ pub(crate) struct TopicRecord {
 pub(crate) struct GroupCursor {
     /// Next ready-log offset never handed to this group.
     pub next_offset: u64,
-    /// Offset the group started at (creation or last reset).
-    pub start_offset: u64,
     /// Delivered and invisible.
     pub inflight: u64,
     /// Invisible time passed, waiting to be delivered again.

@@ -103,7 +103,6 @@ pub(crate) fn ensure_group(
         created_ms: ctx.now,
         cursor: GroupCursor {
             next_offset: offset,
-            start_offset: offset,
             ..GroupCursor::default()
         },
     })?;
@@ -166,7 +165,6 @@ pub(crate) fn reset_offset(ctx: &mut Ctx<'_>, topic: &str, group: &str, to_ms: u
     if let Some(g) = ctx.st.group_mut(gid) {
         let c = &mut g.rec.cursor;
         c.next_offset = offset;
-        c.start_offset = offset;
         c.inflight = 0;
         c.retry = 0;
         c.expired_to = (now, 0);
