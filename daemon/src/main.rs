@@ -1,8 +1,16 @@
-//! The `sundial` binary. At this stage it runs an engine demo; `sundial serve` and the
-//! client subcommands come with the daemon.
+//! The `sundial` binary: `sundial serve` runs the daemon; every other subcommand is a
+//! client of a running daemon (`--addr`, default 127.0.0.1:7700).
+
+mod cli;
+mod config;
+mod handler;
+mod metrics;
+mod server;
 
 use clap::{Parser, Subcommand};
+use cli::{ClientArgs, Command, GroupCmd, MessageCmd, TopicCmd};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sundial_engine::{
     Clock, Config, Engine, GroupStart, NewMessage, ReceiveRequest, SystemClock, TopicKind,
@@ -11,17 +19,88 @@ use sundial_engine::{
 #[derive(Parser)]
 #[command(name = "sundial", version, about = "A durable delay-message broker")]
 struct Cli {
-    /// Log level (error, warn, info, debug, trace).
-    #[arg(long, default_value = "warn", global = true)]
-    log_level: String,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, env = "SUNDIAL_LOG_LEVEL", global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Runs the storage engine end to end: schedules messages a few seconds ahead,
-    /// receives each when it becomes Ready, acks it, and prints how late it was.
+    /// Runs the daemon.
+    Serve(Box<config::ServeArgs>),
+    /// Topics: create, list, show, delete.
+    Topic {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: TopicCmd,
+    },
+    /// Consumer groups: create, list, reset-offset.
+    Group {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: GroupCmd,
+    },
+    /// Sends one message; prints its receipt once it is durable.
+    Send {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: cli::SendArgs,
+    },
+    /// Receives messages for a consumer group.
+    Receive {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: cli::ReceiveArgs,
+    },
+    /// Acknowledges deliveries.
+    Ack {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: cli::SettleArgs,
+    },
+    /// Gives deliveries back for redelivery after the retry backoff.
+    Nack {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: cli::SettleArgs,
+    },
+    /// Cancels a message that is still waiting for its delivery time.
+    Recall {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Recall handle from the send receipt.
+        handle: String,
+    },
+    /// Moves a waiting message to a new delivery time.
+    Reschedule {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: cli::RescheduleArgs,
+    },
+    /// Messages: show one, find by key.
+    Message {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: MessageCmd,
+    },
+    /// Counters and storage figures.
+    Stats {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Runs the storage engine end to end without a daemon: schedules messages a few
+    /// seconds ahead, receives each when it becomes Ready, acks it, and prints how late
+    /// it was.
     Demo {
         /// Data directory (a temporary one by default).
         #[arg(long)]
@@ -35,22 +114,167 @@ enum Cmd {
     },
 }
 
+fn init_logs(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
-        .with_writer(std::io::stderr)
-        .init();
-    let r = match cli.cmd {
+    let code = match cli.cmd {
+        Cmd::Serve(args) => serve(*args, cli.log_level),
         Cmd::Demo {
             data_dir,
             messages,
             spacing_ms,
-        } => demo(data_dir, messages, spacing_ms),
+        } => {
+            init_logs(cli.log_level.as_deref().unwrap_or("warn"));
+            match demo(data_dir, messages, spacing_ms) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {} ({})", e, e.code());
+                    1
+                }
+            }
+        }
+        client_cmd => {
+            init_logs(cli.log_level.as_deref().unwrap_or("warn"));
+            let (client, cmd) = match client_cmd {
+                Cmd::Topic { client, cmd } => (client, Command::Topic(cmd)),
+                Cmd::Group { client, cmd } => (client, Command::Group(cmd)),
+                Cmd::Send { client, args } => (client, Command::Send(args)),
+                Cmd::Receive { client, args } => (client, Command::Receive(args)),
+                Cmd::Ack { client, args } => (client, Command::Ack(args)),
+                Cmd::Nack { client, args } => (client, Command::Nack(args)),
+                Cmd::Recall { client, handle } => (client, Command::Recall(handle)),
+                Cmd::Reschedule { client, args } => (client, Command::Reschedule(args)),
+                Cmd::Message { client, cmd } => (client, Command::Message(cmd)),
+                Cmd::Stats { client } => (client, Command::Stats),
+                Cmd::Serve(_) | Cmd::Demo { .. } => unreachable!("handled above"),
+            };
+            cli::run(client, cmd)
+        }
     };
-    if let Err(e) = r {
-        eprintln!("error: {} ({})", e, e.code());
-        std::process::exit(1);
+    std::process::exit(code);
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; returns the exit status.
+fn serve(args: config::ServeArgs, log_level: Option<String>) -> i32 {
+    let cfg = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: BadRequest: {e}");
+            return 2;
+        }
+    };
+    init_logs(
+        log_level
+            .as_deref()
+            .or(cfg.log_level.as_deref())
+            .unwrap_or("info"),
+    );
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sundial")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return 1;
+        }
+    };
+    match rt.block_on(serve_async(cfg)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
+    let started = Instant::now();
+    let prometheus = metrics::install()?;
+    let observer = Arc::new(metrics::LatenessObserver::default());
+    let dir = cfg.data_dir.clone();
+    let engine_cfg = cfg.engine.clone();
+    let engine = tokio::task::spawn_blocking(move || {
+        Engine::open_with_observer(&dir, engine_cfg, Some(observer))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let metrics_listener = tokio::net::TcpListener::bind(&cfg.metrics_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.metrics_listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let maddr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+    if !addr.ip().is_loopback() && cfg.token.is_none() {
+        tracing::warn!(%addr, "listening beyond loopback without a token: anyone who can reach this port can send, receive and delete");
+    }
+    let live = Arc::new(metrics::Live::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_task = {
+        let (engine, live) = (engine.clone(), live.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(metrics::serve(
+            metrics_listener,
+            prometheus,
+            engine,
+            live,
+            started,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ))
+    };
+    tracing::info!(%addr, metrics = %maddr, data_dir = %cfg.data_dir.display(), "sundial serving");
+    // One line on stdout for scripts and tests that bind port 0.
+    println!("sundial listening on {addr}, metrics on http://{maddr}/metrics");
+    let handler = Arc::new(handler::Handler::new(engine.clone(), live.clone()));
+    let opts = server::ServerOptions {
+        max_connections: cfg.max_connections,
+        max_frame: cfg.max_frame_bytes,
+        token: cfg.token.clone(),
+        handshake_timeout: cfg.handshake_timeout,
+        write_timeout: cfg.write_timeout,
+        max_in_flight: 1024,
+    };
+    server::run(listener, handler, opts, live, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    let _ = metrics_task.await;
+    // Closing the engine finishes queued writes; it waits on threads, so not here.
+    tokio::task::spawn_blocking(move || drop(engine))
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; only SIGINT stops the daemon");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
     }
 }
 

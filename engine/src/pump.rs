@@ -35,7 +35,6 @@ pub(crate) fn append_ready(
     };
     let offset = t.rec.counters.ready_end;
     t.rec.counters.ready_end += 1;
-    let name_for_observer = ctx.sh.config_observer().map(|_| t.rec.name.clone());
     let mut buf = [0u8; 256];
     if let Some(v) = records::encode_ready_into(&mut buf, now, deliver_at_ms, id, tag) {
         ctx.put(READY, keys::ready(topic, offset), v)?;
@@ -53,8 +52,10 @@ pub(crate) fn append_ready(
         ctx.put(MESSAGES, keys::location(id), records::encode_location(&loc))?;
     }
     ctx.ready_changed = true;
-    if let (Some(o), Some(name)) = (ctx.sh.config_observer(), name_for_observer) {
-        o.ready(&name, now.saturating_sub(deliver_at_ms));
+    if let Some(o) = ctx.sh.config_observer() {
+        if let Some(t) = ctx.st.topics.get(&topic) {
+            o.ready(&t.rec.name, now.saturating_sub(deliver_at_ms));
+        }
     }
     Ok(offset)
 }

@@ -71,6 +71,12 @@ impl ErrorCode {
     }
 }
 
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Every code, for tables and tests.
 pub const ALL_CODES: [ErrorCode; 16] = [
     ErrorCode::BadRequest,
@@ -100,6 +106,24 @@ pub struct WireFailure {
     pub message: String,
 }
 
+impl WireFailure {
+    /// A failure with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireFailure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for WireFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for WireFailure {}
+
 /// A message as a producer sends it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutgoingMessage {
@@ -113,11 +137,46 @@ pub struct OutgoingMessage {
     pub properties: BTreeMap<String, String>,
     /// Body.
     pub body: Vec<u8>,
-    /// Absolute delivery time (Unix ms) for delay messages.
+    /// Absolute delivery time (Unix ms) for delay messages; `None` for normal ones.
     pub deliver_at_ms: Option<i64>,
 }
 
-/// What a send returns.
+impl OutgoingMessage {
+    /// A message for `topic` with `body`, no tag, keys or delivery time.
+    pub fn new(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        OutgoingMessage {
+            topic: topic.into(),
+            body: body.into(),
+            ..OutgoingMessage::default()
+        }
+    }
+
+    /// Sets the absolute delivery time (Unix ms).
+    pub fn deliver_at(mut self, ms: i64) -> Self {
+        self.deliver_at_ms = Some(ms);
+        self
+    }
+
+    /// Sets the tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// Adds a lookup key.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.keys.push(key.into());
+        self
+    }
+
+    /// Adds a user property.
+    pub fn property(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.properties.insert(k.into(), v.into());
+        self
+    }
+}
+
+/// What a send returns once the message is durable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     /// 32 lowercase hex characters.
@@ -137,6 +196,433 @@ pub struct Hello {
     pub version: u16,
     /// The shared token, when the daemon requires one.
     pub token: Option<String>,
+    /// Who is connecting, for the daemon's logs.
+    pub client: String,
+}
+
+/// The daemon's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The daemon's protocol version.
+    pub version: u16,
+    /// The daemon's name and version.
+    pub server: String,
+    /// The largest frame the daemon accepts (length prefix excluded).
+    pub max_frame: u64,
+}
+
+/// A topic's message type on the wire: `NORMAL`, `DELAY` or `MIXED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopicType {
+    /// Only messages without a delivery time.
+    Normal,
+    /// Only messages with a delivery time.
+    Delay,
+    /// Both.
+    Mixed,
+}
+
+impl TopicType {
+    /// `NORMAL`, `DELAY` or `MIXED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TopicType::Normal => "NORMAL",
+            TopicType::Delay => "DELAY",
+            TopicType::Mixed => "MIXED",
+        }
+    }
+}
+
+impl std::str::FromStr for TopicType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Ok(TopicType::Normal),
+            "delay" => Ok(TopicType::Delay),
+            "mixed" => Ok(TopicType::Mixed),
+            _ => Err(format!("{s:?} is not one of normal, delay, mixed")),
+        }
+    }
+}
+
+/// Where a new consumer group starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartFrom {
+    /// Only messages that become Ready from now on (the default).
+    Latest,
+    /// The oldest retained message.
+    Earliest,
+}
+
+/// A topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    /// Name.
+    pub name: String,
+    /// `NORMAL`, `DELAY` or `MIXED`.
+    pub message_type: String,
+    /// Creation time (Unix ms).
+    pub created_ms: u64,
+}
+
+/// A consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// Name.
+    pub group: String,
+    /// The topic it consumes.
+    pub topic: String,
+    /// Its subscription's tag filter.
+    pub filter: String,
+    /// Creation time (Unix ms).
+    pub created_ms: u64,
+}
+
+/// Exact counters of one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCounts {
+    /// Name.
+    pub group: String,
+    /// Ready, not yet handed to the group.
+    pub ready: u64,
+    /// Delivered and invisible.
+    pub inflight: u64,
+    /// Invisible time over, waiting for redelivery.
+    pub retry: u64,
+    /// Acks so far (cumulative).
+    pub acked: u64,
+    /// Dead-lettered so far (cumulative).
+    pub dead_lettered: u64,
+    /// Deliveries with attempt > 1 so far.
+    pub redelivered: u64,
+    /// Skipped by the group's filter.
+    pub skipped: u64,
+    /// The group's cursor in the ready log.
+    pub next_offset: u64,
+}
+
+/// Exact counters of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicCounts {
+    /// Name.
+    pub topic: String,
+    /// `NORMAL`, `DELAY` or `MIXED`.
+    pub message_type: String,
+    /// Waiting for their delivery time.
+    pub timing: u64,
+    /// Ever became Ready (the ready log's end offset).
+    pub ready_total: u64,
+    /// Accepted sends.
+    pub sent: u64,
+    /// Recalled before delivery.
+    pub recalled: u64,
+    /// Deleted under disk pressure after every group acked them.
+    pub purged: u64,
+    /// Dropped under disk pressure (`drop-oldest`).
+    pub dropped: u64,
+    /// Per group.
+    pub groups: Vec<GroupCounts>,
+}
+
+/// RocksDB figures of one column family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyCounts {
+    /// Family name.
+    pub family: String,
+    /// Bytes in SST files.
+    pub sst_bytes: u64,
+    /// Bytes in memtables.
+    pub memtable_bytes: u64,
+    /// Estimated keys.
+    pub estimated_keys: u64,
+    /// Bytes compaction still has to rewrite.
+    pub pending_compaction_bytes: u64,
+}
+
+/// What `stats` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// Per topic.
+    pub topics: Vec<TopicCounts>,
+    /// Timing messages, all topics.
+    pub timing_total: u64,
+    /// Deliveries before their delivery time (must stay 0).
+    pub early_deliveries: u64,
+    /// Per column family.
+    pub families: Vec<FamilyCounts>,
+    /// Bytes of the data directory.
+    pub disk_bytes: u64,
+    /// The configured disk budget, if any.
+    pub disk_high_watermark_bytes: Option<u64>,
+    /// Whether sends are refused for lack of space.
+    pub storage_full: bool,
+    /// Whether RocksDB has stopped writes.
+    pub write_stopped: bool,
+    /// Whether the engine refuses writes after a storage failure.
+    pub poisoned: bool,
+    /// Open client connections.
+    pub connections: u64,
+    /// Seconds since the daemon started.
+    pub uptime_s: u64,
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// 32 lowercase hex characters.
+    pub message_id: String,
+    /// Topic.
+    pub topic: String,
+    /// Tag.
+    pub tag: Option<String>,
+    /// Lookup keys.
+    pub keys: Vec<String>,
+    /// User properties.
+    pub properties: BTreeMap<String, String>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Effective delivery time (Unix ms).
+    pub deliver_at_ms: u64,
+    /// When it became Ready (Unix ms).
+    pub ready_at_ms: u64,
+    /// 1 for the first delivery to this group.
+    pub delivery_attempt: u32,
+    /// For ack, nack and change_invisible_duration.
+    pub receipt_handle: String,
+}
+
+/// One group's view of a Ready message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupState {
+    /// The group.
+    pub group: String,
+    /// `Ready`, `Inflight`, `Retry`, `Acked`, `DeadLettered` or `Skipped`.
+    pub state: String,
+    /// The attempt that is out (Inflight) or was last made (Retry).
+    pub attempt: Option<u32>,
+    /// When an Inflight message becomes visible again (Unix ms).
+    pub visible_at_ms: Option<u64>,
+}
+
+/// What `message show` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageInfo {
+    /// 32 lowercase hex characters.
+    pub message_id: String,
+    /// Topic.
+    pub topic: String,
+    /// Tag.
+    pub tag: Option<String>,
+    /// Lookup keys.
+    pub keys: Vec<String>,
+    /// User properties.
+    pub properties: BTreeMap<String, String>,
+    /// Body size in bytes.
+    pub body_bytes: u64,
+    /// When the broker accepted it (Unix ms).
+    pub born_ms: u64,
+    /// Effective delivery time (Unix ms).
+    pub deliver_at_ms: u64,
+    /// Whether it differs from the requested one.
+    pub adjusted: bool,
+    /// `Timing` or `Ready`.
+    pub state: String,
+    /// When it became Ready (Unix ms).
+    pub ready_at_ms: Option<u64>,
+    /// Per group of its topic (Ready messages only).
+    pub groups: Vec<GroupState>,
+}
+
+/// Every request a client can make. The first frame of a connection must be
+/// [`Request::Hello`]; the daemon answers every other request only after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Opens the connection.
+    Hello(Hello),
+    /// Creates a topic.
+    CreateTopic {
+        /// Name.
+        topic: String,
+        /// Message type.
+        message_type: TopicType,
+    },
+    /// Deletes a topic, its groups and its ready log.
+    DeleteTopic {
+        /// Name.
+        topic: String,
+    },
+    /// Lists topics.
+    ListTopics,
+    /// One topic with its counters.
+    ShowTopic {
+        /// Name.
+        topic: String,
+    },
+    /// Creates a group (or updates its filter).
+    CreateGroup {
+        /// Topic.
+        topic: String,
+        /// Group.
+        group: String,
+        /// Where a new group starts.
+        from: StartFrom,
+        /// Tag filter, `*` when absent.
+        filter: Option<String>,
+    },
+    /// Lists groups, optionally of one topic.
+    ListGroups {
+        /// Only this topic's groups.
+        topic: Option<String>,
+    },
+    /// Resets a group to the messages that became Ready at or after `to_ms`.
+    ResetOffset {
+        /// Topic.
+        topic: String,
+        /// Group.
+        group: String,
+        /// Unix ms.
+        to_ms: u64,
+    },
+    /// Sends one message.
+    Send(OutgoingMessage),
+    /// Sends many messages in one commit; each succeeds or fails on its own.
+    SendBatch(Vec<OutgoingMessage>),
+    /// Receives Ready messages, waiting up to `wait_ms` when there are none.
+    Receive {
+        /// Topic.
+        topic: String,
+        /// Group (created from latest when unknown).
+        group: String,
+        /// Tag filter for this call; the group's subscription when absent.
+        filter: Option<String>,
+        /// At most this many.
+        max_messages: u32,
+        /// How long received messages stay invisible to the group.
+        invisible_ms: u64,
+        /// Long-poll wait.
+        wait_ms: u64,
+    },
+    /// Acknowledges deliveries.
+    Ack {
+        /// Topic.
+        topic: String,
+        /// Group.
+        group: String,
+        /// Receipt handles.
+        receipts: Vec<String>,
+    },
+    /// Gives deliveries back for redelivery after the retry backoff.
+    Nack {
+        /// Topic.
+        topic: String,
+        /// Group.
+        group: String,
+        /// Receipt handles.
+        receipts: Vec<String>,
+    },
+    /// Makes a delivery invisible for `invisible_ms` from now.
+    ChangeInvisible {
+        /// Topic.
+        topic: String,
+        /// Group.
+        group: String,
+        /// Receipt handle.
+        receipt: String,
+        /// New invisible duration.
+        invisible_ms: u64,
+    },
+    /// Cancels a Timing message.
+    Recall {
+        /// The recall handle from its send receipt.
+        handle: String,
+    },
+    /// Moves a Timing message to a new delivery time.
+    Reschedule {
+        /// The recall handle from its send receipt.
+        handle: String,
+        /// New absolute delivery time (Unix ms).
+        deliver_at_ms: i64,
+    },
+    /// The state of one message.
+    ShowMessage {
+        /// 32 hex characters.
+        message_id: String,
+    },
+    /// Ids of retained messages with a lookup key.
+    FindMessages {
+        /// Topic.
+        topic: String,
+        /// Key.
+        key: String,
+    },
+    /// Counters and storage figures.
+    Stats,
+}
+
+impl Request {
+    /// A short name for logs and the request-duration metric's `op` label.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Hello(_) => "hello",
+            Request::CreateTopic { .. } => "create_topic",
+            Request::DeleteTopic { .. } => "delete_topic",
+            Request::ListTopics => "list_topics",
+            Request::ShowTopic { .. } => "show_topic",
+            Request::CreateGroup { .. } => "create_group",
+            Request::ListGroups { .. } => "list_groups",
+            Request::ResetOffset { .. } => "reset_offset",
+            Request::Send(_) => "send",
+            Request::SendBatch(_) => "send_batch",
+            Request::Receive { .. } => "receive",
+            Request::Ack { .. } => "ack",
+            Request::Nack { .. } => "nack",
+            Request::ChangeInvisible { .. } => "change_invisible",
+            Request::Recall { .. } => "recall",
+            Request::Reschedule { .. } => "reschedule",
+            Request::ShowMessage { .. } => "show_message",
+            Request::FindMessages { .. } => "find_messages",
+            Request::Stats => "stats",
+        }
+    }
+}
+
+/// Every answer: one variant per kind of result, or a failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The handshake succeeded.
+    Welcome(Welcome),
+    /// The request was refused.
+    Failed(WireFailure),
+    /// Done, nothing to report.
+    Done,
+    /// A topic.
+    Topic(TopicInfo),
+    /// Topics.
+    Topics(Vec<TopicInfo>),
+    /// One topic's counters.
+    TopicCounts(TopicCounts),
+    /// A group.
+    Group(GroupInfo),
+    /// Groups.
+    Groups(Vec<GroupInfo>),
+    /// A group's new ready-log offset after a reset.
+    Offset(u64),
+    /// A send receipt.
+    Sent(Receipt),
+    /// Per message of a batch, in order.
+    SentBatch(Vec<Result<Receipt, WireFailure>>),
+    /// Received messages (possibly none).
+    Messages(Vec<Delivered>),
+    /// Per receipt of an ack or nack, in order.
+    Settled(Vec<Result<(), WireFailure>>),
+    /// A new receipt handle.
+    NewReceipt(String),
+    /// One message's state.
+    Message(MessageInfo),
+    /// Message ids.
+    MessageIds(Vec<String>),
+    /// Counters and storage figures.
+    Stats(StatsReport),
 }
 
 /// Encodes a payload with bincode 2's standard configuration.
@@ -182,6 +668,16 @@ mod tests {
             body: vec![1, 2, 3],
             deliver_at_ms: Some(-1),
         };
+        let r = Request::SendBatch(vec![m.clone(), m.clone()]);
+        assert_eq!(decode::<Request>(&encode(&r).unwrap()).unwrap(), r);
+        let resp = Response::Settled(vec![
+            Ok(()),
+            Err(WireFailure {
+                code: ErrorCode::BadReceiptHandle,
+                message: "stale".into(),
+            }),
+        ]);
+        assert_eq!(decode::<Response>(&encode(&resp).unwrap()).unwrap(), resp);
         let b = encode(&m).unwrap();
         assert_eq!(decode::<OutgoingMessage>(&b).unwrap(), m);
         let mut longer = b.clone();
@@ -201,6 +697,8 @@ mod tests {
         fn random_payloads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode::<OutgoingMessage>(&bytes);
             let _ = decode::<Hello>(&bytes);
+            let _ = decode::<Request>(&bytes);
+            let _ = decode::<Response>(&bytes);
         }
     }
 }

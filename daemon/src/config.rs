@@ -1,0 +1,350 @@
+//! `sundial serve` settings: flags, then `SUNDIAL_*` environment variables (both read by
+//! clap), then the TOML file given with `--config`, then SPEC §7's defaults.
+
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use sundial_engine::{Config, OverMaxDelay, StoragePolicy};
+
+/// Flags of `sundial serve`; each can also come from its `SUNDIAL_*` variable or the
+/// TOML file (same name, with underscores).
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "SUNDIAL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./sundial-data].
+    #[arg(long, env = "SUNDIAL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Protocol address [default: 127.0.0.1:7700].
+    #[arg(long, env = "SUNDIAL_LISTEN")]
+    pub listen: Option<String>,
+    /// Prometheus metrics address, served at /metrics [default: 127.0.0.1:7701].
+    #[arg(long, env = "SUNDIAL_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Most client connections at once; more are refused with `Throttled` [default: 4096].
+    #[arg(long, env = "SUNDIAL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest frame in bytes, length prefix excluded [default: 4 MiB + 64 KiB].
+    #[arg(long, env = "SUNDIAL_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Shared token every client must present in its handshake [default: none].
+    #[arg(long, env = "SUNDIAL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Time a new connection has to send its handshake [default: 10s].
+    #[arg(long, env = "SUNDIAL_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<String>,
+    /// Time a connection may leave its responses unread before it is closed [default: 30s].
+    #[arg(long, env = "SUNDIAL_WRITE_TIMEOUT")]
+    pub write_timeout: Option<String>,
+    /// Longest accepted delay [default: 24h].
+    #[arg(long, env = "SUNDIAL_MAX_DELAY")]
+    pub max_delay: Option<String>,
+    /// Times beyond max_delay: deliver-now or reject [default: deliver-now].
+    #[arg(long, env = "SUNDIAL_OVER_MAX_DELAY")]
+    pub over_max_delay: Option<String>,
+    /// Delivery-time granularity in ms; times round up [default: 1].
+    #[arg(long, env = "SUNDIAL_PRECISION_MS")]
+    pub precision_ms: Option<u64>,
+    /// Largest message body in bytes [default: 4194304].
+    #[arg(long, env = "SUNDIAL_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Deliveries before a message goes to %DLQ%<group> [default: 17].
+    #[arg(long, env = "SUNDIAL_MAX_DELIVERY_ATTEMPTS")]
+    pub max_delivery_attempts: Option<u32>,
+    /// Retry backoff after nacks, comma-separated; the last repeats
+    /// [default: 10s,30s,1m,2m,...,30m,1h,2h].
+    #[arg(long, env = "SUNDIAL_RETRY_BACKOFF")]
+    pub retry_backoff: Option<String>,
+    /// How long data is kept after it became Ready [default: 72h].
+    #[arg(long, env = "SUNDIAL_RETENTION")]
+    pub retention: Option<String>,
+    /// Disk budget in bytes for the data directory [default: none, use disk_high_ratio].
+    #[arg(long, env = "SUNDIAL_DISK_HIGH_WATERMARK_BYTES")]
+    pub disk_high_watermark_bytes: Option<u64>,
+    /// Filesystem fill ratio where disk pressure starts [default: 0.90].
+    #[arg(long, env = "SUNDIAL_DISK_HIGH_RATIO")]
+    pub disk_high_ratio: Option<f64>,
+    /// Over the watermark: reject (StorageFull) or drop-oldest [default: reject].
+    #[arg(long, env = "SUNDIAL_STORAGE_POLICY")]
+    pub storage_policy: Option<String>,
+}
+
+/// The TOML file: the same settings, durations as strings (`"24h"`).
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    metrics_listen: Option<String>,
+    max_connections: Option<usize>,
+    max_frame_bytes: Option<usize>,
+    token: Option<String>,
+    handshake_timeout: Option<String>,
+    write_timeout: Option<String>,
+    max_delay: Option<String>,
+    over_max_delay: Option<String>,
+    precision_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
+    max_delivery_attempts: Option<u32>,
+    retry_backoff: Option<Vec<String>>,
+    retention: Option<String>,
+    disk_high_watermark_bytes: Option<u64>,
+    disk_high_ratio: Option<f64>,
+    storage_policy: Option<String>,
+    log_level: Option<String>,
+}
+
+/// Everything `serve` runs with, resolved.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Protocol address.
+    pub listen: String,
+    /// Metrics address.
+    pub metrics_listen: String,
+    /// Connection limit.
+    pub max_connections: usize,
+    /// Frame limit.
+    pub max_frame_bytes: usize,
+    /// Required token.
+    pub token: Option<String>,
+    /// Handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Unread-response deadline.
+    pub write_timeout: Duration,
+    /// Log level from the file, when the flag was not given.
+    pub log_level: Option<String>,
+    /// The engine's settings.
+    pub engine: Config,
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Parses `500ms`, `10s`, `5m`, `2h`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like 500ms, 10s, 5m or 2h: {e}"))
+}
+
+fn duration(what: &str, v: Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => parse_duration(&s).map_err(|e| ConfigError(format!("{what}: {e}"))),
+    }
+}
+
+fn check_addr(what: &str, a: &str) -> Result<(), ConfigError> {
+    a.parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|e| ConfigError(format!("{what} {a:?} is not an ip:port address: {e}")))
+}
+
+impl ServeArgs {
+    /// Merges flags and environment over the file over the defaults.
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let f = match &self.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let listen = self
+            .listen
+            .or(f.listen)
+            .unwrap_or_else(|| "127.0.0.1:7700".into());
+        let metrics_listen = self
+            .metrics_listen
+            .or(f.metrics_listen)
+            .unwrap_or_else(|| "127.0.0.1:7701".into());
+        check_addr("listen", &listen)?;
+        check_addr("metrics_listen", &metrics_listen)?;
+        let over_max_delay = match self.over_max_delay.or(f.over_max_delay).as_deref() {
+            None | Some("deliver-now") => OverMaxDelay::DeliverNow,
+            Some("reject") => OverMaxDelay::Reject,
+            Some(o) => {
+                return Err(ConfigError(format!(
+                    "over_max_delay {o:?} is not deliver-now or reject"
+                )))
+            }
+        };
+        let storage_policy = match self.storage_policy.or(f.storage_policy).as_deref() {
+            None | Some("reject") => StoragePolicy::Reject,
+            Some("drop-oldest") => StoragePolicy::DropOldest,
+            Some(o) => {
+                return Err(ConfigError(format!(
+                    "storage_policy {o:?} is not reject or drop-oldest"
+                )))
+            }
+        };
+        let backoff: Option<Vec<String>> = self
+            .retry_backoff
+            .map(|s| s.split(',').map(str::to_string).collect())
+            .or(f.retry_backoff);
+        let retry_backoff = match backoff {
+            None => d.retry_backoff.clone(),
+            Some(v) => v
+                .iter()
+                .map(|s| parse_duration(s).map_err(|e| ConfigError(format!("retry_backoff: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let max_frame_bytes = self
+            .max_frame_bytes
+            .or(f.max_frame_bytes)
+            .unwrap_or(sundial_wire::DEFAULT_MAX_FRAME);
+        let max_body_bytes = self
+            .max_body_bytes
+            .or(f.max_body_bytes)
+            .unwrap_or(d.max_body_bytes);
+        if max_frame_bytes < 1024 {
+            return Err(ConfigError(format!(
+                "max_frame_bytes {max_frame_bytes} is below 1024"
+            )));
+        }
+        let engine = Config {
+            max_delay: duration("max_delay", self.max_delay.or(f.max_delay), d.max_delay)?,
+            over_max_delay,
+            precision_ms: self
+                .precision_ms
+                .or(f.precision_ms)
+                .unwrap_or(d.precision_ms),
+            max_body_bytes,
+            max_delivery_attempts: self
+                .max_delivery_attempts
+                .or(f.max_delivery_attempts)
+                .unwrap_or(d.max_delivery_attempts),
+            retry_backoff,
+            retention: duration("retention", self.retention.or(f.retention), d.retention)?,
+            disk_high_watermark_bytes: self
+                .disk_high_watermark_bytes
+                .or(f.disk_high_watermark_bytes),
+            disk_high_ratio: self
+                .disk_high_ratio
+                .or(f.disk_high_ratio)
+                .unwrap_or(d.disk_high_ratio),
+            storage_policy,
+            ..d
+        };
+        Ok(ServeConfig {
+            data_dir: self
+                .data_dir
+                .or(f.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./sundial-data")),
+            listen,
+            metrics_listen,
+            max_connections: self
+                .max_connections
+                .or(f.max_connections)
+                .unwrap_or(4096)
+                .max(1),
+            max_frame_bytes,
+            token: self.token.or(f.token).filter(|t| !t.is_empty()),
+            handshake_timeout: duration(
+                "handshake_timeout",
+                self.handshake_timeout.or(f.handshake_timeout),
+                Duration::from_secs(10),
+            )?,
+            write_timeout: duration(
+                "write_timeout",
+                self.write_timeout.or(f.write_timeout),
+                Duration::from_secs(30),
+            )?,
+            log_level: f.log_level,
+            engine,
+        })
+    }
+}
+
+fn read_file(p: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", p.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_documented() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn defaults_are_the_specs() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./sundial-data"));
+        assert_eq!(c.listen, "127.0.0.1:7700");
+        assert_eq!(c.metrics_listen, "127.0.0.1:7701");
+        assert_eq!(c.engine.max_delay, Duration::from_secs(24 * 3600));
+        assert_eq!(c.engine.retention, Duration::from_secs(72 * 3600));
+        assert_eq!(c.engine.max_delivery_attempts, 17);
+        assert_eq!(c.engine.retry_backoff.len(), 16);
+        assert!(c.token.is_none());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sundial.toml");
+        std::fs::write(
+            &p,
+            "listen = \"127.0.0.1:9000\"\nmax_delay = \"400d\"\nretention = \"1h\"\n\
+             retry_backoff = [\"1s\", \"2s\"]\nstorage_policy = \"drop-oldest\"\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(p.clone()),
+            retention: Some("2h".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000");
+        assert_eq!(c.engine.max_delay, Duration::from_secs(400 * 86400));
+        assert_eq!(c.engine.retention, Duration::from_secs(7200));
+        assert_eq!(
+            c.engine.retry_backoff,
+            vec![Duration::from_secs(1), Duration::from_secs(2)]
+        );
+        assert_eq!(c.engine.storage_policy, StoragePolicy::DropOldest);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, "lisen = \"x\"\n").unwrap();
+        let e = ServeArgs {
+            config: Some(p),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.0.contains("lisen"), "{e}");
+        let e = ServeArgs {
+            max_delay: Some("forever".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.0.contains("max_delay"), "{e}");
+        let e = ServeArgs {
+            listen: Some("localhost".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.0.contains("listen"), "{e}");
+    }
+}

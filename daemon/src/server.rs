@@ -1,0 +1,300 @@
+//! The protocol server: accepts connections on an already bound listener, bounds how
+//! many are open, shakes hands, reads pipelined requests and answers each as soon as it
+//! is done (out of order), and drains on shutdown.
+
+use crate::handler::{self, Handler};
+use crate::metrics::{self, Live};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use sundial_wire::{
+    decode, encode, ErrorCode, Frame, FrameCodec, Request, Response, WireError, WireFailure,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// Limits of the protocol server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Most connections open at once; more are refused with `Throttled`.
+    pub max_connections: usize,
+    /// Largest frame, length prefix excluded.
+    pub max_frame: usize,
+    /// Token every handshake must carry, if set.
+    pub token: Option<String>,
+    /// Time a new connection has to complete its handshake.
+    pub handshake_timeout: Duration,
+    /// Time a connection may leave responses unread before it is closed.
+    pub write_timeout: Duration,
+    /// Requests of one connection being worked on at once; beyond it the server stops
+    /// reading from that connection (backpressure).
+    pub max_in_flight: usize,
+}
+
+/// Runs until `shutdown` resolves, then stops accepting, lets every connection finish
+/// the requests it has read (long polls end early), and returns.
+pub async fn run(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    opts: ServerOptions,
+    live: Arc<Live>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let limit = Arc::new(Semaphore::new(opts.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection holds a clone; recv() returns None once all have finished.
+    let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
+    let opts = Arc::new(opts);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            metrics::connection(false);
+            tracing::warn!(%peer, "connection refused: at the connection limit");
+            tokio::spawn(refuse(stream, opts.max_frame));
+            continue;
+        };
+        metrics::connection(true);
+        let (handler, opts, live, stop, drain) = (
+            handler.clone(),
+            opts.clone(),
+            live.clone(),
+            stop_rx.clone(),
+            drain_tx.clone(),
+        );
+        tokio::spawn(async move {
+            live.connections.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "connection opened");
+            serve_connection(stream, handler, &opts, stop).await;
+            live.connections.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "connection closed");
+            drop(permit);
+            drop(drain);
+        });
+    }
+    tracing::info!("shutting down: no new connections; finishing requests in progress");
+    let _ = stop_tx.send(true);
+    drop(drain_tx);
+    let _ = drain_rx.recv().await;
+}
+
+/// Tells a connection over the limit why it is closed.
+async fn refuse(stream: TcpStream, max_frame: usize) {
+    let mut framed = Framed::new(stream, FrameCodec::new(max_frame));
+    let f = failure_frame(
+        0,
+        ErrorCode::Throttled,
+        "too many connections; try again later",
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(f)).await;
+}
+
+fn failure_frame(request_id: u64, code: ErrorCode, message: impl Into<String>) -> Frame {
+    response_frame(
+        request_id,
+        &Response::Failed(WireFailure::new(code, message)),
+    )
+}
+
+fn response_frame(request_id: u64, r: &Response) -> Frame {
+    let payload = encode(r).unwrap_or_else(|e| {
+        // Encoding our own types cannot fail short of a bug; say so rather than hang.
+        encode(&Response::Failed(WireFailure::new(
+            ErrorCode::Internal,
+            format!("cannot encode the response: {e}"),
+        )))
+        .unwrap_or_default()
+    });
+    Frame {
+        request_id,
+        payload: payload.into(),
+    }
+}
+
+fn wire_failure(e: &WireError) -> (ErrorCode, String) {
+    let code = match e {
+        WireError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+        WireError::Io(_) => ErrorCode::Internal,
+        _ => ErrorCode::Malformed,
+    };
+    (code, e.to_string())
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    handler: Arc<Handler>,
+    opts: &ServerOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut framed = Framed::new(stream, FrameCodec::new(opts.max_frame));
+    if !handshake(&mut framed, &handler, opts).await {
+        return;
+    }
+    let (mut sink, mut frames) = framed.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Frame>(256);
+    let closing = CancellationToken::new();
+    let write_timeout = opts.write_timeout;
+    let writer_closing = closing.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(f) = out_rx.recv().await {
+            let write = async {
+                sink.feed(f).await?;
+                while let Ok(f) = out_rx.try_recv() {
+                    sink.feed(f).await?;
+                }
+                sink.flush().await
+            };
+            match tokio::time::timeout(write_timeout, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "write failed; closing the connection");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "a client left its responses unread for {write_timeout:?}; closing it"
+                    );
+                    break;
+                }
+            }
+        }
+        writer_closing.cancel();
+    });
+    let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            f = frames.next() => f,
+            _ = stop.changed() => break,
+            _ = closing.cancelled() => break,
+        };
+        let frame = match next {
+            None => break,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                // The byte stream cannot be trusted past a bad frame: say why and close.
+                let (code, msg) = wire_failure(&e);
+                tracing::debug!(error = %e, "bad frame; closing the connection");
+                let _ = out_tx.send(failure_frame(0, code, msg)).await;
+                break;
+            }
+        };
+        let permit = tokio::select! {
+            p = in_flight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = closing.cancelled() => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        let (handler, out, stop) = (handler.clone(), out_tx.clone(), stop.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            let resp = match decode::<Request>(&frame.payload) {
+                Ok(Request::Hello(_)) => Response::Failed(WireFailure::new(
+                    ErrorCode::BadRequest,
+                    "the handshake was already made on this connection",
+                )),
+                Ok(req) => handler.handle(req, stop).await,
+                Err(e) => {
+                    metrics::request_done(
+                        "undecodable",
+                        std::time::Instant::now(),
+                        Some("Malformed"),
+                    );
+                    Response::Failed(WireFailure::new(ErrorCode::Malformed, e.to_string()))
+                }
+            };
+            let _ = out.send(response_frame(frame.request_id, &resp)).await;
+        });
+    }
+    // Finish what was read (unless the peer is gone), then let the writer flush.
+    tokio::select! {
+        _ = async { while tasks.join_next().await.is_some() {} } => {},
+        _ = closing.cancelled() => tasks.abort_all(),
+    }
+    drop(out_tx);
+    let _ = tokio::time::timeout(write_timeout, writer).await;
+}
+
+/// Reads the first frame, which must be a [`Request::Hello`] with the right version and
+/// token. Returns whether the connection may go on.
+async fn handshake(
+    framed: &mut Framed<TcpStream, FrameCodec>,
+    handler: &Handler,
+    opts: &ServerOptions,
+) -> bool {
+    let first = match tokio::time::timeout(opts.handshake_timeout, framed.next()).await {
+        Err(_) => {
+            tracing::debug!("no handshake in time; closing");
+            return false;
+        }
+        Ok(None) => return false,
+        Ok(Some(Err(e))) => {
+            let (code, msg) = wire_failure(&e);
+            let _ = send_briefly(framed, failure_frame(0, code, msg)).await;
+            return false;
+        }
+        Ok(Some(Ok(f))) => f,
+    };
+    let refusal = match decode::<Request>(&first.payload) {
+        Ok(Request::Hello(h)) => {
+            let token_ok = match &opts.token {
+                None => true,
+                Some(t) => h
+                    .token
+                    .as_deref()
+                    .is_some_and(|given| handler::same_secret(given, t)),
+            };
+            if token_ok {
+                tracing::debug!(client = %h.client, "handshake");
+                let welcome = handler.welcome(opts.max_frame);
+                return send_briefly(framed, response_frame(first.request_id, &welcome))
+                    .await
+                    .is_ok();
+            }
+            metrics::unauthorized();
+            tracing::warn!(client = %h.client, "handshake refused: missing or wrong token");
+            (
+                ErrorCode::Unauthorized,
+                "missing or wrong token".to_string(),
+            )
+        }
+        Ok(other) => (
+            ErrorCode::BadRequest,
+            format!(
+                "the first request must be the handshake, not {}",
+                other.op()
+            ),
+        ),
+        Err(e) => (ErrorCode::Malformed, e.to_string()),
+    };
+    let _ = send_briefly(
+        framed,
+        failure_frame(first.request_id, refusal.0, refusal.1),
+    )
+    .await;
+    false
+}
+
+async fn send_briefly(
+    framed: &mut Framed<TcpStream, FrameCodec>,
+    f: Frame,
+) -> Result<(), WireError> {
+    match tokio::time::timeout(Duration::from_secs(5), framed.send(f)).await {
+        Ok(r) => r,
+        Err(_) => Err(WireError::Malformed("the peer does not read".into())),
+    }
+}
