@@ -1,0 +1,165 @@
+//! The seed's example, end to end through the real daemon: a DELAY topic, a message due
+//! a few seconds ahead, nothing before its time, the message after it (never before
+//! `deliver_at_ms`), ack, nothing more.
+
+use std::time::Duration;
+use sundial_tests::Daemon;
+use sundial_wire::{
+    now_ms, ClientError, ErrorCode, OutgoingMessage, Producer, ReceiveOptions, SimpleConsumer,
+    StartFrom, TopicType,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_message_arrives_at_its_time_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[]);
+    let c = d.client().await;
+    c.create_topic("orders", TopicType::Delay).await.unwrap();
+    c.create_group("orders", "billing", StartFrom::Latest, None)
+        .await
+        .unwrap();
+
+    let deliver_at = now_ms() + 2_500;
+    let producer = Producer::new(c.clone());
+    let r = producer
+        .send(
+            OutgoingMessage::new("orders", "order 42 is due")
+                .deliver_at(deliver_at)
+                .tag("due")
+                .key("order-42"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.deliver_at_ms, deliver_at as u64);
+    assert!(!r.adjusted);
+    assert_eq!(r.message_id.len(), 32);
+
+    let consumer =
+        SimpleConsumer::new(c.clone(), "orders", "billing").with_options(ReceiveOptions {
+            wait: Duration::from_millis(500),
+            ..ReceiveOptions::default()
+        });
+    // Before its time: nothing, however often we ask.
+    while now_ms() < deliver_at - 700 {
+        let got = consumer.receive(16).await.unwrap();
+        assert!(
+            got.is_empty(),
+            "received {got:?} {} ms before it was due",
+            deliver_at - now_ms()
+        );
+    }
+    // A long poll across the due time returns as soon as it is Ready.
+    let consumer = consumer.with_options(ReceiveOptions {
+        wait: Duration::from_secs(10),
+        ..ReceiveOptions::default()
+    });
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got = consumer.receive(16).await.unwrap();
+        if !got.is_empty() {
+            break;
+        }
+    }
+    let received_at = now_ms();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let m = &got[0];
+    assert!(
+        received_at >= deliver_at,
+        "received {} ms early",
+        deliver_at - received_at
+    );
+    assert!(
+        received_at - deliver_at < 1_000,
+        "received {} ms late",
+        received_at - deliver_at
+    );
+    assert_eq!(m.message_id, r.message_id);
+    assert_eq!(m.body, b"order 42 is due");
+    assert_eq!(m.tag.as_deref(), Some("due"));
+    assert_eq!(m.keys, vec!["order-42".to_string()]);
+    assert_eq!(m.delivery_attempt, 1);
+    assert!(m.ready_at_ms >= m.deliver_at_ms);
+
+    consumer.ack(&m.receipt_handle).await.unwrap();
+    // Acking again is refused with a typed error, and the connection stays usable.
+    match consumer.ack(&m.receipt_handle).await {
+        Err(ClientError::Refused(f)) => assert_eq!(f.code, ErrorCode::BadReceiptHandle),
+        other => panic!("second ack: {other:?}"),
+    }
+    let more = consumer
+        .clone()
+        .with_options(ReceiveOptions {
+            wait: Duration::from_millis(300),
+            ..ReceiveOptions::default()
+        })
+        .receive(16)
+        .await
+        .unwrap();
+    assert!(more.is_empty(), "{more:?}");
+
+    let found = c.find_messages("orders", "order-42").await.unwrap();
+    assert_eq!(found, vec![r.message_id.clone()]);
+    let shown = c.show_message(&r.message_id).await.unwrap();
+    assert_eq!(shown.state, "Ready");
+    assert_eq!(shown.groups[0].state, "Acked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_typed_and_the_connection_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &["--max-body-bytes", "1024"]);
+    let c = d.client().await;
+    fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
+        match r {
+            Err(ClientError::Refused(f)) => f.code,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        code(c.send(OutgoingMessage::new("nope", "x")).await),
+        ErrorCode::TopicNotFound
+    );
+    c.create_topic("plain", TopicType::Normal).await.unwrap();
+    assert_eq!(
+        code(c.create_topic("plain", TopicType::Delay).await.map(|_| ())),
+        ErrorCode::TopicExists
+    );
+    assert_eq!(
+        code(
+            c.send(OutgoingMessage::new("plain", "x").deliver_at(now_ms() + 1000))
+                .await
+        ),
+        ErrorCode::TopicTypeMismatch
+    );
+    c.create_topic("later", TopicType::Delay).await.unwrap();
+    assert_eq!(
+        code(
+            c.send(OutgoingMessage::new("later", "x").deliver_at(-5))
+                .await
+        ),
+        ErrorCode::BadDeliveryTime
+    );
+    assert_eq!(
+        code(
+            c.send(OutgoingMessage::new("later", vec![0u8; 2048]).deliver_at(now_ms()))
+                .await
+        ),
+        ErrorCode::MessageTooLarge
+    );
+    let o = ReceiveOptions {
+        invisible: Duration::from_millis(10),
+        wait: Duration::ZERO,
+        ..ReceiveOptions::default()
+    };
+    assert_eq!(
+        code(c.receive("later", "g", &o).await.map(|_| ())),
+        ErrorCode::BadInvisibleDuration
+    );
+    assert_eq!(code(c.recall("not-a-handle").await), ErrorCode::BadRequest);
+    // Still usable, and a delay beyond max_delay is delivered now and says so.
+    let r = c
+        .send(OutgoingMessage::new("later", "x").deliver_at(now_ms() + 48 * 3600 * 1000))
+        .await
+        .unwrap();
+    assert!(r.adjusted);
+}

@@ -1,0 +1,135 @@
+//! `/metrics` on the real daemon: the documented families, `sundial_` prefix, histograms
+//! with `_bucket` lines, per-state counts matching the engine's.
+
+use std::time::Duration;
+use sundial_tests::Daemon;
+use sundial_wire::{now_ms, OutgoingMessage, ReceiveOptions, StartFrom, TopicType};
+
+const FAMILIES: &[&str] = &[
+    "sundial_sends_total",
+    "sundial_receives_total",
+    "sundial_acks_total",
+    "sundial_nacks_total",
+    "sundial_redeliveries_total",
+    "sundial_dead_letters_total",
+    "sundial_recalls_total",
+    "sundial_timing_messages",
+    "sundial_ready_messages",
+    "sundial_inflight_messages",
+    "sundial_delivery_lateness_seconds",
+    "sundial_receive_lateness_seconds",
+    "sundial_request_duration_seconds",
+    "sundial_early_deliveries_total",
+    "sundial_rocksdb_sst_bytes",
+    "sundial_rocksdb_pending_compaction_bytes",
+    "sundial_rocksdb_write_stopped",
+    "sundial_connections",
+    "sundial_disk_bytes",
+];
+
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_the_documented_families_with_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[]);
+    let c = d.client().await;
+    c.create_topic("m", TopicType::Delay).await.unwrap();
+    c.create_group("m", "g", StartFrom::Earliest, None)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        c.send(OutgoingMessage::new("m", "x").deliver_at(now_ms() + i * 50))
+            .await
+            .unwrap();
+    }
+    let later = c
+        .send(OutgoingMessage::new("m", "later").deliver_at(now_ms() + 3_600_000))
+        .await
+        .unwrap();
+    c.send(OutgoingMessage::new("m", "waits").deliver_at(now_ms() + 3_600_000))
+        .await
+        .unwrap();
+    let o = ReceiveOptions {
+        wait: Duration::from_secs(2),
+        max_messages: 2,
+        ..ReceiveOptions::default()
+    };
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        if got.len() == 5 {
+            break;
+        }
+        got.extend(c.receive("m", "g", &o).await.unwrap());
+    }
+    c.ack("m", "g", vec![got[0].receipt_handle.clone()])
+        .await
+        .unwrap();
+    c.nack("m", "g", vec![got[1].receipt_handle.clone()])
+        .await
+        .unwrap();
+    c.recall(&later.recall_handle).await.unwrap();
+
+    let text = d.scrape();
+    for f in FAMILIES {
+        assert!(
+            text.lines().any(|l| l.starts_with(f)),
+            "{f} missing from /metrics:\n{text}"
+        );
+    }
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        assert!(l.starts_with("sundial_"), "unprefixed series {l}");
+        assert!(
+            !l.contains(&got[0].message_id),
+            "a message id in a label: {l}"
+        );
+    }
+    for h in [
+        "sundial_delivery_lateness_seconds",
+        "sundial_receive_lateness_seconds",
+        "sundial_request_duration_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {h} histogram")),
+            "{h} is not a histogram"
+        );
+        assert!(
+            text.contains(&format!("{h}_bucket{{")),
+            "{h} has no buckets"
+        );
+    }
+    assert_eq!(value(&text, "sundial_sends_total{topic=\"m\"}"), Some(7.0));
+    assert_eq!(
+        value(&text, "sundial_acks_total{topic=\"m\",group=\"g\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "sundial_nacks_total{topic=\"m\",group=\"g\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "sundial_recalls_total{topic=\"m\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "sundial_timing_messages{topic=\"m\"}"),
+        Some(1.0)
+    );
+    let counts = c.show_topic("m").await.unwrap();
+    let g = &counts.groups[0];
+    assert_eq!(
+        value(&text, "sundial_inflight_messages{topic=\"m\",group=\"g\"}"),
+        Some(g.inflight as f64)
+    );
+    assert_eq!(g.inflight + g.retry, 4, "{g:?}");
+    assert_eq!(value(&text, "sundial_early_deliveries_total"), Some(0.0));
+    assert_eq!(value(&text, "sundial_connections"), Some(1.0));
+}
