@@ -72,7 +72,7 @@ struct Report {
     rss_after_burst_mib: f64,
 }
 
-fn machine() -> String {
+pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

@@ -1,6 +1,7 @@
 //! `sundial-bench`: benchmarks that put sundial's figures next to the raw RocksDB
 //! ceiling measured by the same program on the same machine.
 
+mod daemon;
 mod engine;
 mod raw;
 mod rss;
@@ -19,12 +20,16 @@ enum Cmd {
     /// Engine-level: durable send throughput and a same-millisecond burst, each next to
     /// the raw RocksDB ceiling for the same bytes.
     Engine(engine::Args),
+    /// Daemon-level: durable sends over loopback with pipelined producers, next to the
+    /// raw RocksDB ceiling.
+    Daemon(daemon::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
     let ok = match cli.cmd {
         Cmd::Engine(a) => engine::run(a),
+        Cmd::Daemon(a) => daemon::run(a),
     };
     if let Err(e) = ok {
         eprintln!("sundial-bench: {e}");
