@@ -3,12 +3,17 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/sundial/target
 export CARGO_TARGET_DIR
 
-.PHONY: setup run test model lint bench
+.PHONY: setup run demo test model lint bench
 setup:
 	@bash scripts/setup.sh
 
-## The main job: at this stage, an end-to-end engine demo.
+## The main job: the daemon, with data in ./sundial-data, protocol on 127.0.0.1:7700 and
+## metrics on http://127.0.0.1:7701/metrics (stop with Ctrl-C).
 run: setup
+	cargo run --release -p sundial -- serve
+
+## An end-to-end engine demo without the daemon.
+demo: setup
 	cargo run -p sundial -- demo
 
 ## Every check CI runs: format, lints, all tests.
@@ -23,6 +28,9 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-## The engine benchmark (release build; prints a table).
+## The benchmarks (release build; print tables): the engine next to raw RocksDB, then
+## durable sends through the daemon over loopback.
 bench: setup
-	cargo run --release -p sundial-benches -- engine
+	cargo build --release -p sundial -p sundial-benches
+	$(CARGO_TARGET_DIR)/release/sundial-bench engine
+	$(CARGO_TARGET_DIR)/release/sundial-bench daemon

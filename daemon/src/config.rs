@@ -321,6 +321,28 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_config_in_deploy_is_valid_and_says_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sundial.toml");
+        std::fs::write(&p, include_str!("../../deploy/sundial.toml")).unwrap();
+        let c = ServeArgs {
+            config: Some(p),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        let d = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/sundial"));
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.max_frame_bytes, d.max_frame_bytes);
+        assert_eq!(c.engine.retry_backoff, d.engine.retry_backoff);
+        assert_eq!(c.engine.max_delay, d.engine.max_delay);
+        assert_eq!(c.engine.retention, d.engine.retention);
+        assert_eq!(c.handshake_timeout, d.handshake_timeout);
+        assert_eq!(c.log_level.as_deref(), Some("info"));
+    }
+
+    #[test]
     fn bad_settings_are_refused_with_their_name() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.toml");

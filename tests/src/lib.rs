@@ -42,12 +42,17 @@ impl Daemon {
     /// Starts `sundial serve` on `data_dir` with extra flags; waits (≤ 30 s) until it
     /// prints its addresses.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Daemon {
+        Self::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Like [`Daemon::start`] on a given protocol address (to restart on the same port).
+    pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Daemon {
         let log = data_dir.with_extension(format!("log-{}", rand::random::<u32>()));
         let mut child = Command::new(bin())
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--metrics-listen",
                 "127.0.0.1:0",
             ])

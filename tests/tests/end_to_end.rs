@@ -163,3 +163,39 @@ async fn refusals_are_typed_and_the_connection_stays_usable() {
         .unwrap();
     assert!(r.adjusted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_does_not_hold_up_other_requests_on_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[]);
+    let c = d.client().await;
+    c.create_topic("quiet", TopicType::Delay).await.unwrap();
+    let poll = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let o = ReceiveOptions {
+                wait: Duration::from_secs(3),
+                ..ReceiveOptions::default()
+            };
+            let t = std::time::Instant::now();
+            let got = c.receive("quiet", "g", &o).await.unwrap();
+            (got.len(), t.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Answered out of order, while the long poll on the same connection waits.
+    let t = std::time::Instant::now();
+    let r = c
+        .send(OutgoingMessage::new("quiet", "wake").deliver_at(now_ms() + 500))
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "send waited behind the poll"
+    );
+    let (n, waited) = poll.await.unwrap();
+    // The poll returns when the message becomes Ready, not at the end of its wait.
+    assert_eq!(n, 1);
+    assert!(waited < Duration::from_millis(2_500), "{waited:?}");
+    assert!(now_ms() as u64 >= r.deliver_at_ms);
+}

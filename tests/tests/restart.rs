@@ -9,13 +9,14 @@ use sundial_wire::{
     now_ms, Client, ClientOptions, OutgoingMessage, Producer, ReceiveOptions, StartFrom, TopicType,
 };
 
-/// Receives and acks everything for `group` until `want` ids were seen or `limit`
-/// passes; checks none is early. Returns the ids seen.
+/// Receives and acks everything for `group` until every id in `want` was seen or
+/// `limit` passes; checks none is early. Returns the ids seen (messages sent without a
+/// receipt before a kill may be among them too).
 async fn drain(
     c: &Client,
     topic: &str,
     group: &str,
-    want: usize,
+    want: &HashSet<String>,
     limit: Duration,
 ) -> HashSet<String> {
     let mut seen = HashSet::new();
@@ -25,7 +26,7 @@ async fn drain(
         wait: Duration::from_millis(500),
         ..ReceiveOptions::default()
     };
-    while seen.len() < want && std::time::Instant::now() < deadline {
+    while !want.is_subset(&seen) && std::time::Instant::now() < deadline {
         let got = c.receive(topic, group, &o).await.unwrap();
         let now = now_ms() as u64;
         let mut receipts = Vec::new();
@@ -90,7 +91,7 @@ async fn pending_messages_survive_a_graceful_restart_and_arrive_on_time() {
         .await
         .unwrap();
     assert!(early.is_empty() || now_ms() >= due, "{early:?}");
-    let seen = drain(&c, "t", "g", sent.len(), Duration::from_secs(20)).await;
+    let seen = drain(&c, "t", "g", &sent, Duration::from_secs(20)).await;
     assert_eq!(seen, sent);
 }
 
@@ -152,7 +153,7 @@ async fn every_receipted_send_survives_kill_9_under_load() {
 
     let d = Daemon::start(&data, &[]);
     let c = d.client().await;
-    let seen = drain(&c, "load", "g", receipted.len(), Duration::from_secs(60)).await;
+    let seen = drain(&c, "load", "g", &receipted, Duration::from_secs(60)).await;
     let lost: Vec<_> = receipted.difference(&seen).collect();
     assert!(
         lost.is_empty(),
@@ -163,4 +164,26 @@ async fn every_receipted_send_survives_kill_9_under_load() {
     );
     let s = c.stats().await.unwrap();
     assert_eq!(s.early_deliveries, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_a_retryable_error_and_the_next_call_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut d = Daemon::start(&data, &[]);
+    let c = d.client().await;
+    c.create_topic("t", TopicType::Normal).await.unwrap();
+    let addr = d.addr.clone();
+    d.kill9();
+    let e = c.list_topics().await.unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    assert_eq!(e.code(), "Unavailable");
+    let _d = Daemon::start_on(&data, &addr, &[]);
+    let topics = sundial_tests::eventually(Duration::from_secs(10), || {
+        let c = c.clone();
+        async move { c.list_topics().await.ok() }
+    })
+    .await
+    .expect("the client reconnected");
+    assert_eq!(topics[0].name, "t");
 }
