@@ -48,6 +48,8 @@ pub const FAMILIES: &[&str] = &[
     "sundial_unauthorized_total",
     "sundial_disk_bytes",
     "sundial_disk_high_watermark_bytes",
+    "sundial_filesystem_used_bytes",
+    "sundial_filesystem_size_bytes",
     "sundial_storage_full",
     "sundial_storage_poisoned",
     "sundial_uptime_seconds",
@@ -185,8 +187,16 @@ pub fn refresh(engine: &Engine, live: &Live, started: Instant) {
     gauge!("sundial_rocksdb_write_stopped").set(u8::from(s.write_stopped) as f64);
     gauge!("sundial_rocksdb_delayed_write_rate_bytes").set(s.delayed_write_rate as f64);
     gauge!("sundial_disk_bytes").set(s.disk_bytes as f64);
-    if let Some(w) = s.disk_high_watermark_bytes {
+    // The watermark in bytes: the configured budget, else the ratio of the filesystem.
+    let watermark = s.disk_high_watermark_bytes.or(s
+        .filesystem
+        .map(|(_, total)| (total as f64 * s.disk_high_ratio) as u64));
+    if let Some(w) = watermark {
         gauge!("sundial_disk_high_watermark_bytes").set(w as f64);
+    }
+    if let Some((used, total)) = s.filesystem {
+        gauge!("sundial_filesystem_used_bytes").set(used as f64);
+        gauge!("sundial_filesystem_size_bytes").set(total as f64);
     }
     gauge!("sundial_storage_full").set(u8::from(s.storage_full) as f64);
     gauge!("sundial_storage_poisoned").set(u8::from(s.poisoned) as f64);

@@ -85,6 +85,11 @@ pub struct Stats {
     pub disk_bytes: u64,
     /// The configured disk budget, if any.
     pub disk_high_watermark_bytes: Option<u64>,
+    /// The configured filesystem fill ratio where disk pressure starts (used when no
+    /// budget is set).
+    pub disk_high_ratio: f64,
+    /// `(used, total)` bytes of the filesystem holding the data directory.
+    pub filesystem: Option<(u64, u64)>,
     /// Whether sends are refused for lack of space.
     pub storage_full: bool,
     /// Whether RocksDB has stopped writes.
@@ -192,6 +197,8 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
         families,
         disk_bytes: retention::dir_bytes(&sh.path),
         disk_high_watermark_bytes: sh.config.disk_high_watermark_bytes,
+        disk_high_ratio: sh.config.disk_high_ratio,
+        filesystem: retention::fs_usage(&sh.path),
         storage_full: sh.storage_full.load(std::sync::atomic::Ordering::SeqCst),
         write_stopped: dbprop("rocksdb.is-write-stopped") != 0,
         delayed_write_rate: dbprop("rocksdb.actual-delayed-write-rate"),

@@ -340,7 +340,7 @@ pub struct FamilyCounts {
 }
 
 /// What `stats` reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsReport {
     /// Per topic.
     pub topics: Vec<TopicCounts>,
@@ -354,6 +354,12 @@ pub struct StatsReport {
     pub disk_bytes: u64,
     /// The configured disk budget, if any.
     pub disk_high_watermark_bytes: Option<u64>,
+    /// The filesystem fill ratio where disk pressure starts (when no budget is set).
+    pub disk_high_ratio: f64,
+    /// Used bytes of the data directory's filesystem.
+    pub filesystem_used_bytes: Option<u64>,
+    /// Size in bytes of the data directory's filesystem.
+    pub filesystem_size_bytes: Option<u64>,
     /// Whether sends are refused for lack of space.
     pub storage_full: bool,
     /// Whether RocksDB has stopped writes.
@@ -587,7 +593,7 @@ impl Request {
 }
 
 /// Every answer: one variant per kind of result, or a failure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// The handshake succeeded.
     Welcome(Welcome),
