@@ -101,6 +101,30 @@ fn json_outputs_carry_the_documented_fields() {
     );
     assert_eq!(found, serde_json::json!([id]));
 
+    // An absolute time and a body from a file; a past time is delivered at once.
+    let body = dir.path().join("body.bin");
+    std::fs::write(&body, [0xffu8, 0x00, 0x01]).unwrap();
+    let past = json(
+        &d,
+        &[
+            "send",
+            "reminders",
+            "--deliver-at",
+            "1000000000000",
+            "--body-file",
+            body.to_str().unwrap(),
+        ],
+    );
+    // Effective time: now (Ready at once), and the receipt says it was adjusted.
+    assert!(past["deliver_at_ms"].as_u64().unwrap() > 1_000_000_000_000u64);
+    assert_eq!(past["adjusted"], true);
+    let got = json(
+        &d,
+        &["receive", "reminders", "--group", "mailer", "--wait", "5s"],
+    );
+    assert_eq!(got[0]["body_base64"], "/wAB");
+    assert!(got[0].get("body").is_none());
+
     // Recall and reschedule.
     let later = json(
         &d,

@@ -187,3 +187,45 @@ async fn a_lost_connection_is_a_retryable_error_and_the_next_call_reconnects() {
     .expect("the client reconnected");
     assert_eq!(topics[0].name, "t");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_a_waiting_long_poll_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(&dir.path().join("data"), &[]);
+    let c = d.client().await;
+    c.create_topic("t", TopicType::Delay).await.unwrap();
+    let poll = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let o = ReceiveOptions {
+                wait: Duration::from_secs(30),
+                ..ReceiveOptions::default()
+            };
+            let t = std::time::Instant::now();
+            (c.receive("t", "g", &o).await, t.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = d.stop();
+        (s, d)
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.0.success(),
+        "{:?}\n{}",
+        status.0,
+        status.1.log_text()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+    let (got, waited) = poll.await.unwrap();
+    // Answered (empty) before the daemon went away, not cut off mid-request.
+    assert_eq!(got.unwrap().len(), 0);
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+}
