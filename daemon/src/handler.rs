@@ -444,7 +444,10 @@ impl Handler {
                 metrics::delivered(
                     &topic,
                     &group,
-                    got.iter().map(|m| now.saturating_sub(m.deliver_at_ms)),
+                    got.len() as u64,
+                    got.iter()
+                        .filter(|m| m.delivery_attempt == 1)
+                        .map(|m| now.saturating_sub(m.deliver_at_ms)),
                 );
                 return Ok(Response::Messages(
                     got.into_iter()

@@ -124,13 +124,17 @@ pub fn request_done(op: &'static str, started: Instant, code: Option<&'static st
     }
 }
 
-/// Messages handed to a group; `lateness_ms` per message (receive time − delivery time).
-pub fn delivered(topic: &str, group: &str, lateness_ms: impl Iterator<Item = u64>) {
+/// `n` messages handed to a group; `first_lateness_ms`: receive time − delivery time of
+/// each first delivery (redeliveries are late by their backoff, not by sundial).
+pub fn delivered(
+    topic: &str,
+    group: &str,
+    n: u64,
+    first_lateness_ms: impl Iterator<Item = u64>,
+) {
     let h = histogram!("sundial_receive_lateness_seconds", "topic" => topic.to_string());
-    let mut n = 0;
-    for l in lateness_ms {
+    for l in first_lateness_ms {
         h.record(l as f64 / 1000.0);
-        n += 1;
     }
     counter!("sundial_receives_total", "topic" => topic.to_string(), "group" => group.to_string())
         .increment(n);
@@ -301,7 +305,7 @@ mod tests {
         metrics::with_local_recorder(&recorder, || {
             LatenessObserver::default().ready("t", 1);
             request_done("send", Instant::now(), Some("BadRequest"));
-            delivered("t", "g", [0u64, 2].into_iter());
+            delivered("t", "g", 2, [0u64, 2].into_iter());
             nacked("t", "g", 1);
             connection(true);
             connection(false);
