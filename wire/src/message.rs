@@ -136,6 +136,7 @@ pub struct OutgoingMessage {
     /// User properties.
     pub properties: BTreeMap<String, String>,
     /// Body.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Absolute delivery time (Unix ms) for delay messages; `None` for normal ones.
     pub deliver_at_ms: Option<i64>,
@@ -386,6 +387,7 @@ pub struct Delivered {
     /// User properties.
     pub properties: BTreeMap<String, String>,
     /// Body.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Effective delivery time (Unix ms).
     pub deliver_at_ms: u64,
