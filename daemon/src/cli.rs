@@ -650,7 +650,19 @@ fn human_message(m: &Delivered) -> String {
 }
 
 fn time(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    use std::fmt::Write;
+    let mut s = String::new();
+    // Years past 9999 do not format; the number of milliseconds says it all then.
+    if write!(
+        s,
+        "{}",
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
+    )
+    .is_err()
+    {
+        s = format!("{ms} ms");
+    }
+    s
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -201,9 +201,18 @@ impl ServeArgs {
             .max_body_bytes
             .or(f.max_body_bytes)
             .unwrap_or(d.max_body_bytes);
-        if max_frame_bytes < 1024 {
+        let most = sundial_wire::MAX_DECODE - sundial_wire::RESPONSE_HEADROOM;
+        if !(1024..=most).contains(&max_frame_bytes) {
             return Err(ConfigError(format!(
-                "max_frame_bytes {max_frame_bytes} is below 1024"
+                "max_frame_bytes {max_frame_bytes} is outside 1024..={most}"
+            )));
+        }
+        // A message of the largest body must fit a frame with its keys and properties.
+        if max_body_bytes.saturating_add(64 * 1024) > max_frame_bytes {
+            return Err(ConfigError(format!(
+                "max_body_bytes {max_body_bytes} needs max_frame_bytes of at least {} \
+                 (64 KiB for the rest of the message)",
+                max_body_bytes + 64 * 1024
             )));
         }
         let engine = Config {

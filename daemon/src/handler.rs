@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 /// Longest long-poll wait a receive may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
-/// Most messages in one batch send.
+/// Most messages in one batch send, receipts in one ack or nack.
 pub const MAX_BATCH: usize = 4096;
 
 /// Serves requests against one engine.
@@ -26,6 +26,8 @@ pub struct Handler {
     engine: Engine,
     live: Arc<Live>,
     started: Instant,
+    /// Stored bytes one receive may hand out so its answer fits a frame.
+    max_answer_bytes: usize,
 }
 
 type Answer = Result<Response, Error>;
@@ -35,6 +37,15 @@ fn failure(e: &Error) -> WireFailure {
         ErrorCode::parse(e.code()).unwrap_or(ErrorCode::Internal),
         e.to_string(),
     )
+}
+
+fn check_batch(n: usize) -> Result<(), Error> {
+    if n > MAX_BATCH {
+        return Err(Error::BadRequest(format!(
+            "a batch holds at most {MAX_BATCH} items, not {n}"
+        )));
+    }
+    Ok(())
 }
 
 /// Compares secrets without stopping at the first differing byte.
@@ -160,12 +171,17 @@ fn message_info(v: sundial_engine::MessageView) -> MessageInfo {
 }
 
 impl Handler {
-    /// A handler over `engine`.
-    pub fn new(engine: Engine, live: Arc<Live>) -> Self {
+    /// A handler over `engine` whose answers must fit `max_frame` bytes.
+    pub fn new(engine: Engine, live: Arc<Live>, max_frame: usize) -> Self {
         Handler {
             engine,
             live,
             started: Instant::now(),
+            // Each delivered message adds its id, topic, times and receipt (at most
+            // about 250 bytes) to its stored record; keep room for 1024 of them. A
+            // single message always fits: it came in a frame, and answers may exceed
+            // the frame limit by `RESPONSE_HEADROOM`.
+            max_answer_bytes: max_frame.saturating_sub(256 * 1024).max(1),
         }
     }
 
@@ -284,12 +300,7 @@ impl Handler {
                 Ok(Response::Sent(receipt(r)))
             }
             Request::SendBatch(ms) => {
-                if ms.len() > MAX_BATCH {
-                    return Err(Error::BadRequest(format!(
-                        "a batch holds at most {MAX_BATCH} messages, not {}",
-                        ms.len()
-                    )));
-                }
+                check_batch(ms.len())?;
                 let v = self
                     .engine
                     .submit_send_batch(ms.into_iter().map(new_message).collect())
@@ -321,6 +332,8 @@ impl Handler {
                     filter,
                     max_messages: max_messages as usize,
                     invisible_duration: Duration::from_millis(invisible_ms),
+                    // The answer must fit a frame: stored records plus room for ids.
+                    max_bytes: Some(self.max_answer_bytes),
                 };
                 self.receive(req, wait, stop).await
             }
@@ -329,6 +342,7 @@ impl Handler {
                 group,
                 receipts,
             } => {
+                check_batch(receipts.len())?;
                 let v = self
                     .engine
                     .submit_ack_batch(&topic, &group, receipts)
@@ -342,11 +356,11 @@ impl Handler {
                 group,
                 receipts,
             } => {
-                let (t, g) = (topic.clone(), group.clone());
+                check_batch(receipts.len())?;
                 let v = self
-                    .blocking(move |e| Ok(receipts.iter().map(|r| e.nack(&t, &g, r)).collect()))
+                    .engine
+                    .submit_nack_batch(&topic, &group, receipts)
                     .await?;
-                let v: Vec<Result<(), Error>> = v;
                 metrics::nacked(
                     &topic,
                     &group,
@@ -435,6 +449,7 @@ impl Handler {
     ) -> Answer {
         let deadline = tokio::time::Instant::now() + wait;
         let (topic, group) = (req.topic.clone(), req.group.clone());
+        let mut rescans = 0;
         loop {
             // Subscribe before looking, so a change in between is not missed.
             let mut signal = self.engine.ready_signal();
@@ -468,6 +483,13 @@ impl Handler {
             }
             if *stop.borrow() {
                 return Ok(Response::Messages(Vec::new()));
+            }
+            if rescans < 64 && self.engine.unscanned(&topic, &group) > 0 {
+                rescans += 1;
+                // The receive stopped at its skip budget in a run of entries this call's
+                // filter does not want; go on scanning rather than wait for a signal.
+                tokio::task::yield_now().await;
+                continue;
             }
             tokio::select! {
                 r = signal.changed() => if r.is_err() {

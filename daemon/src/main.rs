@@ -241,14 +241,18 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
     tracing::info!(%addr, metrics = %maddr, data_dir = %cfg.data_dir.display(), "sundial serving");
     // One line on stdout for scripts and tests that bind port 0.
     println!("sundial listening on {addr}, metrics on http://{maddr}/metrics");
-    let handler = Arc::new(handler::Handler::new(engine.clone(), live.clone()));
+    let handler = Arc::new(handler::Handler::new(
+        engine.clone(),
+        live.clone(),
+        cfg.max_frame_bytes,
+    ));
     let opts = server::ServerOptions {
         max_connections: cfg.max_connections,
         max_frame: cfg.max_frame_bytes,
         token: cfg.token.clone(),
         handshake_timeout: cfg.handshake_timeout,
         write_timeout: cfg.write_timeout,
-        max_in_flight: 1024,
+        max_in_flight: 256,
     };
     server::run(listener, handler, opts, live, shutdown_signal()).await;
     let _ = stop_tx.send(true);

@@ -126,12 +126,7 @@ pub fn request_done(op: &'static str, started: Instant, code: Option<&'static st
 
 /// `n` messages handed to a group; `first_lateness_ms`: receive time − delivery time of
 /// each first delivery (redeliveries are late by their backoff, not by sundial).
-pub fn delivered(
-    topic: &str,
-    group: &str,
-    n: u64,
-    first_lateness_ms: impl Iterator<Item = u64>,
-) {
+pub fn delivered(topic: &str, group: &str, n: u64, first_lateness_ms: impl Iterator<Item = u64>) {
     let h = histogram!("sundial_receive_lateness_seconds", "topic" => topic.to_string());
     for l in first_lateness_ms {
         h.record(l as f64 / 1000.0);
@@ -219,7 +214,12 @@ pub async fn serve(
 ) {
     use hyper::service::service_fn;
     tokio::pin!(shutdown);
+    // Scrapes are few; more than 16 at once wait for a slot (each reads the engine's
+    // figures on the blocking pool).
+    let slots = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut conns = tokio::task::JoinSet::new();
     loop {
+        while conns.try_join_next().is_some() {}
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
@@ -229,10 +229,18 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => {
+                // Connections hold engine handles: end them so the engine closes now.
+                conns.shutdown().await;
+                return;
+            }
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
         let (handle, engine, live) = (handle.clone(), engine.clone(), live.clone());
-        tokio::spawn(async move {
+        conns.spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let (handle, engine, live) = (handle.clone(), engine.clone(), live.clone());
                 async move {

@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use sundial_wire::{
-    decode, encode, ErrorCode, Frame, FrameCodec, Request, Response, WireError, WireFailure,
+    decode, encode, ErrorCode, Frame, FrameCodec, Inbound, Request, Response, WireError,
+    WireFailure, HEADER_LEN, RESPONSE_HEADROOM,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -44,6 +45,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(opts.max_connections));
+    // Refusals are answered by a few tasks at most; beyond that, sockets just close.
+    let refusals = Arc::new(Semaphore::new(64));
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection holds a clone; recv() returns None once all have finished.
     let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
@@ -66,7 +69,12 @@ pub async fn run(
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             metrics::connection(false);
             tracing::warn!(%peer, "connection refused: at the connection limit");
-            tokio::spawn(refuse(stream, opts.max_frame));
+            if let Ok(p) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(p);
+                });
+            }
             continue;
         };
         metrics::connection(true);
@@ -93,33 +101,63 @@ pub async fn run(
     let _ = drain_rx.recv().await;
 }
 
-/// Tells a connection over the limit why it is closed.
-async fn refuse(stream: TcpStream, max_frame: usize) {
-    let mut framed = Framed::new(stream, FrameCodec::new(max_frame));
+/// Tells a connection over the limit why it is closed: writes the refusal, shuts the
+/// write side and reads briefly, so the close does not reset the refusal away.
+async fn refuse(stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut framed = Framed::new(stream, FrameCodec::default());
     let f = failure_frame(
         0,
         ErrorCode::Throttled,
         "too many connections; try again later",
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(f)).await;
+    if tokio::time::timeout(Duration::from_secs(1), framed.send(f))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut stream = framed.into_inner();
+    let _ = stream.shutdown().await;
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn failure_frame(request_id: u64, code: ErrorCode, message: impl Into<String>) -> Frame {
     response_frame(
         request_id,
         &Response::Failed(WireFailure::new(code, message)),
+        usize::MAX,
     )
 }
 
-fn response_frame(request_id: u64, r: &Response) -> Frame {
-    let payload = encode(r).unwrap_or_else(|e| {
-        // Encoding our own types cannot fail short of a bug; say so rather than hang.
-        encode(&Response::Failed(WireFailure::new(
+/// Encodes an answer; one that would not fit `max` bytes becomes an `Internal` failure
+/// for its request, so the request is answered and the connection goes on.
+fn response_frame(request_id: u64, r: &Response, max: usize) -> Frame {
+    let payload = match encode(r) {
+        Ok(p) if HEADER_LEN + p.len() <= max => p,
+        Ok(p) => encode(&Response::Failed(WireFailure::new(
             ErrorCode::Internal,
-            format!("cannot encode the response: {e}"),
+            format!(
+                "the answer of {} bytes is over the {max}-byte frame limit",
+                HEADER_LEN + p.len()
+            ),
         )))
-        .unwrap_or_default()
-    });
+        .unwrap_or_default(),
+        // Encoding our own types cannot fail short of a bug; say so rather than hang.
+        Err(e) => encode(&Response::Failed(WireFailure::new(
+            ErrorCode::Internal,
+            format!("cannot encode the answer: {e}"),
+        )))
+        .unwrap_or_default(),
+    };
     Frame {
         request_id,
         payload: payload.into(),
@@ -141,12 +179,14 @@ async fn serve_connection(
     opts: &ServerOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut framed = Framed::new(stream, FrameCodec::new(opts.max_frame));
+    let max_answer = opts.max_frame + RESPONSE_HEADROOM;
+    let codec = FrameCodec::new(opts.max_frame).with_max_outgoing(max_answer);
+    let mut framed = Framed::new(stream, codec);
     if !handshake(&mut framed, &handler, opts).await {
         return;
     }
     let (mut sink, mut frames) = framed.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Frame>(256);
+    let (out_tx, mut out_rx) = mpsc::channel::<Frame>(64);
     let closing = CancellationToken::new();
     let write_timeout = opts.write_timeout;
     let writer_closing = closing.clone();
@@ -177,6 +217,8 @@ async fn serve_connection(
     });
     let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    // Said (for request id 0) once the requests already read are answered.
+    let mut last_word = None;
     loop {
         let next = tokio::select! {
             f = frames.next() => f,
@@ -185,12 +227,32 @@ async fn serve_connection(
         };
         let frame = match next {
             None => break,
-            Some(Ok(f)) => f,
+            Some(Ok(Inbound::Frame(f))) => f,
+            Some(Ok(Inbound::Oversized { request_id, len })) => {
+                // Skipped by the codec; the connection goes on.
+                metrics::request_done(
+                    "oversized",
+                    std::time::Instant::now(),
+                    Some("FrameTooLarge"),
+                );
+                let msg = format!(
+                    "a frame of {len} bytes is over the {}-byte limit",
+                    opts.max_frame
+                );
+                if out_tx
+                    .send(failure_frame(request_id, ErrorCode::FrameTooLarge, msg))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
             Some(Err(e)) => {
                 // The byte stream cannot be trusted past a bad frame: say why and close.
                 let (code, msg) = wire_failure(&e);
                 tracing::debug!(error = %e, "bad frame; closing the connection");
-                let _ = out_tx.send(failure_frame(0, code, msg)).await;
+                last_word = Some(failure_frame(0, code, msg));
                 break;
             }
         };
@@ -202,7 +264,13 @@ async fn serve_connection(
         let (handler, out, stop) = (handler.clone(), out_tx.clone(), stop.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            let resp = match decode::<Request>(&frame.payload) {
+            let Frame {
+                request_id,
+                payload,
+            } = frame;
+            let decoded = decode::<Request>(&payload);
+            drop(payload);
+            let resp = match decoded {
                 Ok(Request::Hello(_)) => Response::Failed(WireFailure::new(
                     ErrorCode::BadRequest,
                     "the handshake was already made on this connection",
@@ -217,13 +285,18 @@ async fn serve_connection(
                     Response::Failed(WireFailure::new(ErrorCode::Malformed, e.to_string()))
                 }
             };
-            let _ = out.send(response_frame(frame.request_id, &resp)).await;
+            let f = response_frame(request_id, &resp, max_answer);
+            drop(resp);
+            let _ = out.send(f).await;
         });
     }
     // Finish what was read (unless the peer is gone), then let the writer flush.
     tokio::select! {
         _ = async { while tasks.join_next().await.is_some() {} } => {},
         _ = closing.cancelled() => tasks.abort_all(),
+    }
+    if let Some(f) = last_word {
+        let _ = out_tx.send(f).await;
     }
     drop(out_tx);
     let _ = tokio::time::timeout(write_timeout, writer).await;
@@ -247,7 +320,16 @@ async fn handshake(
             let _ = send_briefly(framed, failure_frame(0, code, msg)).await;
             return false;
         }
-        Ok(Some(Ok(f))) => f,
+        Ok(Some(Ok(Inbound::Oversized { request_id, len }))) => {
+            let msg = format!("a handshake of {len} bytes");
+            let _ = send_briefly(
+                framed,
+                failure_frame(request_id, ErrorCode::FrameTooLarge, msg),
+            )
+            .await;
+            return false;
+        }
+        Ok(Some(Ok(Inbound::Frame(f)))) => f,
     };
     let refusal = match decode::<Request>(&first.payload) {
         Ok(Request::Hello(h)) => {
@@ -261,9 +343,12 @@ async fn handshake(
             if token_ok {
                 tracing::debug!(client = %h.client, "handshake");
                 let welcome = handler.welcome(opts.max_frame);
-                return send_briefly(framed, response_frame(first.request_id, &welcome))
-                    .await
-                    .is_ok();
+                return send_briefly(
+                    framed,
+                    response_frame(first.request_id, &welcome, usize::MAX),
+                )
+                .await
+                .is_ok();
             }
             metrics::unauthorized();
             tracing::warn!(client = %h.client, "handshake refused: missing or wrong token");

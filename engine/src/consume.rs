@@ -1,7 +1,7 @@
 //! Consumption: receive, ack, nack and change_invisible_duration (SPEC §4).
 
 use crate::error::{Error, Result};
-use crate::families::{ACKED, INFLIGHT, READY};
+use crate::families::{ACKED, INFLIGHT, MESSAGES, READY};
 use crate::keys::{self, GroupId};
 use crate::records::{self, Finished, Inflight};
 use crate::redeliver::{dead_letter, is_retry, remove_inflight};
@@ -83,6 +83,19 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
     let visible_at = now.saturating_add(inv);
     let max_attempts = ctx.sh.config.max_delivery_attempts;
     let mut out = Vec::new();
+    // Bytes of stored messages handed out so far, against `req.max_bytes`.
+    let mut bytes = 0usize;
+    let mut fits = |ctx: &Ctx<'_>, id: MessageId, handed: usize| -> Result<bool> {
+        let Some(budget) = req.max_bytes else {
+            return Ok(true);
+        };
+        let len = ctx.value_len(MESSAGES, keys::message(id))?.unwrap_or(0);
+        if handed > 0 && bytes.saturating_add(len) > budget {
+            return Ok(false);
+        }
+        bytes = bytes.saturating_add(len);
+        Ok(true)
+    };
 
     // Retries: entries whose invisible time has passed, oldest first.
     let (lo, _) = keys::visible_range(g);
@@ -116,6 +129,9 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
         {
             // Not for this call's filter: it stays waiting for a matching receive.
             continue;
+        }
+        if !fits(ctx, rec.id, out.len())? {
+            break;
         }
         let retry = is_retry(ctx, g, &rec, offset);
         ctx.delete(INFLIGHT, &k)?;
@@ -169,12 +185,17 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
             let Some((_, offset)) = keys::parse_ready(k) else {
                 return Ok(true);
             };
-            next = offset + 1;
             let entry = records::decode_ready(v)?;
             if !filter.matches(entry.tag()) {
+                next = offset + 1;
                 skipped += 1;
                 return Ok(true);
             }
+            if !fits(ctx, entry.id, out.len())? {
+                exhausted = false;
+                return Ok(false);
+            }
+            next = offset + 1;
             let d = hand_out(
                 ctx,
                 g,

@@ -588,6 +588,41 @@ impl Engine {
         })
     }
 
+    /// Ready-log entries the group's cursor has not passed yet (matching its filter or
+    /// not); 0 for an unknown topic or group. A receive that returned nothing while
+    /// this is above 0 stopped at its skip budget and can be asked again at once.
+    pub fn unscanned(&self, topic: &str, group: &str) -> u64 {
+        let st = self.sh().state.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(t) = st.topic_by_name(topic) else {
+            return 0;
+        };
+        let c = &t.rec.counters;
+        t.groups
+            .get(group)
+            .and_then(|g| st.groups.get(g))
+            .map_or(0, |g| {
+                c.ready_end
+                    .saturating_sub(g.rec.cursor.next_offset.max(c.head))
+            })
+    }
+
+    /// Queues nacks of many deliveries in one commit (await the result from async
+    /// code); each succeeds or fails on its own.
+    pub fn submit_nack_batch(
+        &self,
+        topic: &str,
+        group: &str,
+        receipts: Vec<String>,
+    ) -> Pending<Vec<Result<()>>> {
+        let (topic, group) = (topic.to_string(), group.to_string());
+        writer::submit(self.sh(), true, move |ctx| {
+            Ok(receipts
+                .iter()
+                .map(|r| consume::nack(ctx, &topic, &group, r))
+                .collect())
+        })
+    }
+
     /// Gives a delivery back: visible again after the retry backoff of its attempt.
     pub fn nack(&self, topic: &str, group: &str, receipt: &str) -> Result<()> {
         let (topic, group, receipt) = (topic.to_string(), group.to_string(), receipt.to_string());

@@ -255,6 +255,9 @@ pub struct ReceiveRequest {
     pub max_messages: usize,
     /// How long received messages stay invisible to the group.
     pub invisible_duration: Duration,
+    /// Stop before the stored messages handed out add up to more than this many bytes
+    /// (at least one message is always handed out); `None`: no limit.
+    pub max_bytes: Option<usize>,
 }
 
 impl ReceiveRequest {
@@ -266,6 +269,7 @@ impl ReceiveRequest {
             filter: None,
             max_messages: max,
             invisible_duration: Duration::from_secs(30),
+            max_bytes: None,
         }
     }
 }

@@ -236,6 +236,11 @@ impl<'a> Ctx<'a> {
         Ok(self.sh.db.get_cf(self.cf(cf)?, k)?)
     }
 
+    /// The length of a stored value, without copying it.
+    pub fn value_len(&self, cf: Family, k: impl AsRef<[u8]>) -> Result<Option<usize>> {
+        Ok(self.sh.db.get_pinned_cf(self.cf(cf)?, k)?.map(|v| v.len()))
+    }
+
     /// Keys and values of `cf` in `[lower, upper)`, at most `limit`.
     pub fn scan(
         &self,

@@ -86,7 +86,9 @@ async fn bad_input_is_refused_and_nothing_else_is_disturbed() {
             "--write-timeout",
             "1s",
             "--max-frame-bytes",
-            "65536",
+            "131072",
+            "--max-body-bytes",
+            "1024",
         ],
     );
     // A well-behaved client that stores something first and keeps working throughout.
@@ -113,14 +115,42 @@ async fn bad_input_is_refused_and_nothing_else_is_disturbed() {
     s.shutdown().await.unwrap();
     closed_within(&mut s, Duration::from_secs(5)).await;
 
-    // A length prefix over the maximum: FrameTooLarge, then closed.
+    // A frame over the maximum: FrameTooLarge for its request id, its bytes skipped
+    // without being buffered, and the connection goes on.
     let mut s = handshaken(&d.addr).await;
-    s.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    let mut big = frame_with(b"SD", PROTOCOL_VERSION, 77, &[0u8; 200_000]);
+    big.extend_from_slice(&frame(78, &Request::ListTopics));
+    s.write_all(&big).await.unwrap();
     assert_eq!(
         failed(read_frame(&mut s).await),
-        (0, ErrorCode::FrameTooLarge)
+        (77, ErrorCode::FrameTooLarge)
     );
+    match read_frame(&mut s).await {
+        Some((78, Response::Topics(_))) => {}
+        other => panic!("connection unusable after an oversized frame: {other:?}"),
+    }
+    drop(s);
+
+    // A length prefix over the maximum without a sound header: Malformed, then closed.
+    let mut s = handshaken(&d.addr).await;
+    s.write_all(&[
+        0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    ])
+    .await
+    .unwrap();
+    assert_eq!(failed(read_frame(&mut s).await), (0, ErrorCode::Malformed));
     closed_within(&mut s, Duration::from_secs(5)).await;
+
+    // The client refuses a request over the daemon's limit itself, for that call only.
+    let too_big = good
+        .send(OutgoingMessage::new("keep", vec![b'x'; 140_000]))
+        .await;
+    match &too_big {
+        Err(ClientError::Refused(f)) => assert_eq!(f.code, ErrorCode::FrameTooLarge),
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    assert!(!too_big.unwrap_err().is_retryable());
+    good.list_topics().await.unwrap();
 
     // Wrong magic, wrong version: Malformed, then closed.
     for bad in [

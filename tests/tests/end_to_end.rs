@@ -199,3 +199,88 @@ async fn a_long_poll_does_not_hold_up_other_requests_on_its_connection() {
     assert!(waited < Duration::from_millis(2_500), "{waited:?}");
     assert!(now_ms() as u64 >= r.deliver_at_ms);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receive_hands_out_only_what_fits_one_answer_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        &dir.path().join("data"),
+        &["--max-frame-bytes", "327680", "--max-body-bytes", "200000"],
+    );
+    let c = d.client().await;
+    c.create_topic("big", TopicType::Normal).await.unwrap();
+    c.create_group("big", "g", StartFrom::Earliest, None)
+        .await
+        .unwrap();
+    let mut sent = std::collections::HashSet::new();
+    for i in 0..6u8 {
+        let r = c
+            .send(OutgoingMessage::new("big", vec![i; 60_000]))
+            .await
+            .unwrap();
+        sent.insert(r.message_id);
+    }
+    // One 200 KB body alone is handed out even though it is over the byte budget.
+    let huge = c
+        .send(OutgoingMessage::new("big", vec![9u8; 200_000]))
+        .await
+        .unwrap();
+    sent.insert(huge.message_id);
+    let o = ReceiveOptions {
+        max_messages: 16,
+        wait: Duration::from_millis(200),
+        ..ReceiveOptions::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut calls = 0;
+    while seen.len() < sent.len() && calls < 20 {
+        calls += 1;
+        let got = c.receive("big", "g", &o).await.unwrap();
+        let bytes: usize = got.iter().map(|m| m.body.len()).sum();
+        assert!(
+            got.len() == 1 || bytes <= 327_680,
+            "{} messages, {bytes} bytes",
+            got.len()
+        );
+        for m in got {
+            c.ack("big", "g", vec![m.receipt_handle]).await.unwrap()[0]
+                .clone()
+                .unwrap();
+            assert!(seen.insert(m.message_id));
+        }
+    }
+    assert_eq!(seen, sent);
+    assert!(calls >= 3, "everything came in {calls} answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_behind_a_long_run_of_filtered_out_messages_is_found_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[]);
+    let c = d.client().await;
+    c.create_topic("mixed-tags", TopicType::Normal)
+        .await
+        .unwrap();
+    c.create_group("mixed-tags", "g", StartFrom::Earliest, Some("wanted"))
+        .await
+        .unwrap();
+    // More non-matching entries than one engine receive skips (16,384).
+    for _ in 0..6 {
+        let batch = (0..4096)
+            .map(|_| OutgoingMessage::new("mixed-tags", "noise").tag("noise"))
+            .collect();
+        for r in c.send_batch(batch).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    c.send(OutgoingMessage::new("mixed-tags", "signal").tag("wanted"))
+        .await
+        .unwrap();
+    let o = ReceiveOptions {
+        wait: Duration::ZERO,
+        ..ReceiveOptions::default()
+    };
+    let got = c.receive("mixed-tags", "g", &o).await.unwrap();
+    assert_eq!(got.len(), 1, "the match was not found without waiting");
+    assert_eq!(got[0].body, b"signal");
+}

@@ -2,7 +2,9 @@
 //! call after a loss, and the [`Producer`], [`SimpleConsumer`] and [`PushConsumer`] built
 //! on it.
 
-use crate::frame::{Frame, FrameCodec, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use crate::frame::{
+    Frame, FrameCodec, Inbound, DEFAULT_MAX_FRAME, HEADER_LEN, PROTOCOL_VERSION, RESPONSE_HEADROOM,
+};
 use crate::message::{
     decode, encode, Delivered, ErrorCode, GroupInfo, Hello, MessageInfo, OutgoingMessage, Receipt,
     Request, Response, StartFrom, StatsReport, TopicCounts, TopicInfo, TopicType, Welcome,
@@ -154,6 +156,8 @@ struct Connection {
     next_id: AtomicU64,
     tasks: [JoinHandle<()>; 2],
     welcome: Welcome,
+    /// Largest request frame both sides accept.
+    max_request: usize,
 }
 
 impl Drop for Connection {
@@ -177,7 +181,9 @@ impl Connection {
             .map_err(|_| connect_err(format!("no connection within {:?}", opts.connect_timeout)))?
             .map_err(|e| connect_err(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let mut framed = Framed::new(stream, FrameCodec::new(opts.max_frame));
+        let codec =
+            FrameCodec::new(opts.max_frame + RESPONSE_HEADROOM).with_max_outgoing(opts.max_frame);
+        let mut framed = Framed::new(stream, codec);
         let hello = Request::Hello(Hello {
             version: PROTOCOL_VERSION,
             token: opts.token.clone(),
@@ -193,9 +199,12 @@ impl Connection {
                 .await
                 .map_err(|e| connect_err(e.to_string()))?;
             match framed.next().await {
-                Some(Ok(f)) => {
+                Some(Ok(Inbound::Frame(f))) => {
                     decode::<Response>(&f.payload).map_err(|e| ClientError::Protocol(e.to_string()))
                 }
+                Some(Ok(Inbound::Oversized { len, .. })) => Err(ClientError::Protocol(format!(
+                    "a handshake answer of {len} bytes"
+                ))),
                 Some(Err(e)) => Err(connect_err(e.to_string())),
                 None => Err(connect_err("closed during the handshake".into())),
             }
@@ -233,15 +242,18 @@ impl Connection {
         });
         let w = waiters.clone();
         let reader = tokio::spawn(async move {
+            // A connection-level refusal (request id 0) comes before the daemon closes;
+            // answers to requests it had already read may still follow, so keep reading
+            // and fail only what is left, as lost (it may or may not have taken effect).
+            let mut refusal: Option<WireFailure> = None;
             let why = loop {
                 match stream.next().await {
-                    Some(Ok(f)) => {
+                    Some(Ok(Inbound::Frame(f))) => {
                         let r = decode::<Response>(&f.payload)
                             .map_err(|e| ClientError::Protocol(e.to_string()));
                         if f.request_id == 0 {
-                            // A connection-level refusal: the daemon closes next.
                             if let Ok(Response::Failed(fail)) = r {
-                                break ClientError::Refused(fail);
+                                refusal = Some(fail);
                             }
                             continue;
                         }
@@ -249,23 +261,49 @@ impl Connection {
                             let _ = waiter.send(r);
                         }
                     }
-                    Some(Err(e)) => break ClientError::ConnectionLost(e.to_string()),
-                    None => break ClientError::ConnectionLost("closed by the daemon".into()),
+                    Some(Ok(Inbound::Oversized { request_id, len })) => {
+                        if let Some(waiter) = w.take(request_id) {
+                            let _ = waiter.send(Err(ClientError::Protocol(format!(
+                                "an answer of {len} bytes is over this client's limit"
+                            ))));
+                        }
+                    }
+                    Some(Err(e)) => break e.to_string(),
+                    None => break "closed by the daemon".to_string(),
                 }
             };
-            w.fail_all(&why);
+            let why = match refusal {
+                Some(f) => format!("{why} after refusing the connection: {f}"),
+                None => why,
+            };
+            w.fail_all(&ClientError::ConnectionLost(why));
         });
+        let max_request = opts
+            .max_frame
+            .min(usize::try_from(welcome.max_frame).unwrap_or(usize::MAX));
         Ok(Connection {
             out,
             waiters,
             next_id: AtomicU64::new(1),
             tasks: [writer, reader],
             welcome,
+            max_request,
         })
     }
 
     async fn call(&self, req: &Request, timeout: Duration) -> ClientResult<Response> {
         let payload = encode(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if HEADER_LEN + payload.len() > self.max_request {
+            // Refused here, for this call alone: the connection and its other calls go on.
+            return Err(ClientError::Refused(WireFailure::new(
+                ErrorCode::FrameTooLarge,
+                format!(
+                    "a request of {} bytes is over the {}-byte frame limit",
+                    HEADER_LEN + payload.len(),
+                    self.max_request
+                ),
+            )));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if self.waiters.register(id, tx).is_err() {
@@ -275,13 +313,18 @@ impl Connection {
             request_id: id,
             payload: Bytes::from(payload),
         };
-        if self.out.send(frame).await.is_err() {
-            self.waiters.forget(id);
-            return Err(ClientError::ConnectionLost("connection closed".into()));
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(ClientError::ConnectionLost("connection closed".into())),
+        let exchange = async {
+            if self.out.send(frame).await.is_err() {
+                return Err(ClientError::ConnectionLost("connection closed".into()));
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(ClientError::ConnectionLost("connection closed".into())))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => {
+                self.waiters.forget(id);
+                r
+            }
             Err(_) => {
                 self.waiters.forget(id);
                 Err(ClientError::Timeout(timeout))
@@ -893,6 +936,16 @@ where
                 continue;
             }
         };
+        let mut msgs = msgs;
+        if msgs.len() > permits.len() {
+            // More than asked for: give the extras back rather than run them unbounded.
+            let extra: Vec<String> = msgs
+                .split_off(permits.len())
+                .into_iter()
+                .map(|m| m.receipt_handle)
+                .collect();
+            let _ = client.nack(&topic, &group, extra).await;
+        }
         for (m, permit) in msgs.into_iter().zip(permits) {
             let (client, topic, group, listener) = (
                 client.clone(),
@@ -903,10 +956,15 @@ where
             running.spawn(async move {
                 let _permit = permit;
                 let receipt = m.receipt_handle.clone();
-                let outcome = std::panic::AssertUnwindSafe(listener(m))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or(ConsumeResult::Failure);
+                // A panic in the listener, before or while its future runs, is a Failure.
+                let outcome =
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener(m))) {
+                        Ok(fut) => std::panic::AssertUnwindSafe(fut)
+                            .catch_unwind()
+                            .await
+                            .unwrap_or(ConsumeResult::Failure),
+                        Err(_) => ConsumeResult::Failure,
+                    };
                 let mut r = PushReport {
                     received: 1,
                     ..PushReport::default()

@@ -1,6 +1,9 @@
 //! Frames: a 4-byte big-endian length, then that many bytes: magic (2), protocol
 //! version (2, big-endian), request id (8, big-endian) and the payload. The length is
 //! checked against the configured maximum before anything is allocated for the frame.
+//! A frame over the maximum whose header is sound is skipped without being buffered and
+//! reported as [`Inbound::Oversized`] with its request id, so the peer can be told and
+//! the connection goes on; anything else that is not a frame is an error that ends it.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -13,6 +16,9 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 12;
 /// Default largest frame (length prefix excluded): a 4 MiB body plus room for the rest.
 pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024 + 64 * 1024;
+/// How much larger than a request frame an answer may be: a received message is its
+/// sent frame plus ids, times and a receipt handle.
+pub const RESPONSE_HEADROOM: usize = 64 * 1024;
 
 /// One frame: a request id (so requests can be pipelined and answered out of order)
 /// and an encoded payload.
@@ -22,6 +28,20 @@ pub struct Frame {
     pub request_id: u64,
     /// The bincode payload.
     pub payload: Bytes,
+}
+
+/// What the decoder yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// A whole frame.
+    Frame(Frame),
+    /// A frame over the limit, skipped (its bytes are discarded as they arrive).
+    Oversized {
+        /// Its request id.
+        request_id: u64,
+        /// Its announced length.
+        len: usize,
+    },
 }
 
 /// Why bytes from the network are not a frame.
@@ -62,15 +82,56 @@ impl WireError {
 #[derive(Debug, Clone, Copy)]
 pub struct FrameCodec {
     max_frame: usize,
+    max_outgoing: usize,
+    /// Bytes of an oversized frame still to discard.
+    skipping: usize,
 }
 
 impl FrameCodec {
-    /// A codec refusing frames over `max_frame` bytes (length prefix excluded).
+    /// A codec refusing frames over `max_frame` bytes (length prefix excluded), in both
+    /// directions.
     pub fn new(max_frame: usize) -> Self {
+        let max_frame = max_frame.max(HEADER_LEN);
         FrameCodec {
-            max_frame: max_frame.max(HEADER_LEN),
+            max_frame,
+            max_outgoing: max_frame,
+            skipping: 0,
         }
     }
+
+    /// Sets a different limit for frames this side encodes.
+    pub fn with_max_outgoing(mut self, max: usize) -> Self {
+        self.max_outgoing = max.max(HEADER_LEN);
+        self
+    }
+
+    /// The limit for frames this side decodes.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// The limit for frames this side encodes.
+    pub fn max_outgoing(&self) -> usize {
+        self.max_outgoing
+    }
+
+    fn discard(&mut self, src: &mut BytesMut) {
+        let n = self.skipping.min(src.len());
+        src.advance(n);
+        self.skipping -= n;
+    }
+}
+
+/// Checks magic and version at the start of `header` (at least 4 bytes).
+fn check_header(header: &[u8]) -> Result<(), WireError> {
+    if header[..2] != MAGIC {
+        return Err(WireError::Malformed("bad magic".into()));
+    }
+    let version = u16::from_be_bytes([header[2], header[3]]);
+    if version != PROTOCOL_VERSION {
+        return Err(WireError::UnsupportedVersion(version));
+    }
+    Ok(())
 }
 
 impl Default for FrameCodec {
@@ -80,19 +141,35 @@ impl Default for FrameCodec {
 }
 
 impl Decoder for FrameCodec {
-    type Item = Frame;
+    type Item = Inbound;
     type Error = WireError;
 
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, WireError> {
+        if self.skipping > 0 {
+            self.discard(src);
+            if self.skipping > 0 {
+                return Ok(None);
+            }
+        }
         let Some(prefix) = src.get(..4) else {
             return Ok(None);
         };
         let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
         if len > self.max_frame {
-            return Err(WireError::FrameTooLarge {
-                len,
-                max: self.max_frame,
-            });
+            // Only the header is read; the rest is discarded as it arrives.
+            let Some(header) = src.get(4..4 + HEADER_LEN) else {
+                return Ok(None);
+            };
+            check_header(header)?;
+            let request_id = u64::from_be_bytes(
+                header[4..12]
+                    .try_into()
+                    .map_err(|_| WireError::Malformed("short header".into()))?,
+            );
+            src.advance(4 + HEADER_LEN);
+            self.skipping = len - HEADER_LEN;
+            self.discard(src);
+            return Ok(Some(Inbound::Oversized { request_id, len }));
         }
         if len < HEADER_LEN {
             return Err(WireError::Malformed(format!(
@@ -106,19 +183,13 @@ impl Decoder for FrameCodec {
         }
         src.advance(4);
         let mut frame = src.split_to(len);
-        if frame[..2] != MAGIC {
-            return Err(WireError::Malformed("bad magic".into()));
-        }
-        frame.advance(2);
-        let version = frame.get_u16();
-        if version != PROTOCOL_VERSION {
-            return Err(WireError::UnsupportedVersion(version));
-        }
+        check_header(&frame)?;
+        frame.advance(4);
         let request_id = frame.get_u64();
-        Ok(Some(Frame {
+        Ok(Some(Inbound::Frame(Frame {
             request_id,
             payload: frame.freeze(),
-        }))
+        })))
     }
 }
 
@@ -127,10 +198,10 @@ impl Encoder<Frame> for FrameCodec {
 
     fn encode(&mut self, f: Frame, dst: &mut BytesMut) -> Result<(), WireError> {
         let len = HEADER_LEN + f.payload.len();
-        if len > self.max_frame {
+        if len > self.max_outgoing {
             return Err(WireError::FrameTooLarge {
                 len,
-                max: self.max_frame,
+                max: self.max_outgoing,
             });
         }
         dst.reserve(4 + len);
@@ -162,21 +233,46 @@ mod tests {
         b
     }
 
+    fn frame(c: &mut FrameCodec, b: &mut BytesMut) -> Frame {
+        match c.decode(b).unwrap() {
+            Some(Inbound::Frame(f)) => f,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_frame_is_skipped_and_reported_with_its_id() {
+        let mut c = FrameCodec::new(1024);
+        let mut big = encode(9, &[7u8; 2000]);
+        let tail = big.split_off(100);
+        let before = big.capacity();
+        assert_eq!(
+            c.decode(&mut big).unwrap(),
+            Some(Inbound::Oversized {
+                request_id: 9,
+                len: 2012
+            })
+        );
+        assert!(
+            big.is_empty() && big.capacity() <= before,
+            "nothing buffered for it"
+        );
+        let mut rest = tail;
+        rest.extend_from_slice(&encode(10, b"next"));
+        let f = frame(&mut c, &mut rest);
+        assert_eq!((f.request_id, &f.payload[..]), (10, &b"next"[..]));
+        // An oversized length without a sound header is not skipped: it is an error.
+        let mut junk = BytesMut::from(
+            &[
+                0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+            ][..],
+        );
+        assert!(matches!(c.decode(&mut junk), Err(WireError::Malformed(_))));
+    }
+
     #[test]
     fn refuses_what_is_not_a_frame() {
         let mut c = FrameCodec::new(1024);
-        let mut big = BytesMut::from(&[0, 0, 4, 1][..]);
-        assert!(matches!(
-            c.decode(&mut big),
-            Err(WireError::FrameTooLarge {
-                len: 1025,
-                max: 1024
-            })
-        ));
-        assert!(
-            big.capacity() < 1024,
-            "nothing allocated for a refused frame"
-        );
         let mut short = BytesMut::from(&[0, 0, 0, 3, 1, 2, 3][..]);
         assert!(matches!(c.decode(&mut short), Err(WireError::Malformed(_))));
         let mut magic = encode(1, b"x");
@@ -197,14 +293,14 @@ mod tests {
         let mut b = encode(7, b"first");
         b.extend_from_slice(&encode(8, b"second"));
         let tail = b.split_off(b.len() - 3);
-        assert_eq!(c.decode(&mut b).unwrap().unwrap().request_id, 7);
+        assert_eq!(frame(&mut c, &mut b).request_id, 7);
         assert_eq!(
             c.decode(&mut b).unwrap(),
             None,
             "the second is not whole yet"
         );
         b.extend_from_slice(&tail);
-        let f = c.decode(&mut b).unwrap().unwrap();
+        let f = frame(&mut c, &mut b);
         assert_eq!((f.request_id, &f.payload[..]), (8, &b"second"[..]));
         assert!(b.is_empty());
     }
@@ -213,7 +309,7 @@ mod tests {
         #[test]
         fn round_trip(id in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let mut b = encode(id, &payload);
-            let f = FrameCodec::default().decode(&mut b).unwrap().unwrap();
+            let f = frame(&mut FrameCodec::default(), &mut b);
             prop_assert_eq!(f.request_id, id);
             prop_assert_eq!(&f.payload[..], &payload[..]);
         }

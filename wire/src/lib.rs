@@ -49,12 +49,13 @@ pub use client::{
     Producer, PushConsumer, PushOptions, PushReport, ReceiveOptions, SimpleConsumer,
 };
 pub use frame::{
-    Frame, FrameCodec, WireError, DEFAULT_MAX_FRAME, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+    Frame, FrameCodec, Inbound, WireError, DEFAULT_MAX_FRAME, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+    RESPONSE_HEADROOM,
 };
 pub use message::{
     decode, encode, Delivered, ErrorCode, FamilyCounts, GroupCounts, GroupInfo, GroupState, Hello,
     MessageInfo, OutgoingMessage, Receipt, Request, Response, StartFrom, StatsReport, TopicCounts,
-    TopicInfo, TopicType, Welcome, WireFailure, ALL_CODES,
+    TopicInfo, TopicType, Welcome, WireFailure, ALL_CODES, MAX_DECODE,
 };
 
 /// Default address of the protocol port.

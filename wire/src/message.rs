@@ -639,9 +639,13 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, crate::WireError> {
         .map_err(|e| crate::WireError::Malformed(format!("cannot encode: {e}")))
 }
 
-/// Decodes a payload, refusing trailing bytes and any single allocation over 8 MiB.
+/// Largest payload [`decode`] accepts; frame limits must stay below it.
+pub const MAX_DECODE: usize = 64 * 1024 * 1024;
+
+/// Decodes a payload, refusing trailing bytes and more than [`MAX_DECODE`] bytes of
+/// claimed allocations.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, crate::WireError> {
-    let cfg = bincode::config::standard().with_limit::<{ 8 * 1024 * 1024 }>();
+    let cfg = bincode::config::standard().with_limit::<MAX_DECODE>();
     let (v, used) = bincode::serde::decode_from_slice(bytes, cfg)
         .map_err(|e| crate::WireError::Malformed(format!("undecodable payload: {e}")))?;
     if used != bytes.len() {
