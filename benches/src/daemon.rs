@@ -69,9 +69,9 @@ struct Report {
     single_ratio: Option<f64>,
 }
 
-struct Daemon {
+pub struct Daemon {
     child: Child,
-    addr: String,
+    pub addr: String,
 }
 
 impl Drop for Daemon {
@@ -81,7 +81,8 @@ impl Drop for Daemon {
     }
 }
 
-fn start_daemon(bin: &Path, data: &Path) -> Result<Daemon, String> {
+/// Starts `sundial serve` on 127.0.0.1 port 0 with `data`; returns once it listens.
+pub fn start_daemon(bin: &Path, data: &Path) -> Result<Daemon, String> {
     let mut child = Command::new(bin)
         .args([
             "serve",
@@ -217,15 +218,20 @@ async fn measure(
     Ok((batched, single))
 }
 
+/// The `sundial` binary: the given path, else the one next to this program.
+pub fn sundial_bin(given: &Option<PathBuf>) -> Result<PathBuf, String> {
+    match given {
+        Some(b) => Ok(b.clone()),
+        None => Ok(std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("sundial")),
+    }
+}
+
 pub fn run(a: Args) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let base = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-    let bin = match &a.sundial {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .with_file_name("sundial"),
-    };
+    let bin = sundial_bin(&a.sundial)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

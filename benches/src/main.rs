@@ -1,6 +1,7 @@
 //! `sundial-bench`: benchmarks that put sundial's figures next to the raw RocksDB
 //! ceiling measured by the same program on the same machine.
 
+mod burst;
 mod daemon;
 mod engine;
 mod raw;
@@ -23,6 +24,9 @@ enum Cmd {
     /// Daemon-level: durable sends over loopback with pipelined producers, next to the
     /// raw RocksDB ceiling.
     Daemon(daemon::Args),
+    /// A same-millisecond burst through the daemon: due -> Ready, due -> all received
+    /// and acked, lateness of what is due right after it.
+    Burst(burst::Args),
 }
 
 fn main() {
@@ -30,6 +34,7 @@ fn main() {
     let ok = match cli.cmd {
         Cmd::Engine(a) => engine::run(a),
         Cmd::Daemon(a) => daemon::run(a),
+        Cmd::Burst(a) => burst::run(a),
     };
     if let Err(e) = ok {
         eprintln!("sundial-bench: {e}");
