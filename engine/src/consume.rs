@@ -77,6 +77,12 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
     let call_filter = req.filter.as_deref().map(TagFilter::parse).transpose()?;
     let t = ctx.st.topic_by_name(&req.topic)?;
     let (tid, head, end) = (t.rec.id, t.rec.counters.head, t.rec.counters.ready_end);
+    // Sizes need checking only if `max_messages` of the largest record could overflow
+    // the budget (0: not known, check).
+    let largest = t.rec.counters.max_record_bytes as usize;
+    let budget = req
+        .max_bytes
+        .filter(|&b| largest == 0 || largest.saturating_mul(req.max_messages) > b);
     let g = ensure_group(ctx, tid, &req.group, GroupStart::Latest, None)?;
     ctx.prepare_read()?;
     let now = ctx.now;
@@ -86,7 +92,7 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
     // Bytes of stored messages handed out so far, against `req.max_bytes`.
     let mut bytes = 0usize;
     let mut fits = |ctx: &Ctx<'_>, id: MessageId, handed: usize| -> Result<bool> {
-        let Some(budget) = req.max_bytes else {
+        let Some(budget) = budget else {
             return Ok(true);
         };
         let len = ctx.value_len(MESSAGES, keys::message(id))?.unwrap_or(0);

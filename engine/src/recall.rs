@@ -62,11 +62,9 @@ pub(crate) fn reschedule(
     m.requested_ms = Some(deliver_at_ms);
     m.adjusted = eff.adjusted;
     ctx.single_delete(TIMER, keys::timer(t, id))?;
-    ctx.put(
-        MESSAGES,
-        keys::message(id),
-        records::encode_message(eff.deliver_at_ms, &m)?,
-    )?;
+    let value = records::encode_message(eff.deliver_at_ms, &m)?;
+    crate::send::note_record_size(ctx, tid, value.len());
+    ctx.put(MESSAGES, keys::message(id), value)?;
     for k in &m.keys {
         ctx.put(
             KEYS,

@@ -27,6 +27,14 @@ pub struct Effective {
     pub immediate: bool,
 }
 
+/// Keeps the topic's largest record size (see `TopicCounters::max_record_bytes`).
+pub(crate) fn note_record_size(ctx: &mut Ctx<'_>, tid: TopicId, len: usize) {
+    if let Some(t) = ctx.st.topic_mut(tid) {
+        let c = &mut t.rec.counters;
+        c.max_record_bytes = c.max_record_bytes.max(len as u64);
+    }
+}
+
 /// Applies SPEC §2 to a requested time at `now`.
 pub fn effective_time(requested: Option<i64>, now: u64, cfg: &Config) -> Result<Effective> {
     let Some(req) = requested else {
@@ -206,6 +214,7 @@ pub(crate) fn send_one(
         adjusted: eff.adjusted,
     };
     let value = records::encode_message(eff.deliver_at_ms, &rec)?;
+    note_record_size(ctx, tid, value.len());
     ctx.put(MESSAGES, keys::message(id), value)?;
     for k in &rec.keys {
         ctx.put(

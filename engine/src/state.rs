@@ -26,6 +26,9 @@ pub(crate) struct TopicCounters {
     pub dropped: u64,
     /// Ready messages deleted under disk pressure after every group acked them.
     pub purged: u64,
+    /// Largest stored message record of the topic, in bytes: a receive whose
+    /// `max_messages` of these fit its byte budget need not look at each record's size.
+    pub max_record_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
