@@ -6,6 +6,7 @@ mod daemon;
 mod engine;
 mod raw;
 mod rss;
+mod steady;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ enum Cmd {
     /// A same-millisecond burst through the daemon: due -> Ready, due -> all received
     /// and acked, lateness of what is due right after it.
     Burst(burst::Args),
+    /// Open-loop scheduling at a fixed rate; delivery lateness percentiles.
+    Steady(steady::Args),
 }
 
 fn main() {
@@ -35,6 +38,7 @@ fn main() {
         Cmd::Engine(a) => engine::run(a),
         Cmd::Daemon(a) => daemon::run(a),
         Cmd::Burst(a) => burst::run(a),
+        Cmd::Steady(a) => steady::run(a),
     };
     if let Err(e) = ok {
         eprintln!("sundial-bench: {e}");

@@ -1,0 +1,306 @@
+//! `sundial-bench steady`: open-loop scheduling at a fixed rate with delays spread over a
+//! range, consumers receiving and acking; delivery lateness (receive time − deliver_at)
+//! percentiles from an HDR histogram, early and lost counts.
+//!
+//! Open loop: each batch has an intended send time on a fixed schedule and its delivery
+//! times are computed from that schedule, so a stalled send does not hide lateness
+//! (no coordinated omission).
+
+use crate::daemon::{start_daemon, sundial_bin};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use sundial_wire::{
+    now_ms, Client, ClientOptions, OutgoingMessage, ReceiveOptions, StartFrom, TopicType,
+};
+
+/// Arguments of `sundial-bench steady`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Messages scheduled (and, once the delays have ramped up, due) per second.
+    #[arg(long, default_value_t = 50_000)]
+    rate: u64,
+    /// Seconds of scheduling.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Shortest delay in ms.
+    #[arg(long, default_value_t = 1_000)]
+    min_delay_ms: u64,
+    /// Longest delay in ms.
+    #[arg(long, default_value_t = 5_000)]
+    max_delay_ms: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 256)]
+    body: usize,
+    /// Producers (each sends every `producers`-th batch of the schedule).
+    #[arg(long, default_value_t = 2)]
+    producers: usize,
+    /// Consumers in the one group.
+    #[arg(long, default_value_t = 4)]
+    consumers: usize,
+    /// Messages per receive.
+    #[arg(long, default_value_t = 512)]
+    receive_max: u32,
+    /// The `sundial` binary (default: next to this one).
+    #[arg(long)]
+    sundial: Option<PathBuf>,
+    /// Use a running daemon instead of starting one.
+    #[arg(long)]
+    addr: Option<String>,
+    /// Data directory for the daemon started here.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize, Debug)]
+struct Report {
+    machine: String,
+    rate: u64,
+    seconds: u64,
+    delay_ms: (u64, u64),
+    scheduled: u64,
+    received: u64,
+    duplicates: u64,
+    lost: u64,
+    early: u64,
+    send_behind_max_ms: u64,
+    lateness_ms_p50: f64,
+    lateness_ms_p90: f64,
+    lateness_ms_p99: f64,
+    lateness_ms_p999: f64,
+    lateness_ms_max: f64,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+pub fn run(a: Args) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (_daemon, addr) = match &a.addr {
+        Some(addr) => (None, addr.clone()),
+        None => {
+            let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("data"));
+            let d = start_daemon(&sundial_bin(&a.sundial)?, &dir)?;
+            let addr = d.addr.clone();
+            (Some(d), addr)
+        }
+    };
+    let r = rt.block_on(steady(&addr, &a))?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+        );
+    } else {
+        println!("machine: {}", r.machine);
+        println!(
+            "{} msg/s for {} s, delays {}..{} ms: {} scheduled, {} received",
+            r.rate, r.seconds, r.delay_ms.0, r.delay_ms.1, r.scheduled, r.received
+        );
+        println!(
+            "lateness (receive - deliver_at) ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            r.lateness_ms_p50, r.lateness_ms_p90, r.lateness_ms_p99, r.lateness_ms_p999, r.lateness_ms_max
+        );
+        println!(
+            "early {}  lost {}  duplicates {}  producers at most {} ms behind schedule",
+            r.early, r.lost, r.duplicates, r.send_behind_max_ms
+        );
+    }
+    if r.early > 0 || r.lost > 0 {
+        return Err(format!("{} early, {} lost", r.early, r.lost));
+    }
+    Ok(())
+}
+
+async fn connect(addr: &str) -> Result<Client, String> {
+    Client::connect(addr, ClientOptions::default())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn steady(addr: &str, a: &Args) -> Result<Report, String> {
+    let c = connect(addr).await?;
+    let topic = format!("steady-{}", now_ms());
+    c.create_topic(&topic, TopicType::Delay)
+        .await
+        .map_err(|e| e.to_string())?;
+    c.create_group(&topic, "g", StartFrom::Earliest, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The schedule: one batch every 10 ms.
+    let tick_ms = 10u64;
+    let per_tick = (a.rate * tick_ms / 1000).max(1);
+    let ticks = a.seconds * 1000 / tick_ms;
+    let start = now_ms() as u64 + 200;
+    let scheduled = Arc::new(AtomicU64::new(0));
+    let behind = Arc::new(AtomicU64::new(0));
+    let producers = a.producers.max(1) as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..producers {
+        let (addr, topic, scheduled, behind) = (
+            addr.to_string(),
+            topic.clone(),
+            scheduled.clone(),
+            behind.clone(),
+        );
+        let (body, span) = (
+            vec![b's'; a.body],
+            a.max_delay_ms.saturating_sub(a.min_delay_ms) + 1,
+        );
+        let min_delay = a.min_delay_ms;
+        tasks.spawn(async move {
+            let c = connect(&addr).await?;
+            let mut inflight = tokio::task::JoinSet::new();
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ p;
+            for t in (p..ticks).step_by(producers as usize) {
+                let intended = start + t * tick_ms;
+                let now = now_ms() as u64;
+                if now < intended {
+                    tokio::time::sleep(Duration::from_millis(intended - now)).await;
+                } else {
+                    behind.fetch_max(now - intended, Ordering::Relaxed);
+                }
+                let msgs: Vec<_> = (0..per_tick)
+                    .map(|_| {
+                        // xorshift: cheap spread of delays.
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        let at = intended + min_delay + seed % span;
+                        OutgoingMessage::new(topic.clone(), body.clone()).deliver_at(at as i64)
+                    })
+                    .collect();
+                let c = c.clone();
+                inflight.spawn(async move { c.send_batch(msgs).await });
+                while inflight.len() > 16 {
+                    if let Some(r) = inflight.join_next().await {
+                        for x in r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())? {
+                            x.map_err(|e| e.to_string())?;
+                            scheduled.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            while let Some(r) = inflight.join_next().await {
+                for x in r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())? {
+                    x.map_err(|e| e.to_string())?;
+                    scheduled.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok::<(), String>(())
+        });
+    }
+    let end_of_schedule = start + ticks * tick_ms;
+    let last_due = end_of_schedule + a.max_delay_ms;
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?,
+    ));
+    let seen = Arc::new(Mutex::new(HashSet::<u128>::new()));
+    let (early, dups) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..a.consumers.max(1) {
+        let (addr, topic) = (addr.to_string(), topic.clone());
+        let (hist, seen, early, dups, scheduled) = (
+            hist.clone(),
+            seen.clone(),
+            early.clone(),
+            dups.clone(),
+            scheduled.clone(),
+        );
+        let max = a.receive_max;
+        consumers.spawn(async move {
+            let c = connect(&addr).await?;
+            let o = ReceiveOptions {
+                max_messages: max,
+                invisible: Duration::from_secs(60),
+                wait: Duration::from_millis(500),
+                ..ReceiveOptions::default()
+            };
+            // Drain: until every scheduled message was seen after the last due time,
+            // or 60 s past it.
+            loop {
+                let now = now_ms() as u64;
+                let done = now > last_due
+                    && seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64
+                        >= scheduled.load(Ordering::Relaxed);
+                if done || now > last_due + 60_000 {
+                    return Ok::<(), String>(());
+                }
+                let got = c
+                    .receive(&topic, "g", &o)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if got.is_empty() {
+                    continue;
+                }
+                let at = now_us();
+                let mut receipts = Vec::with_capacity(got.len());
+                {
+                    let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    for m in &got {
+                        let due_us = m.deliver_at_ms * 1000;
+                        if at < due_us {
+                            early.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = h.record(at.saturating_sub(due_us).max(1));
+                        if !s.insert(u128::from_str_radix(&m.message_id, 16).unwrap_or(0)) {
+                            dups.fetch_add(1, Ordering::Relaxed);
+                        }
+                        receipts.push(m.receipt_handle.clone());
+                    }
+                }
+                for r in c
+                    .ack(&topic, "g", receipts)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    r.map_err(|e| e.to_string())?;
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    while let Some(r) = consumers.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    let h = hist.lock().unwrap_or_else(|p| p.into_inner());
+    let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
+    let received = seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+    let sched = scheduled.load(Ordering::Relaxed);
+    Ok(Report {
+        machine: crate::engine::machine(),
+        rate: a.rate,
+        seconds: a.seconds,
+        delay_ms: (a.min_delay_ms, a.max_delay_ms),
+        scheduled: sched,
+        received,
+        duplicates: dups.load(Ordering::Relaxed),
+        lost: sched.saturating_sub(received),
+        early: early.load(Ordering::Relaxed),
+        send_behind_max_ms: behind.load(Ordering::Relaxed),
+        lateness_ms_p50: q(0.5),
+        lateness_ms_p90: q(0.9),
+        lateness_ms_p99: q(0.99),
+        lateness_ms_p999: q(0.999),
+        lateness_ms_max: h.max() as f64 / 1000.0,
+    })
+}
