@@ -28,7 +28,13 @@ pub struct Handler {
     started: Instant,
     /// Stored bytes one receive may hand out so its answer fits a frame.
     max_answer_bytes: usize,
+    /// Engine jobs queued by async requests at once: below the engine's queue depth, so
+    /// queueing a job never blocks an async worker thread; beyond it requests wait here.
+    job_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Engine jobs async requests may have queued at once (the engine queues 16,384).
+const JOB_SLOTS: usize = 8 * 1024;
 
 type Answer = Result<Response, Error>;
 
@@ -182,6 +188,7 @@ impl Handler {
             // single message always fits: it came in a frame, and answers may exceed
             // the frame limit by `RESPONSE_HEADROOM`.
             max_answer_bytes: max_frame.saturating_sub(256 * 1024).max(1),
+            job_slots: Arc::new(tokio::sync::Semaphore::new(JOB_SLOTS)),
         }
     }
 
@@ -192,6 +199,19 @@ impl Handler {
             server: format!("sundial {}", env!("CARGO_PKG_VERSION")),
             max_frame: max_frame as u64,
         })
+    }
+
+    /// Queues an engine job once a slot is free and awaits its result.
+    async fn job<T, Fut>(&self, f: impl FnOnce(&Engine) -> Fut) -> Result<T, Error>
+    where
+        Fut: std::future::IntoFuture<Output = Result<T, Error>>,
+    {
+        let _slot = self
+            .job_slots
+            .acquire()
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        f(&self.engine).into_future().await
     }
 
     /// Runs a blocking engine call on the blocking pool (engine calls wait on the
@@ -291,8 +311,7 @@ impl Handler {
             }
             Request::Send(m) => {
                 let r = self
-                    .engine
-                    .submit_send_batch(vec![new_message(m)])
+                    .job(|e| e.submit_send_batch(vec![new_message(m)]))
                     .await?
                     .into_iter()
                     .next()
@@ -302,8 +321,7 @@ impl Handler {
             Request::SendBatch(ms) => {
                 check_batch(ms.len())?;
                 let v = self
-                    .engine
-                    .submit_send_batch(ms.into_iter().map(new_message).collect())
+                    .job(|e| e.submit_send_batch(ms.into_iter().map(new_message).collect()))
                     .await?;
                 Ok(Response::SentBatch(
                     v.into_iter()
@@ -344,8 +362,7 @@ impl Handler {
             } => {
                 check_batch(receipts.len())?;
                 let v = self
-                    .engine
-                    .submit_ack_batch(&topic, &group, receipts)
+                    .job(|e| e.submit_ack_batch(&topic, &group, receipts))
                     .await?;
                 Ok(Response::Settled(
                     v.into_iter().map(|r| r.map_err(|e| failure(&e))).collect(),
@@ -358,8 +375,7 @@ impl Handler {
             } => {
                 check_batch(receipts.len())?;
                 let v = self
-                    .engine
-                    .submit_nack_batch(&topic, &group, receipts)
+                    .job(|e| e.submit_nack_batch(&topic, &group, receipts))
                     .await?;
                 metrics::nacked(
                     &topic,
@@ -453,7 +469,14 @@ impl Handler {
         loop {
             // Subscribe before looking, so a change in between is not missed.
             let mut signal = self.engine.ready_signal();
-            let got = self.engine.receive_async(req.clone()).await?;
+            let got = {
+                let _slot = self
+                    .job_slots
+                    .acquire()
+                    .await
+                    .map_err(|_| Error::ShuttingDown)?;
+                self.engine.receive_async(req.clone()).await?
+            };
             if !got.is_empty() {
                 let now = self.engine.clock().now_ms();
                 metrics::delivered(

@@ -66,6 +66,12 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // Peers that vanish without a close free their connection slot in about a minute.
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(30))
+                .with_interval(Duration::from_secs(10)),
+        );
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             metrics::connection(false);
             tracing::warn!(%peer, "connection refused: at the connection limit");

@@ -181,6 +181,12 @@ impl Connection {
             .map_err(|_| connect_err(format!("no connection within {:?}", opts.connect_timeout)))?
             .map_err(|e| connect_err(e.to_string()))?;
         let _ = stream.set_nodelay(true);
+        // A silently dropped connection shows up within about a minute, not ~15.
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(30))
+                .with_interval(Duration::from_secs(10)),
+        );
         let codec =
             FrameCodec::new(opts.max_frame + RESPONSE_HEADROOM).with_max_outgoing(opts.max_frame);
         let mut framed = Framed::new(stream, codec);
