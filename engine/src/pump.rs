@@ -190,10 +190,26 @@ fn record_checkpoint(ctx: &mut Ctx<'_>) {
     }
 }
 
-/// One pump step: promote due timers, then process due inflight expiries.
+/// Most promotion steps in one pump job, and the time they may take together: when a
+/// burst is due, the pump gets this much of each writer round instead of one step, so
+/// consumers' jobs in the same rounds do not slow the burst to their pace.
+const STEPS_PER_TICK: usize = 8;
+const TICK_BUDGET: Duration = Duration::from_millis(4);
+
+/// One pump job: promotion steps (each its own atomic batch) while more is due, within
+/// a bound, then due inflight expiries.
 pub(crate) fn tick(ctx: &mut Ctx<'_>) -> Result<TickReport> {
     let step = ctx.sh.config.pump_step.max(1);
-    let (promoted, more_timers) = promote(ctx, step)?;
+    let started = std::time::Instant::now();
+    let (mut promoted, mut more_timers) = (0, true);
+    for _ in 0..STEPS_PER_TICK {
+        let (n, more) = promote(ctx, step)?;
+        promoted += n;
+        more_timers = more;
+        if !more || started.elapsed() >= TICK_BUDGET {
+            break;
+        }
+    }
     let (expired, dead, more_expiry) = redeliver::expire_due(ctx, step)?;
     Ok(TickReport {
         promoted,
