@@ -288,13 +288,31 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// Announces that something may have become receivable (once per round).
+    fn signal_ready(&mut self) {
+        if self.ready_changed {
+            self.ready_changed = false;
+            self.sh.ready_tx.send_modify(|g| *g = g.wrapping_add(1));
+        }
+    }
+
     /// Ends the round: writes what is left, synced if any durable job needs it.
     fn commit(&mut self) -> Option<Error> {
         if let Some(e) = &self.failed {
             return Some(e.clone());
         }
         let r = if !self.batch.is_empty() || self.st.has_dirty() {
-            self.write_batch(self.durable)
+            if self.ready_changed && self.durable {
+                // Wake long polls between the write and the sync: the receives they
+                // queue run in the next round, which starts after this sync, so nothing
+                // reaches a consumer before it is durable, and they are queued sooner.
+                self.write_batch(false).and_then(|()| {
+                    self.signal_ready();
+                    self.storage_op(true, |db| db.flush_wal(true))
+                })
+            } else {
+                self.write_batch(self.durable)
+            }
         } else if self.durable && self.st.wal_dirty {
             self.storage_op(true, |db| db.flush_wal(true))
         } else {
