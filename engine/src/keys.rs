@@ -4,12 +4,12 @@
 use crate::types::MessageId;
 
 /// Topic ids are assigned at creation and never reused.
-pub(crate) type TopicId = u32;
+pub type TopicId = u32;
 /// Group ids are assigned at creation and never reused.
-pub(crate) type GroupId = u32;
+pub type GroupId = u32;
 
 /// `timer`: `deliver_at_ms ‖ msg_id`, so due messages come out of one range scan.
-pub(crate) fn timer(deliver_at_ms: u64, id: MessageId) -> [u8; 24] {
+pub fn timer(deliver_at_ms: u64, id: MessageId) -> [u8; 24] {
     let mut k = [0u8; 24];
     k[..8].copy_from_slice(&deliver_at_ms.to_be_bytes());
     k[8..].copy_from_slice(&id.to_bytes());
@@ -17,7 +17,7 @@ pub(crate) fn timer(deliver_at_ms: u64, id: MessageId) -> [u8; 24] {
 }
 
 /// Splits a `timer` key.
-pub(crate) fn parse_timer(k: &[u8]) -> Option<(u64, MessageId)> {
+pub fn parse_timer(k: &[u8]) -> Option<(u64, MessageId)> {
     if k.len() != 24 {
         return None;
     }
@@ -27,7 +27,7 @@ pub(crate) fn parse_timer(k: &[u8]) -> Option<(u64, MessageId)> {
 }
 
 /// `messages`: the message record, keyed by id.
-pub(crate) fn message(id: MessageId) -> [u8; 17] {
+pub fn message(id: MessageId) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[..16].copy_from_slice(&id.to_bytes());
     k[16] = 0;
@@ -35,7 +35,7 @@ pub(crate) fn message(id: MessageId) -> [u8; 17] {
 }
 
 /// `messages`: where a Ready message sits in its topic's ready log.
-pub(crate) fn location(id: MessageId) -> [u8; 17] {
+pub fn location(id: MessageId) -> [u8; 17] {
     let mut k = message(id);
     k[16] = 1;
     k
@@ -44,7 +44,7 @@ pub(crate) fn location(id: MessageId) -> [u8; 17] {
 /// `messages`: a run of consecutive ready-log offsets one pump step filled for one
 /// topic, keyed by its first message's timer key: `0xff ‖ topic ‖ deliver_at ‖ id`.
 /// (Message ids begin with a millisecond time, so no record key starts with `0xff`.)
-pub(crate) fn run(topic: TopicId, deliver_at_ms: u64, id: MessageId) -> [u8; 29] {
+pub fn run(topic: TopicId, deliver_at_ms: u64, id: MessageId) -> [u8; 29] {
     let mut k = [0u8; 29];
     k[0] = 0xff;
     k[1..5].copy_from_slice(&topic.to_be_bytes());
@@ -54,7 +54,7 @@ pub(crate) fn run(topic: TopicId, deliver_at_ms: u64, id: MessageId) -> [u8; 29]
 }
 
 /// The prefix of every run of one topic.
-pub(crate) fn run_prefix(topic: TopicId) -> [u8; 5] {
+pub fn run_prefix(topic: TopicId) -> [u8; 5] {
     let mut k = [0u8; 5];
     k[0] = 0xff;
     k[1..].copy_from_slice(&topic.to_be_bytes());
@@ -62,7 +62,7 @@ pub(crate) fn run_prefix(topic: TopicId) -> [u8; 5] {
 }
 
 /// `ready`: `topic ‖ offset`.
-pub(crate) fn ready(topic: TopicId, offset: u64) -> [u8; 12] {
+pub fn ready(topic: TopicId, offset: u64) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..4].copy_from_slice(&topic.to_be_bytes());
     k[4..].copy_from_slice(&offset.to_be_bytes());
@@ -70,7 +70,7 @@ pub(crate) fn ready(topic: TopicId, offset: u64) -> [u8; 12] {
 }
 
 /// The offset in a `ready` key.
-pub(crate) fn parse_ready(k: &[u8]) -> Option<(TopicId, u64)> {
+pub fn parse_ready(k: &[u8]) -> Option<(TopicId, u64)> {
     if k.len() != 12 {
         return None;
     }
@@ -84,7 +84,7 @@ const INFLIGHT_RECORD: u8 = b'i';
 const INFLIGHT_VISIBLE: u8 = b'v';
 
 /// `inflight`: a group's delivery state of one ready-log offset.
-pub(crate) fn inflight(group: GroupId, offset: u64) -> [u8; 13] {
+pub fn inflight(group: GroupId, offset: u64) -> [u8; 13] {
     let mut k = [0u8; 13];
     k[0] = INFLIGHT_RECORD;
     k[1..5].copy_from_slice(&group.to_be_bytes());
@@ -93,7 +93,7 @@ pub(crate) fn inflight(group: GroupId, offset: u64) -> [u8; 13] {
 }
 
 /// The offset in an `inflight` record key.
-pub(crate) fn parse_inflight(k: &[u8]) -> Option<u64> {
+pub fn parse_inflight(k: &[u8]) -> Option<u64> {
     if k.len() != 13 || k[0] != INFLIGHT_RECORD {
         return None;
     }
@@ -101,7 +101,7 @@ pub(crate) fn parse_inflight(k: &[u8]) -> Option<u64> {
 }
 
 /// `inflight`: the per-group index ordered by the time each becomes visible again.
-pub(crate) fn visible(group: GroupId, visible_at_ms: u64, offset: u64) -> [u8; 21] {
+pub fn visible(group: GroupId, visible_at_ms: u64, offset: u64) -> [u8; 21] {
     let mut k = [0u8; 21];
     k[0] = INFLIGHT_VISIBLE;
     k[1..5].copy_from_slice(&group.to_be_bytes());
@@ -111,7 +111,7 @@ pub(crate) fn visible(group: GroupId, visible_at_ms: u64, offset: u64) -> [u8; 2
 }
 
 /// Splits a visibility-index key into `(visible_at_ms, offset)`.
-pub(crate) fn parse_visible(k: &[u8]) -> Option<(u64, u64)> {
+pub fn parse_visible(k: &[u8]) -> Option<(u64, u64)> {
     if k.len() != 21 || k[0] != INFLIGHT_VISIBLE {
         return None;
     }
@@ -122,12 +122,12 @@ pub(crate) fn parse_visible(k: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// The first key of a group's inflight records and the first key after them.
-pub(crate) fn inflight_range(group: GroupId) -> ([u8; 13], [u8; 13]) {
+pub fn inflight_range(group: GroupId) -> ([u8; 13], [u8; 13]) {
     (inflight(group, 0), group_end(INFLIGHT_RECORD, group))
 }
 
 /// The first key of a group's visibility index and the first key after it.
-pub(crate) fn visible_range(group: GroupId) -> ([u8; 21], [u8; 21]) {
+pub fn visible_range(group: GroupId) -> ([u8; 21], [u8; 21]) {
     let mut end = [0u8; 21];
     end[..13].copy_from_slice(&group_end(INFLIGHT_VISIBLE, group));
     (visible(group, 0, 0), end)
@@ -146,7 +146,7 @@ fn group_end(tag: u8, group: GroupId) -> [u8; 13] {
 }
 
 /// `acked`: `group ‖ offset` for acks (and dead letters) of one group.
-pub(crate) fn acked(group: GroupId, offset: u64) -> [u8; 12] {
+pub fn acked(group: GroupId, offset: u64) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..4].copy_from_slice(&group.to_be_bytes());
     k[4..].copy_from_slice(&offset.to_be_bytes());
@@ -154,14 +154,14 @@ pub(crate) fn acked(group: GroupId, offset: u64) -> [u8; 12] {
 }
 
 /// `keys`: `topic ‖ len(key) ‖ key ‖ msg_id`, for lookup by key.
-pub(crate) fn key_index(topic: TopicId, key: &str, id: MessageId) -> Vec<u8> {
+pub fn key_index(topic: TopicId, key: &str, id: MessageId) -> Vec<u8> {
     let mut k = key_index_prefix(topic, key);
     k.extend_from_slice(&id.to_bytes());
     k
 }
 
 /// The prefix shared by every index entry of one key in one topic.
-pub(crate) fn key_index_prefix(topic: TopicId, key: &str) -> Vec<u8> {
+pub fn key_index_prefix(topic: TopicId, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(6 + key.len() + 16);
     k.extend_from_slice(&topic.to_be_bytes());
     k.extend_from_slice(&(key.len() as u16).to_be_bytes());
@@ -170,7 +170,7 @@ pub(crate) fn key_index_prefix(topic: TopicId, key: &str) -> Vec<u8> {
 }
 
 /// `meta`: a topic record, by name.
-pub(crate) fn topic_meta(name: &str) -> Vec<u8> {
+pub fn topic_meta(name: &str) -> Vec<u8> {
     let mut k = b"T".to_vec();
     k.extend_from_slice(name.as_bytes());
     k
@@ -180,7 +180,7 @@ pub(crate) fn topic_meta(name: &str) -> Vec<u8> {
 pub(crate) const TOPIC_META_PREFIX: &[u8] = b"T";
 
 /// `meta`: a group record, by id.
-pub(crate) fn group_meta(group: GroupId) -> [u8; 5] {
+pub fn group_meta(group: GroupId) -> [u8; 5] {
     let mut k = [0u8; 5];
     k[0] = b'G';
     k[1..].copy_from_slice(&group.to_be_bytes());
@@ -197,7 +197,7 @@ pub(crate) const ENGINE_META: &[u8] = b"E";
 pub(crate) const CHECKPOINTS_META: &[u8] = b"C";
 
 /// Smallest key strictly greater than every key starting with `prefix`.
-pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

@@ -12,7 +12,9 @@ mod clock;
 mod consume;
 mod error;
 mod families;
-mod keys;
+/// Every key encoding (public for the micro-benchmarks; not a stable API).
+#[doc(hidden)]
+pub mod keys;
 mod lookup;
 mod pump;
 mod recall;
