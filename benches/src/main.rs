@@ -5,6 +5,7 @@ mod burst;
 mod daemon;
 mod engine;
 mod raw;
+mod restart;
 mod rss;
 mod steady;
 
@@ -30,6 +31,8 @@ enum Cmd {
     Burst(burst::Args),
     /// Open-loop scheduling at a fixed rate; delivery lateness percentiles.
     Steady(steady::Args),
+    /// SIGKILL with N pending, restart: time to serve and to the first overdue message.
+    Restart(restart::Args),
 }
 
 fn main() {
@@ -39,6 +42,7 @@ fn main() {
         Cmd::Daemon(a) => daemon::run(a),
         Cmd::Burst(a) => burst::run(a),
         Cmd::Steady(a) => steady::run(a),
+        Cmd::Restart(a) => restart::run(a),
     };
     if let Err(e) = ok {
         eprintln!("sundial-bench: {e}");
