@@ -218,6 +218,26 @@ async fn measure(
     Ok((batched, single))
 }
 
+impl Daemon {
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Resident memory of a process in bytes (0 if unknown).
+pub fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// The `sundial` binary: the given path, else the one next to this program.
 pub fn sundial_bin(given: &Option<PathBuf>) -> Result<PathBuf, String> {
     match given {

@@ -7,6 +7,7 @@ mod engine;
 mod raw;
 mod restart;
 mod rss;
+mod soak;
 mod steady;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,8 @@ enum Cmd {
     Steady(steady::Args),
     /// SIGKILL with N pending, restart: time to serve and to the first overdue message.
     Restart(restart::Args),
+    /// Grows the pending count and samples the daemon's RSS and disk bytes.
+    Soak(soak::Args),
 }
 
 fn main() {
@@ -43,6 +46,7 @@ fn main() {
         Cmd::Burst(a) => burst::run(a),
         Cmd::Steady(a) => steady::run(a),
         Cmd::Restart(a) => restart::run(a),
+        Cmd::Soak(a) => soak::run(a),
     };
     if let Err(e) = ok {
         eprintln!("sundial-bench: {e}");

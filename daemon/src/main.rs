@@ -224,6 +224,18 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
     }
     let live = Arc::new(metrics::Live::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Histograms keep raw samples until upkeep folds them into buckets; without a
+    // scraper they would grow with every request and every promoted message.
+    let upkeep = {
+        let handle = prometheus.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                handle.run_upkeep();
+            }
+        })
+    };
     let metrics_task = {
         let (engine, live) = (engine.clone(), live.clone());
         let mut stop = stop_rx.clone();
@@ -257,6 +269,7 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
     server::run(listener, handler, opts, live, shutdown_signal()).await;
     let _ = stop_tx.send(true);
     let _ = metrics_task.await;
+    upkeep.abort();
     // Closing the engine finishes queued writes; it waits on threads, so not here.
     tokio::task::spawn_blocking(move || drop(engine))
         .await

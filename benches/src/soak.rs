@@ -1,0 +1,160 @@
+//! `sundial-bench soak`: grows the number of pending messages step by step and samples
+//! the daemon's resident memory and disk bytes after each step, to show memory stays
+//! flat however many messages wait.
+
+use crate::daemon::{rss_of, start_daemon, sundial_bin};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use sundial_wire::{now_ms, Client, ClientOptions, OutgoingMessage, TopicType};
+
+/// Arguments of `sundial-bench soak`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Pending messages to reach.
+    #[arg(long, default_value_t = 50_000_000)]
+    pending: u64,
+    /// Messages per step (a sample after each).
+    #[arg(long, default_value_t = 1_000_000)]
+    step: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 256)]
+    body: usize,
+    /// Producers, each with its own connection.
+    #[arg(long, default_value_t = 4)]
+    producers: usize,
+    /// The `sundial` binary (default: next to this one).
+    #[arg(long)]
+    sundial: Option<PathBuf>,
+    /// Data directory (a temporary one by default; 50M messages need about 6 GB).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize, Debug)]
+struct Sample {
+    pending: u64,
+    rss_mib: f64,
+    disk_mib: f64,
+    step_sends_per_s: f64,
+}
+
+async fn send_step(n: u64, body: &[u8], due: i64, clients: &[Client]) -> Result<(), String> {
+    let per = n / clients.len() as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, c) in clients.iter().enumerate() {
+        let mut left = if i == 0 {
+            n - per * (clients.len() as u64 - 1)
+        } else {
+            per
+        };
+        let (c, body) = (c.clone(), body.to_vec());
+        tasks.spawn(async move {
+            let mut running = tokio::task::JoinSet::new();
+            while left > 0 || !running.is_empty() {
+                while left > 0 && running.len() < 8 {
+                    let k = left.min(512);
+                    left -= k;
+                    let msgs: Vec<_> = (0..k)
+                        .map(|_| OutgoingMessage::new("soak", body.clone()).deliver_at(due))
+                        .collect();
+                    let c = c.clone();
+                    running.spawn(async move { c.send_batch(msgs).await });
+                }
+                if let Some(r) = running.join_next().await {
+                    for x in r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())? {
+                        x.map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+pub fn run(a: Args) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("data"));
+    let d = start_daemon(&sundial_bin(&a.sundial)?, &dir)?;
+    let pid = d.pid();
+    let samples = rt.block_on(async {
+        let c = Client::connect(&d.addr, ClientOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        c.create_topic("soak", TopicType::Delay)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut clients = Vec::new();
+        for _ in 0..a.producers.max(1) {
+            clients.push(
+                Client::connect(&d.addr, ClientOptions::default())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        // Due in 23 hours: within the default max delay, long after the run.
+        let due = now_ms() + 23 * 3_600_000;
+        let body = vec![b's'; a.body];
+        let mut samples = vec![Sample {
+            pending: 0,
+            rss_mib: rss_of(pid) as f64 / 1048576.0,
+            disk_mib: 0.0,
+            step_sends_per_s: 0.0,
+        }];
+        let mut pending = 0;
+        while pending < a.pending {
+            let n = a.step.min(a.pending - pending);
+            let t = Instant::now();
+            send_step(n, &body, due, &clients).await?;
+            let rate = n as f64 / t.elapsed().as_secs_f64();
+            pending += n;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let s = c.stats().await.map_err(|e| e.to_string())?;
+            if s.timing_total != pending {
+                return Err(format!(
+                    "{} pending, the daemon counts {}",
+                    pending, s.timing_total
+                ));
+            }
+            let sample = Sample {
+                pending,
+                rss_mib: rss_of(pid) as f64 / 1048576.0,
+                disk_mib: s.disk_bytes as f64 / 1048576.0,
+                step_sends_per_s: rate,
+            };
+            if !a.json {
+                println!(
+                    "{:>12} pending  RSS {:>7.1} MiB  disk {:>9.1} MiB  {:>9.0} sends/s",
+                    sample.pending, sample.rss_mib, sample.disk_mib, sample.step_sends_per_s
+                );
+            }
+            samples.push(sample);
+        }
+        Ok::<_, String>(samples)
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&samples).map_err(|e| e.to_string())?
+        );
+    } else if let (Some(first), Some(last)) = (samples.get(1), samples.last()) {
+        let max = samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
+        println!(
+            "RSS at {} pending: {:.1} MiB; at {} pending: {:.1} MiB; max {:.1} MiB",
+            first.pending, first.rss_mib, last.pending, last.rss_mib, max
+        );
+    }
+    Ok(())
+}
