@@ -39,6 +39,10 @@ struct Sample {
     pending: u64,
     rss_mib: f64,
     disk_mib: f64,
+    memtables_mib: f64,
+    block_cache_mib: f64,
+    pinned_mib: f64,
+    table_readers_mib: f64,
     step_sends_per_s: f64,
 }
 
@@ -107,12 +111,7 @@ pub fn run(a: Args) -> Result<(), String> {
         // Due in 23 hours: within the default max delay, long after the run.
         let due = now_ms() + 23 * 3_600_000;
         let body = vec![b's'; a.body];
-        let mut samples = vec![Sample {
-            pending: 0,
-            rss_mib: rss_of(pid) as f64 / 1048576.0,
-            disk_mib: 0.0,
-            step_sends_per_s: 0.0,
-        }];
+        let mut samples = Vec::new();
         let mut pending = 0;
         while pending < a.pending {
             let n = a.step.min(a.pending - pending);
@@ -128,16 +127,28 @@ pub fn run(a: Args) -> Result<(), String> {
                     pending, s.timing_total
                 ));
             }
+            let mib = |b: u64| b as f64 / 1048576.0;
             let sample = Sample {
                 pending,
-                rss_mib: rss_of(pid) as f64 / 1048576.0,
-                disk_mib: s.disk_bytes as f64 / 1048576.0,
+                rss_mib: mib(rss_of(pid)),
+                disk_mib: mib(s.disk_bytes),
+                memtables_mib: mib(s.families.iter().map(|f| f.memtable_bytes).sum()),
+                block_cache_mib: mib(s.block_cache_bytes),
+                pinned_mib: mib(s.block_cache_pinned_bytes),
+                table_readers_mib: mib(s.table_readers_bytes),
                 step_sends_per_s: rate,
             };
             if !a.json {
                 println!(
-                    "{:>12} pending  RSS {:>7.1} MiB  disk {:>9.1} MiB  {:>9.0} sends/s",
-                    sample.pending, sample.rss_mib, sample.disk_mib, sample.step_sends_per_s
+                    "{:>11} pending  RSS {:>6.1} MiB (memtables {:>5.1}, block cache {:>5.1}, pinned {:>5.1}, table readers {:>5.1})  disk {:>8.1} MiB  {:>7.0} sends/s",
+                    sample.pending,
+                    sample.rss_mib,
+                    sample.memtables_mib,
+                    sample.block_cache_mib,
+                    sample.pinned_mib,
+                    sample.table_readers_mib,
+                    sample.disk_mib,
+                    sample.step_sends_per_s
                 );
             }
             samples.push(sample);
@@ -149,7 +160,7 @@ pub fn run(a: Args) -> Result<(), String> {
             "{}",
             serde_json::to_string_pretty(&samples).map_err(|e| e.to_string())?
         );
-    } else if let (Some(first), Some(last)) = (samples.get(1), samples.last()) {
+    } else if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
         let max = samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
         println!(
             "RSS at {} pending: {:.1} MiB; at {} pending: {:.1} MiB; max {:.1} MiB",

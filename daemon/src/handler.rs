@@ -447,6 +447,9 @@ impl Handler {
                     storage_full: s.storage_full,
                     write_stopped: s.write_stopped,
                     poisoned: s.poisoned,
+                    block_cache_bytes: s.block_cache_bytes,
+                    block_cache_pinned_bytes: s.block_cache_pinned_bytes,
+                    table_readers_bytes: s.table_readers_bytes,
                     connections: self.live.connections.load(Ordering::Relaxed),
                     uptime_s: self.started.elapsed().as_secs(),
                 }))

@@ -40,6 +40,9 @@ pub const FAMILIES: &[&str] = &[
     "sundial_rocksdb_memtable_bytes",
     "sundial_rocksdb_pending_compaction_bytes",
     "sundial_rocksdb_running_compactions",
+    "sundial_rocksdb_block_cache_bytes",
+    "sundial_rocksdb_block_cache_pinned_bytes",
+    "sundial_rocksdb_table_readers_bytes",
     "sundial_rocksdb_write_stopped",
     "sundial_rocksdb_delayed_write_rate_bytes",
     "sundial_connections",
@@ -183,6 +186,9 @@ pub fn refresh(engine: &Engine, live: &Live, started: Instant) {
             .set(f.pending_compaction_bytes as f64);
     }
     gauge!("sundial_rocksdb_running_compactions").set(s.running_compactions as f64);
+    gauge!("sundial_rocksdb_block_cache_bytes").set(s.block_cache_bytes as f64);
+    gauge!("sundial_rocksdb_block_cache_pinned_bytes").set(s.block_cache_pinned_bytes as f64);
+    gauge!("sundial_rocksdb_table_readers_bytes").set(s.table_readers_bytes as f64);
     gauge!("sundial_rocksdb_write_stopped").set(u8::from(s.write_stopped) as f64);
     gauge!("sundial_rocksdb_delayed_write_rate_bytes").set(s.delayed_write_rate as f64);
     gauge!("sundial_disk_bytes").set(s.disk_bytes as f64);

@@ -102,6 +102,12 @@ pub struct Stats {
     pub running_compactions: u64,
     /// Memtable flushes running now.
     pub running_flushes: u64,
+    /// Bytes in the shared block cache (data, index and filter blocks).
+    pub block_cache_bytes: u64,
+    /// Bytes of the block cache pinned by readers (may exceed its capacity).
+    pub block_cache_pinned_bytes: u64,
+    /// Bytes of table readers held outside the block cache, all families.
+    pub table_readers_bytes: u64,
 }
 
 /// The exact counters alone: no RocksDB property and no directory listing, cheap
@@ -205,5 +211,12 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
         poisoned: sh.poisoned().is_some(),
         running_compactions: dbprop("rocksdb.num-running-compactions"),
         running_flushes: dbprop("rocksdb.num-running-flushes"),
+        // The cache is shared: any family reports it whole.
+        block_cache_bytes: prop(crate::families::META, "rocksdb.block-cache-usage"),
+        block_cache_pinned_bytes: prop(crate::families::META, "rocksdb.block-cache-pinned-usage"),
+        table_readers_bytes: crate::families::ALL
+            .iter()
+            .map(|&f| prop(f, "rocksdb.estimate-table-readers-mem"))
+            .sum(),
     }
 }

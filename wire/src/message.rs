@@ -367,6 +367,12 @@ pub struct StatsReport {
     pub write_stopped: bool,
     /// Whether the engine refuses writes after a storage failure.
     pub poisoned: bool,
+    /// Bytes in RocksDB's shared block cache.
+    pub block_cache_bytes: u64,
+    /// Bytes of the block cache pinned by readers.
+    pub block_cache_pinned_bytes: u64,
+    /// Bytes of table readers outside the block cache.
+    pub table_readers_bytes: u64,
     /// Open client connections.
     pub connections: u64,
     /// Seconds since the daemon started.
