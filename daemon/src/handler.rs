@@ -45,6 +45,11 @@ fn failure(e: &Error) -> WireFailure {
     )
 }
 
+/// Per-receipt outcomes of an ack or nack.
+fn settled(v: Vec<Result<(), Error>>) -> Response {
+    Response::Settled(v.into_iter().map(|r| r.map_err(|e| failure(&e))).collect())
+}
+
 fn check_batch(n: usize) -> Result<(), Error> {
     if n > MAX_BATCH {
         return Err(Error::BadRequest(format!(
@@ -364,9 +369,7 @@ impl Handler {
                 let v = self
                     .job(|e| e.submit_ack_batch(&topic, &group, receipts))
                     .await?;
-                Ok(Response::Settled(
-                    v.into_iter().map(|r| r.map_err(|e| failure(&e))).collect(),
-                ))
+                Ok(settled(v))
             }
             Request::Nack {
                 topic,
@@ -377,14 +380,13 @@ impl Handler {
                 let v = self
                     .job(|e| e.submit_nack_batch(&topic, &group, receipts))
                     .await?;
-                metrics::nacked(
-                    &topic,
-                    &group,
-                    v.iter().filter(|r| r.is_ok()).count() as u64,
-                );
-                Ok(Response::Settled(
-                    v.into_iter().map(|r| r.map_err(|e| failure(&e))).collect(),
-                ))
+                // Only nacks that took effect: a refused one may name no real group,
+                // and a label from it would be a series a client could multiply.
+                let n = v.iter().filter(|r| r.is_ok()).count() as u64;
+                if n > 0 {
+                    metrics::nacked(&topic, &group, n);
+                }
+                Ok(settled(v))
             }
             Request::ChangeInvisible {
                 topic,
@@ -472,14 +474,12 @@ impl Handler {
         loop {
             // Subscribe before looking, so a change in between is not missed.
             let mut signal = self.engine.ready_signal();
-            let got = {
-                let _slot = self
-                    .job_slots
-                    .acquire()
-                    .await
-                    .map_err(|_| Error::ShuttingDown)?;
-                self.engine.receive_async(req.clone()).await?
-            };
+            let got = self
+                .job(|e| {
+                    let (e, req) = (e.clone(), req.clone());
+                    async move { e.receive_async(req).await }
+                })
+                .await?;
             if !got.is_empty() {
                 let now = self.engine.clock().now_ms();
                 metrics::delivered(
