@@ -2,16 +2,13 @@
 //! after them; due → first Ready, due → all Ready, due → all received and acked by K
 //! consumers in each of G groups, and how late the messages after the burst are.
 
-use crate::daemon::{start_daemon, sundial_bin};
+use crate::load::{connect, print_report, runtime, send_pipelined, Target, TargetArgs};
 use serde::Serialize;
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use sundial_wire::{
-    now_ms, Client, ClientOptions, OutgoingMessage, ReceiveOptions, StartFrom, TopicType,
-};
+use sundial_wire::{now_ms, ReceiveOptions, StartFrom, TopicType};
 
 /// Arguments of `sundial-bench burst`.
 #[derive(clap::Args, Debug, Clone)]
@@ -44,15 +41,8 @@ pub struct Args {
     /// message (the sends must be done before it).
     #[arg(long)]
     lead_ms: Option<u64>,
-    /// The `sundial` binary (default: next to this one).
-    #[arg(long)]
-    sundial: Option<PathBuf>,
-    /// Use a running daemon instead of starting one.
-    #[arg(long)]
-    addr: Option<String>,
-    /// Data directory for the daemon started here (a temporary one by default).
-    #[arg(long)]
-    dir: Option<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -96,30 +86,10 @@ struct GroupState {
 }
 
 pub fn run(a: Args) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (_daemon, addr) = match &a.addr {
-        Some(addr) => (None, addr.clone()),
-        None => {
-            let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("data"));
-            let d = start_daemon(&sundial_bin(&a.sundial)?, &dir)?;
-            let addr = d.addr.clone();
-            (Some(d), addr)
-        }
-    };
-    let r = rt.block_on(burst(&addr, &a))?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
-        );
-    } else {
-        print_table(&r);
-    }
+    let rt = runtime()?;
+    let target = Target::open(&a.target)?;
+    let r = rt.block_on(burst(&target.addr, &a))?;
+    print_report(a.json, &r, print_table)?;
     if r.early > 0 || r.lost > 0 {
         return Err(format!("{} early, {} lost", r.early, r.lost));
     }
@@ -178,12 +148,6 @@ fn print_table(r: &Report) {
     println!("{:<52} {:>12}", "duplicates (redelivered)", dups);
 }
 
-async fn connect(addr: &str) -> Result<Client, String> {
-    Client::connect(addr, ClientOptions::default())
-        .await
-        .map_err(|e| e.to_string())
-}
-
 async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
     let c = connect(addr).await?;
     let topic = format!("burst-{}", now_ms());
@@ -211,7 +175,6 @@ async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
     let due = start + lead;
 
     // Schedule: the burst, then the messages due right after it.
-    let sent = Arc::new(AtomicU64::new(0));
     let mut producers = tokio::task::JoinSet::new();
     let per = a.messages / a.producers.max(1) as u64;
     for p in 0..a.producers.max(1) {
@@ -220,49 +183,18 @@ async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
         } else {
             per
         };
-        let (addr, topic, sent) = (addr.to_string(), topic.clone(), sent.clone());
-        let (batch, body) = (a.batch.max(1), vec![b'x'; a.body]);
+        let (addr, topic) = (addr.to_string(), topic.clone());
+        let (batch, body) = (a.batch, vec![b'x'; a.body]);
         producers.spawn(async move {
             let c = connect(&addr).await?;
-            let mut running = tokio::task::JoinSet::new();
-            let mut queued = 0u64;
-            while queued < n || !running.is_empty() {
-                while queued < n && running.len() < 8 {
-                    let k = batch.min((n - queued) as usize);
-                    let msgs: Vec<_> = (0..k)
-                        .map(|_| OutgoingMessage::new(topic.clone(), body.clone()).deliver_at(due))
-                        .collect();
-                    let c = c.clone();
-                    running.spawn(async move { c.send_batch(msgs).await });
-                    queued += k as u64;
-                }
-                if let Some(r) = running.join_next().await {
-                    let v = r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
-                    for x in v {
-                        x.map_err(|e| e.to_string())?;
-                        sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            Ok::<(), String>(())
+            send_pipelined(&c, &topic, n, &body, due, batch, 8).await
         });
     }
+    let mut sent = 0;
     while let Some(r) = producers.join_next().await {
-        r.map_err(|e| e.to_string())??;
+        sent += r.map_err(|e| e.to_string())??;
     }
-    let after: Vec<_> = (0..a.after)
-        .map(|_| OutgoingMessage::new(topic.clone(), vec![b'a'; a.body]).deliver_at(due + 1))
-        .collect();
-    for chunk in after.chunks(512) {
-        for r in c
-            .send_batch(chunk.to_vec())
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            r.map_err(|e| e.to_string())?;
-            sent.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    sent += send_pipelined(&c, &topic, a.after, &vec![b'a'; a.body], due + 1, 512, 1).await?;
     let send_s = (now_ms() - start) as f64 / 1000.0;
     if now_ms() >= due {
         return Err(format!(
@@ -404,7 +336,7 @@ async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
         groups: groups.len(),
         consumers_per_group: a.consumers.max(1),
         send_s,
-        sends_per_s: sent.load(Ordering::Relaxed) as f64 / send_s.max(1e-9),
+        sends_per_s: sent as f64 / send_s.max(1e-9),
         due_to_first_ready_ms: first.map(|t| (t - due) as f64),
         due_to_all_ready_ms: all.map(|t| (t - due) as f64),
         after_lateness_max_ms: late.last().map(|v| *v as f64),

@@ -1,13 +1,14 @@
 //! Durable sends through the daemon over loopback, next to the raw RocksDB ceiling
 //! measured in the same run.
 
+use crate::load::{connect, runtime, send_pipelined};
 use crate::{engine::machine, raw};
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use sundial_wire::{now_ms, Client, ClientOptions, OutgoingMessage, TopicType};
+use sundial_wire::{now_ms, TopicType};
 
 /// Arguments of `sundial-bench daemon`.
 #[derive(clap::Args, Debug)]
@@ -132,58 +133,21 @@ async fn sends(
     let per = n / a.producers as u64;
     let mut clients = Vec::new();
     for _ in 0..a.producers {
-        clients.push(
-            Client::connect(addr, ClientOptions::default())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        clients.push(connect(addr).await?);
     }
     let start = Instant::now();
+    let due = now_ms() + 3_600_000;
     let mut tasks = tokio::task::JoinSet::new();
     for c in clients {
         let (topic, body) = (topic.to_string(), vec![b'x'; a.body]);
-        tasks.spawn(async move {
-            let due = now_ms() + 3_600_000;
-            let mut running = tokio::task::JoinSet::new();
-            let mut sent = 0u64;
-            let mut failed = 0u64;
-            while sent < per || !running.is_empty() {
-                while sent < per && running.len() < inflight {
-                    let k = batch.min((per - sent) as usize);
-                    let msgs: Vec<_> = (0..k)
-                        .map(|_| OutgoingMessage::new(topic.clone(), body.clone()).deliver_at(due))
-                        .collect();
-                    let c = c.clone();
-                    running.spawn(async move {
-                        if msgs.len() == 1 {
-                            let m = msgs.into_iter().next().expect("one message");
-                            u64::from(c.send(m).await.is_err())
-                        } else {
-                            let n = msgs.len() as u64;
-                            match c.send_batch(msgs).await {
-                                Ok(v) => v.iter().filter(|r| r.is_err()).count() as u64,
-                                Err(_) => n,
-                            }
-                        }
-                    });
-                    sent += k as u64;
-                }
-                if let Some(r) = running.join_next().await {
-                    failed += r.unwrap_or(1);
-                }
-            }
-            failed
-        });
+        tasks.spawn(
+            async move { send_pipelined(&c, &topic, per, &body, due, batch, inflight).await },
+        );
     }
-    let mut failed = 0;
     while let Some(r) = tasks.join_next().await {
-        failed += r.map_err(|e| e.to_string())?;
+        r.map_err(|e| e.to_string())??;
     }
-    let took = start.elapsed();
-    if failed > 0 {
-        return Err(format!("{failed} sends failed"));
-    }
-    Ok(took)
+    Ok(start.elapsed())
 }
 
 async fn measure(
@@ -191,9 +155,7 @@ async fn measure(
     round: usize,
     a: &Args,
 ) -> Result<(Duration, Option<Duration>), String> {
-    let c = Client::connect(addr, ClientOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let c = connect(addr).await?;
     let topic = format!("bench-{round}-{}", now_ms());
     c.create_topic(&topic, TopicType::Delay)
         .await
@@ -252,11 +214,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let base = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let bin = sundial_bin(&a.sundial)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = runtime()?;
     let n = a.messages / a.producers as u64 * a.producers as u64;
     let (mut raws, mut batched, mut singles) = (vec![], vec![], vec![]);
     for round in 0..a.repeat.max(1) {

@@ -4,6 +4,7 @@
 mod burst;
 mod daemon;
 mod engine;
+mod load;
 mod raw;
 mod restart;
 mod rss;

@@ -3,13 +3,12 @@
 //! due during the outage is received; then drain those and count early and lost.
 
 use crate::daemon::{start_daemon, sundial_bin};
+use crate::load::{connect, print_report, runtime, send_pipelined};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use sundial_wire::{
-    now_ms, Client, ClientOptions, OutgoingMessage, ReceiveOptions, StartFrom, TopicType,
-};
+use sundial_wire::{now_ms, OutgoingMessage, ReceiveOptions, StartFrom, TopicType};
 
 /// Arguments of `sundial-bench restart`.
 #[derive(clap::Args, Debug, Clone)]
@@ -47,18 +46,8 @@ struct Report {
     lost: u64,
 }
 
-async fn connect(addr: &str) -> Result<Client, String> {
-    Client::connect(addr, ClientOptions::default())
-        .await
-        .map_err(|e| e.to_string())
-}
-
 pub fn run(a: Args) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = runtime()?;
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("data"));
     let bin = sundial_bin(&a.sundial)?;
@@ -73,31 +62,7 @@ pub fn run(a: Args) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let far = now_ms() + 3_600_000;
-        let mut left = a.pending;
-        while left > 0 {
-            let mut inflight = Vec::new();
-            for _ in 0..8 {
-                let n = left.min(512);
-                if n == 0 {
-                    break;
-                }
-                left -= n;
-                let msgs = (0..n)
-                    .map(|_| OutgoingMessage::new("restart", body.clone()).deliver_at(far))
-                    .collect();
-                let c = c.clone();
-                inflight.push(tokio::spawn(async move { c.send_batch(msgs).await }));
-            }
-            for t in inflight {
-                for r in t
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?
-                {
-                    r.map_err(|e| e.to_string())?;
-                }
-            }
-        }
+        send_pipelined(&c, "restart", a.pending, &body, far, 512, 8).await?;
         // Due half a second after the kill.
         let due = now_ms() + 500;
         let mut ids = HashSet::new();
@@ -169,12 +134,7 @@ pub fn run(a: Args) -> Result<(), String> {
             lost,
         })
     })?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
-    } else {
+    print_report(a.json, &report, |report| {
         println!("machine: {}", report.machine);
         println!(
             "{} pending ({} MB on disk) and {} due during the outage; SIGKILL, then start:",
@@ -194,7 +154,7 @@ pub fn run(a: Args) -> Result<(), String> {
             "  overdue received {} of {}, early {}, lost {}",
             report.overdue_received, report.overdue, report.early, report.lost
         );
-    }
+    })?;
     if report.early > 0 || report.lost > 0 {
         return Err(format!("{} early, {} lost", report.early, report.lost));
     }

@@ -3,10 +3,11 @@
 //! flat however many messages wait.
 
 use crate::daemon::{rss_of, start_daemon, sundial_bin};
+use crate::load::{connect, runtime, send_pipelined};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use sundial_wire::{now_ms, Client, ClientOptions, OutgoingMessage, TopicType};
+use sundial_wire::{now_ms, Client, TopicType};
 
 /// Arguments of `sundial-bench soak`.
 #[derive(clap::Args, Debug, Clone)]
@@ -46,36 +47,18 @@ struct Sample {
     step_sends_per_s: f64,
 }
 
+/// Sends `n` messages split over `clients`, each keeping 8 batches of 512 in flight.
 async fn send_step(n: u64, body: &[u8], due: i64, clients: &[Client]) -> Result<(), String> {
     let per = n / clients.len() as u64;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, c) in clients.iter().enumerate() {
-        let mut left = if i == 0 {
+        let k = if i == 0 {
             n - per * (clients.len() as u64 - 1)
         } else {
             per
         };
         let (c, body) = (c.clone(), body.to_vec());
-        tasks.spawn(async move {
-            let mut running = tokio::task::JoinSet::new();
-            while left > 0 || !running.is_empty() {
-                while left > 0 && running.len() < 8 {
-                    let k = left.min(512);
-                    left -= k;
-                    let msgs: Vec<_> = (0..k)
-                        .map(|_| OutgoingMessage::new("soak", body.clone()).deliver_at(due))
-                        .collect();
-                    let c = c.clone();
-                    running.spawn(async move { c.send_batch(msgs).await });
-                }
-                if let Some(r) = running.join_next().await {
-                    for x in r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())? {
-                        x.map_err(|e| e.to_string())?;
-                    }
-                }
-            }
-            Ok::<(), String>(())
-        });
+        tasks.spawn(async move { send_pipelined(&c, "soak", k, &body, due, 512, 8).await });
     }
     while let Some(r) = tasks.join_next().await {
         r.map_err(|e| e.to_string())??;
@@ -84,29 +67,19 @@ async fn send_step(n: u64, body: &[u8], due: i64, clients: &[Client]) -> Result<
 }
 
 pub fn run(a: Args) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = runtime()?;
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("data"));
     let d = start_daemon(&sundial_bin(&a.sundial)?, &dir)?;
     let pid = d.pid();
     let samples = rt.block_on(async {
-        let c = Client::connect(&d.addr, ClientOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
+        let c = connect(&d.addr).await?;
         c.create_topic("soak", TopicType::Delay)
             .await
             .map_err(|e| e.to_string())?;
         let mut clients = Vec::new();
         for _ in 0..a.producers.max(1) {
-            clients.push(
-                Client::connect(&d.addr, ClientOptions::default())
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
+            clients.push(connect(&d.addr).await?);
         }
         // Due in 23 hours: within the default max delay, long after the run.
         let due = now_ms() + 23 * 3_600_000;

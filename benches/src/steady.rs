@@ -6,17 +6,14 @@
 //! times are computed from that schedule, so a stalled send does not hide lateness
 //! (no coordinated omission).
 
-use crate::daemon::{start_daemon, sundial_bin};
+use crate::load::{connect, print_report, runtime, Target, TargetArgs};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use sundial_wire::{
-    now_ms, Client, ClientOptions, OutgoingMessage, ReceiveOptions, StartFrom, TopicType,
-};
+use sundial_wire::{now_ms, OutgoingMessage, ReceiveOptions, StartFrom, TopicType};
 
 /// Arguments of `sundial-bench steady`.
 #[derive(clap::Args, Debug, Clone)]
@@ -45,15 +42,8 @@ pub struct Args {
     /// Messages per receive.
     #[arg(long, default_value_t = 512)]
     receive_max: u32,
-    /// The `sundial` binary (default: next to this one).
-    #[arg(long)]
-    sundial: Option<PathBuf>,
-    /// Use a running daemon instead of starting one.
-    #[arg(long)]
-    addr: Option<String>,
-    /// Data directory for the daemon started here.
-    #[arg(long)]
-    dir: Option<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -86,28 +76,10 @@ fn now_us() -> u64 {
 }
 
 pub fn run(a: Args) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (_daemon, addr) = match &a.addr {
-        Some(addr) => (None, addr.clone()),
-        None => {
-            let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("data"));
-            let d = start_daemon(&sundial_bin(&a.sundial)?, &dir)?;
-            let addr = d.addr.clone();
-            (Some(d), addr)
-        }
-    };
-    let r = rt.block_on(steady(&addr, &a))?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
-        );
-    } else {
+    let rt = runtime()?;
+    let target = Target::open(&a.target)?;
+    let r = rt.block_on(steady(&target.addr, &a))?;
+    print_report(a.json, &r, |r| {
         println!("machine: {}", r.machine);
         println!(
             "{} msg/s for {} s, delays {}..{} ms: {} scheduled, {} received",
@@ -121,17 +93,11 @@ pub fn run(a: Args) -> Result<(), String> {
             "early {}  lost {}  duplicates {}  producers at most {} ms behind schedule",
             r.early, r.lost, r.duplicates, r.send_behind_max_ms
         );
-    }
+    })?;
     if r.early > 0 || r.lost > 0 {
         return Err(format!("{} early, {} lost", r.early, r.lost));
     }
     Ok(())
-}
-
-async fn connect(addr: &str) -> Result<Client, String> {
-    Client::connect(addr, ClientOptions::default())
-        .await
-        .map_err(|e| e.to_string())
 }
 
 async fn steady(addr: &str, a: &Args) -> Result<Report, String> {
