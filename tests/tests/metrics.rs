@@ -75,7 +75,18 @@ async fn metrics_expose_the_documented_families_with_buckets() {
         .unwrap();
     c.recall(&later.recall_handle).await.unwrap();
 
+    // A refused nack naming a made-up group must not create a series for it.
+    let refused = c
+        .nack("m", "made-up-group", vec!["0".repeat(40)])
+        .await
+        .unwrap();
+    assert!(refused[0].is_err());
+
     let text = d.scrape();
+    assert!(
+        !text.contains("made-up-group"),
+        "a refused nack made a series"
+    );
     for f in FAMILIES {
         assert!(
             text.lines().any(|l| l.starts_with(f)),
