@@ -29,8 +29,11 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 
 ## The benchmarks (release build; print tables): the engine next to raw RocksDB, then
-## durable sends through the daemon over loopback.
+## durable sends, a 1M burst and steady 50k/s through the daemon, each side by side with
+## a Redis sorted-set delay queue.
 bench: setup
 	cargo build --release -p sundial -p sundial-benches
 	$(CARGO_TARGET_DIR)/release/sundial-bench engine
-	$(CARGO_TARGET_DIR)/release/sundial-bench daemon
+	$(CARGO_TARGET_DIR)/release/sundial-bench send --peer redis
+	$(CARGO_TARGET_DIR)/release/sundial-bench burst --peer redis
+	$(CARGO_TARGET_DIR)/release/sundial-bench steady --peer redis

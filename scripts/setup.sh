@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building sundial needs on Debian beyond the Rust toolchain:
-# a C++ compiler for RocksDB and libclang for its bindings. Idempotent.
+# a C++ compiler for RocksDB and libclang for its bindings; and what its benchmarks and
+# tests run next to it: redis-server (the peer of `sundial-bench --peer redis`) and
+# prometheus/promtool (the dashboard tests). Idempotent.
 set -euo pipefail
 
 need=()
@@ -9,12 +11,14 @@ command -v make >/dev/null 2>&1 || need+=(make)
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
     need+=(libclang-dev)
 fi
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 for comp in rustfmt clippy; do
     if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then

@@ -2,13 +2,18 @@
 //! after them; due → first Ready, due → all Ready, due → all received and acked by K
 //! consumers in each of G groups, and how late the messages after the burst are.
 
-use crate::load::{connect, print_report, runtime, send_pipelined, Target, TargetArgs};
+use crate::load::{
+    print_comparison, print_report, progress, runtime, send_pipelined, Pipeline, Row, Target,
+    TargetArgs,
+};
+use crate::queue::Queue;
+use crate::redis_peer::{PeerArgs, RedisServer};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use sundial_wire::{now_ms, ReceiveOptions, StartFrom, TopicType};
+use sundial_wire::now_ms;
 
 /// Arguments of `sundial-bench burst`.
 #[derive(clap::Args, Debug, Clone)]
@@ -43,6 +48,8 @@ pub struct Args {
     lead_ms: Option<u64>,
     #[command(flatten)]
     target: TargetArgs,
+    #[command(flatten)]
+    peer: PeerArgs,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -59,6 +66,7 @@ struct GroupReport {
 
 #[derive(Serialize, Debug, Default)]
 struct Report {
+    queue: String,
     machine: String,
     messages: u64,
     after: u64,
@@ -88,12 +96,74 @@ struct GroupState {
 pub fn run(a: Args) -> Result<(), String> {
     let rt = runtime()?;
     let target = Target::open(&a.target)?;
-    let r = rt.block_on(burst(&target.addr, &a))?;
-    print_report(a.json, &r, print_table)?;
-    if r.early > 0 || r.lost > 0 {
-        return Err(format!("{} early, {} lost", r.early, r.lost));
+    let mut reports = vec![rt.block_on(async {
+        let q = Queue::sundial(&target.addr, "burst", &group_names(&a)).await?;
+        burst(&q, "sundial", &a).await
+    })?];
+    // The daemon stops before the peer runs, so each has the machine to itself.
+    drop(target);
+    if a.peer.peer.is_some() {
+        // A Redis list has no consumer groups: the peer runs with one.
+        let one = Args {
+            groups: 1,
+            ..a.clone()
+        };
+        for fsync in &a.peer.peer_fsync {
+            reports.push(rt.block_on(async {
+                let server = RedisServer::start(&a.peer.redis_server, *fsync).await?;
+                let q = Queue::redis(&server, "burst").await?;
+                burst(&q, &format!("redis {}", fsync.name()), &one).await
+            })?);
+        }
+    }
+    if reports.len() == 1 {
+        print_report(a.json, &reports[0], print_table)?;
+    } else {
+        print_report(a.json, &reports, |rs| {
+            for r in rs {
+                print_table(r);
+                println!();
+            }
+            print_comparison(
+                &rs.iter().map(|r| r.queue.as_str()).collect::<Vec<_>>(),
+                &comparison(rs),
+            );
+        })?;
+    }
+    let (early, lost) = reports
+        .iter()
+        .fold((0, 0), |(e, l), r| (e + r.early, l + r.lost));
+    if early > 0 || lost > 0 {
+        return Err(format!("{early} early, {lost} lost"));
     }
     Ok(())
+}
+
+fn group_names(a: &Args) -> Vec<String> {
+    (0..a.groups.max(1)).map(|i| format!("g{i}")).collect()
+}
+
+/// The figures the targets name, one row each, for the side-by-side table.
+fn comparison(rs: &[Report]) -> Vec<Row> {
+    let row = |figure: &str, decimals: usize, f: &dyn Fn(&Report) -> Option<f64>| Row {
+        figure: figure.to_string(),
+        values: rs.iter().map(f).collect(),
+        decimals,
+    };
+    vec![
+        row("durable scheduling (msg/s)", 0, &|r| Some(r.sends_per_s)),
+        row("due -> first Ready (ms)", 1, &|r| r.due_to_first_ready_ms),
+        row("due -> all Ready (ms)", 1, &|r| r.due_to_all_ready_ms),
+        row("due -> all received (and acked), group 1 (ms)", 1, &|r| {
+            r.per_group.first().and_then(|g| g.due_to_all_acked_ms)
+        }),
+        row("due + 1 ms messages: received late p50 (ms)", 1, &|r| {
+            r.after_lateness_p50_ms
+        }),
+        row("due + 1 ms messages: received late max (ms)", 1, &|r| {
+            r.after_lateness_max_ms
+        }),
+    ]
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -101,7 +171,7 @@ fn ms(v: Option<f64>) -> String {
 }
 
 fn print_table(r: &Report) {
-    println!("machine: {}", r.machine);
+    println!("{}, machine: {}", r.queue, r.machine);
     println!(
         "{} messages due in one millisecond ({} B), {} after it; {} group(s) x {} consumers",
         r.messages, r.body_bytes, r.after, r.groups, r.consumers_per_group
@@ -148,53 +218,68 @@ fn print_table(r: &Report) {
     println!("{:<52} {:>12}", "duplicates (redelivered)", dups);
 }
 
-async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
-    let c = connect(addr).await?;
-    let topic = format!("burst-{}", now_ms());
-    c.create_topic(&topic, TopicType::Delay)
-        .await
-        .map_err(|e| e.to_string())?;
-    let groups: Vec<Arc<GroupState>> = (0..a.groups.max(1))
-        .map(|i| {
+async fn burst(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
+    let probe = q.producer().await?;
+    let groups: Vec<Arc<GroupState>> = group_names(a)
+        .into_iter()
+        .map(|name| {
             Arc::new(GroupState {
-                name: format!("g{i}"),
+                name,
                 seen: Mutex::new(HashSet::new()),
                 duplicates: AtomicU64::new(0),
                 done_at_ms: AtomicU64::new(0),
             })
         })
         .collect();
-    for g in &groups {
-        c.create_group(&topic, &g.name, StartFrom::Latest, None)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
     let total = a.messages + a.after;
     let start = now_ms();
     let lead = a.lead_ms.unwrap_or(3_000 + a.messages * 8 / 1_000) as i64;
     let due = start + lead;
 
     // Schedule: the burst, then the messages due right after it.
+    let bar = progress(total, "scheduling", a.json);
     let mut producers = tokio::task::JoinSet::new();
     let per = a.messages / a.producers.max(1) as u64;
-    for p in 0..a.producers.max(1) {
-        let n = if p == 0 {
+    for i in 0..a.producers.max(1) {
+        let n = if i == 0 {
             a.messages - per * (a.producers.max(1) as u64 - 1)
         } else {
             per
         };
-        let (addr, topic) = (addr.to_string(), topic.clone());
-        let (batch, body) = (a.batch, vec![b'x'; a.body]);
+        let p = q.producer().await?;
+        let (batch, body, bar) = (a.batch, vec![b'x'; a.body], bar.clone());
         producers.spawn(async move {
-            let c = connect(&addr).await?;
-            send_pipelined(&c, &topic, n, &body, due, batch, 8).await
+            send_pipelined(
+                &p,
+                n,
+                &body,
+                due,
+                Pipeline { batch, inflight: 8 },
+                None,
+                Some(&bar),
+            )
+            .await
         });
     }
     let mut sent = 0;
     while let Some(r) = producers.join_next().await {
         sent += r.map_err(|e| e.to_string())??;
     }
-    sent += send_pipelined(&c, &topic, a.after, &vec![b'a'; a.body], due + 1, 512, 1).await?;
+    let after_body = vec![b'a'; a.body];
+    sent += send_pipelined(
+        &probe,
+        a.after,
+        &after_body,
+        due + 1,
+        Pipeline {
+            batch: 512,
+            inflight: 1,
+        },
+        None,
+        Some(&bar),
+    )
+    .await?;
+    bar.finish_and_clear();
     let send_s = (now_ms() - start) as f64 / 1000.0;
     if now_ms() >= due {
         return Err(format!(
@@ -205,17 +290,17 @@ async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
     // Watch Ready progress through the topic's exact counters.
     let ready_times = Arc::new(Mutex::new((None::<i64>, None::<i64>)));
     let watcher = {
-        let (c, topic, rt) = (c.clone(), topic.clone(), ready_times.clone());
+        let (q, rt) = (q.clone(), ready_times.clone());
         tokio::spawn(async move {
             let deadline = due + 120_000;
             while now_ms() < deadline {
-                if let Ok(t) = c.show_topic(&topic).await {
+                if let Ok(ready) = q.ready_total(&probe).await {
                     let now = now_ms();
                     let mut r = rt.lock().unwrap_or_else(|p| p.into_inner());
-                    if t.ready_total > 0 && r.0.is_none() {
+                    if ready > 0 && r.0.is_none() {
                         r.0 = Some(now);
                     }
-                    if t.ready_total >= total {
+                    if ready >= total {
                         r.1 = Some(now);
                         return;
                     }
@@ -232,18 +317,12 @@ async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
     let mut consumers = tokio::task::JoinSet::new();
     for g in &groups {
         for _ in 0..a.consumers.max(1) {
-            let (addr, topic, g) = (addr.to_string(), topic.clone(), g.clone());
+            let g = g.clone();
             let (early, after_lateness, after_ready) =
                 (early.clone(), after_lateness.clone(), after_ready.clone());
             let max = a.receive_max;
+            let mut c = q.consumer(&g.name, Duration::from_secs(120)).await?;
             consumers.spawn(async move {
-                let c = connect(&addr).await?;
-                let o = ReceiveOptions {
-                    max_messages: max,
-                    invisible: Duration::from_secs(120),
-                    wait: Duration::from_secs(1),
-                    ..ReceiveOptions::default()
-                };
                 let deadline = due + 180_000;
                 loop {
                     if g.seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64 >= total
@@ -251,36 +330,32 @@ async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
                     {
                         return Ok::<(), String>(());
                     }
-                    let got = c
-                        .receive(&topic, &g.name, &o)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let got = c.take(max, Duration::from_secs(1)).await?;
                     if got.is_empty() {
                         continue;
                     }
                     let now = now_ms();
-                    let mut receipts = Vec::with_capacity(got.len());
                     {
                         let mut seen = g.seen.lock().unwrap_or_else(|p| p.into_inner());
                         for m in &got {
                             if (now as u64) < m.deliver_at_ms {
                                 early.fetch_add(1, Ordering::Relaxed);
                             }
-                            let id = u128::from_str_radix(&m.message_id, 16).unwrap_or(0);
-                            if !seen.insert(id) {
+                            if !seen.insert(m.id) {
                                 g.duplicates.fetch_add(1, Ordering::Relaxed);
                             }
-                            receipts.push(m.receipt_handle.clone());
                         }
                     }
                     let late: Vec<i64> = got
                         .iter()
                         .filter(|m| m.deliver_at_ms as i64 == due + 1)
                         .map(|m| {
-                            after_ready.fetch_max(
-                                m.ready_at_ms.saturating_sub(m.deliver_at_ms),
-                                Ordering::Relaxed,
-                            );
+                            if let Some(r) = m.ready_at_ms {
+                                after_ready.fetch_max(
+                                    r.saturating_sub(m.deliver_at_ms),
+                                    Ordering::Relaxed,
+                                );
+                            }
                             now - m.deliver_at_ms as i64
                         })
                         .collect();
@@ -290,13 +365,7 @@ async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
                             .unwrap_or_else(|p| p.into_inner())
                             .extend(late);
                     }
-                    for r in c
-                        .ack(&topic, &g.name, receipts)
-                        .await
-                        .map_err(|e| e.to_string())?
-                    {
-                        r.map_err(|e| e.to_string())?;
-                    }
+                    c.settle(&got).await?;
                     if g.seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64 >= total {
                         g.done_at_ms.fetch_max(now_ms() as u64, Ordering::Relaxed);
                     }
@@ -328,7 +397,9 @@ async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
             }
         })
         .collect();
+    let ready_known = matches!(q, Queue::Sundial { .. });
     Ok(Report {
+        queue: queue.to_string(),
         machine: crate::engine::machine(),
         messages: a.messages,
         after: a.after,
@@ -341,7 +412,7 @@ async fn burst(addr: &str, a: &Args) -> Result<Report, String> {
         due_to_all_ready_ms: all.map(|t| (t - due) as f64),
         after_lateness_max_ms: late.last().map(|v| *v as f64),
         after_lateness_p50_ms: late.get(late.len() / 2).map(|v| *v as f64),
-        after_ready_lateness_max_ms: (!late.is_empty())
+        after_ready_lateness_max_ms: (ready_known && !late.is_empty())
             .then(|| after_ready.load(Ordering::Relaxed) as f64),
         early: early.load(Ordering::Relaxed),
         lost: per_group.iter().map(|g| g.lost).sum(),

@@ -2,9 +2,14 @@
 //! or already running), connections, pipelined sends, and printing a report.
 
 use crate::daemon::{start_daemon, sundial_bin, Daemon};
+use crate::queue::Producer;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::path::PathBuf;
-use sundial_wire::{Client, ClientOptions, OutgoingMessage};
+use std::sync::Arc;
+use std::time::Instant;
+use sundial_wire::{Client, ClientOptions};
 
 /// Where a scenario finds its daemon.
 #[derive(clap::Args, Debug, Clone)]
@@ -62,46 +67,72 @@ pub async fn connect(addr: &str) -> Result<Client, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Sends `n` copies of `body` to `topic` due at `deliver_at`, in requests of `batch`
-/// messages (1: single sends), keeping `inflight` requests in flight on `c`. Fails on
-/// the first refused send; returns how many were sent.
+/// How a producer sends: `batch` messages per request, `inflight` requests at once.
+#[derive(Clone, Copy, Debug)]
+pub struct Pipeline {
+    pub batch: usize,
+    pub inflight: usize,
+}
+
+/// Sends `n` copies of `body` due at `deliver_at` through `p`, in requests of `batch`
+/// messages (1: single sends), keeping `inflight` requests in flight. Records each
+/// request's latency in microseconds into `latency` and advances `bar`. Fails on the
+/// first refused send; returns how many were sent.
 pub async fn send_pipelined(
-    c: &Client,
-    topic: &str,
+    p: &Producer,
     n: u64,
     body: &[u8],
     deliver_at: i64,
-    batch: usize,
-    inflight: usize,
+    Pipeline { batch, inflight }: Pipeline,
+    mut latency: Option<&mut Histogram<u64>>,
+    bar: Option<&ProgressBar>,
 ) -> Result<u64, String> {
     let mut running = tokio::task::JoinSet::new();
+    let body: Arc<[u8]> = body.into();
     let (mut queued, mut sent) = (0u64, 0u64);
     while queued < n || !running.is_empty() {
         while queued < n && running.len() < inflight.max(1) {
             let k = batch.max(1).min((n - queued) as usize);
-            let mut msgs: Vec<_> = (0..k)
-                .map(|_| OutgoingMessage::new(topic, body.to_vec()).deliver_at(deliver_at))
-                .collect();
-            let c = c.clone();
+            let (p, body) = (p.clone(), body.clone());
             running.spawn(async move {
-                if msgs.len() == 1 {
-                    let m = msgs.pop().ok_or("no message")?;
-                    c.send(m).await.map(|_| 1).map_err(|e| e.to_string())
-                } else {
-                    let v = c.send_batch(msgs).await.map_err(|e| e.to_string())?;
-                    for r in &v {
-                        r.as_ref().map_err(|e| e.to_string())?;
-                    }
-                    Ok::<u64, String>(v.len() as u64)
-                }
+                let at = vec![deliver_at; k];
+                let t = Instant::now();
+                let done = p.schedule(&at, &body).await?;
+                Ok::<_, String>((done, t.elapsed()))
             });
             queued += k as u64;
         }
         if let Some(r) = running.join_next().await {
-            sent += r.map_err(|e| e.to_string())??;
+            let (done, took) = r.map_err(|e| e.to_string())??;
+            sent += done;
+            if let Some(h) = latency.as_deref_mut() {
+                let _ = h.record((took.as_micros() as u64).max(1));
+            }
+            if let Some(b) = bar {
+                b.inc(done);
+            }
         }
     }
     Ok(sent)
+}
+
+/// A histogram of microseconds, up to an hour.
+pub fn micros_histogram() -> Result<Histogram<u64>, String> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())
+}
+
+/// A progress bar on stderr for a long phase (hidden when `quiet` or not a terminal).
+pub fn progress(len: u64, what: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len).with_message(what.to_string());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:>24} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }
 
 /// Prints `r` as one JSON object, or the readable form.
@@ -115,4 +146,43 @@ pub fn print_report<T: Serialize>(json: bool, r: &T, human: impl FnOnce(&T)) -> 
         human(r);
     }
     Ok(())
+}
+
+/// One figure measured on sundial (first value) and on each peer.
+pub struct Row {
+    pub figure: String,
+    pub values: Vec<Option<f64>>,
+    pub decimals: usize,
+}
+
+/// Prints `rows` with a column per queue (sundial first) and, for each peer, the ratio
+/// sundial / peer.
+pub fn print_comparison(queues: &[&str], rows: &[Row]) {
+    let fmt = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
+    print!(
+        "{:<44} {:>12}",
+        "figure",
+        queues.first().copied().unwrap_or("sundial")
+    );
+    for q in queues.iter().skip(1) {
+        print!(" {:>16} {:>9}", q, "ratio");
+    }
+    println!();
+    for r in rows {
+        let first = r.values.first().copied().flatten();
+        print!("{:<44} {:>12}", r.figure, fmt(first, r.decimals));
+        for v in r.values.iter().skip(1) {
+            let ratio = match (first, *v) {
+                (Some(x), Some(y)) if y > 0.0 => format!("{:.2}", x / y),
+                _ => "-".into(),
+            };
+            print!(" {:>16} {:>9}", fmt(*v, r.decimals), ratio);
+        }
+        println!();
+    }
+    if queues.len() > 1 {
+        println!(
+            "ratio = sundial / peer: above 1 is better for rates, below 1 for times and sizes"
+        );
+    }
 }

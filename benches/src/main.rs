@@ -5,9 +5,12 @@ mod burst;
 mod daemon;
 mod engine;
 mod load;
+mod queue;
 mod raw;
+mod redis_peer;
 mod restart;
 mod rss;
+mod send;
 mod soak;
 mod steady;
 
@@ -25,9 +28,10 @@ enum Cmd {
     /// Engine-level: durable send throughput and a same-millisecond burst, each next to
     /// the raw RocksDB ceiling for the same bytes.
     Engine(engine::Args),
-    /// Daemon-level: durable sends over loopback with pipelined producers, next to the
-    /// raw RocksDB ceiling.
-    Daemon(daemon::Args),
+    /// Durable sends through the daemon over loopback with pipelined producers, next to
+    /// the raw RocksDB ceiling (and a peer with `--peer redis`).
+    #[command(alias = "daemon")]
+    Send(send::Args),
     /// A same-millisecond burst through the daemon: due -> Ready, due -> all received
     /// and acked, lateness of what is due right after it.
     Burst(burst::Args),
@@ -43,7 +47,7 @@ fn main() {
     let cli = Cli::parse();
     let ok = match cli.cmd {
         Cmd::Engine(a) => engine::run(a),
-        Cmd::Daemon(a) => daemon::run(a),
+        Cmd::Send(a) => send::run(a),
         Cmd::Burst(a) => burst::run(a),
         Cmd::Steady(a) => steady::run(a),
         Cmd::Restart(a) => restart::run(a),

@@ -3,7 +3,8 @@
 //! due during the outage is received; then drain those and count early and lost.
 
 use crate::daemon::{start_daemon, sundial_bin};
-use crate::load::{connect, print_report, runtime, send_pipelined};
+use crate::load::{connect, print_report, progress, runtime, send_pipelined, Pipeline};
+use crate::queue::Producer;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -62,7 +63,22 @@ pub fn run(a: Args) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let far = now_ms() + 3_600_000;
-        send_pipelined(&c, "restart", a.pending, &body, far, 512, 8).await?;
+        let bar = progress(a.pending, "scheduling", a.json);
+        let p = Producer::Sundial(c.clone(), "restart".into());
+        send_pipelined(
+            &p,
+            a.pending,
+            &body,
+            far,
+            Pipeline {
+                batch: 512,
+                inflight: 8,
+            },
+            None,
+            Some(&bar),
+        )
+        .await?;
+        bar.finish_and_clear();
         // Due half a second after the kill.
         let due = now_ms() + 500;
         let mut ids = HashSet::new();

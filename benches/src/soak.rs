@@ -3,7 +3,9 @@
 //! flat however many messages wait.
 
 use crate::daemon::{rss_of, start_daemon, sundial_bin};
-use crate::load::{connect, runtime, send_pipelined};
+use crate::load::{connect, progress, runtime, send_pipelined, Pipeline};
+use crate::queue::Producer;
+use indicatif::ProgressBar;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -48,7 +50,13 @@ struct Sample {
 }
 
 /// Sends `n` messages split over `clients`, each keeping 8 batches of 512 in flight.
-async fn send_step(n: u64, body: &[u8], due: i64, clients: &[Client]) -> Result<(), String> {
+async fn send_step(
+    n: u64,
+    body: &[u8],
+    due: i64,
+    clients: &[Client],
+    bar: &ProgressBar,
+) -> Result<(), String> {
     let per = n / clients.len() as u64;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, c) in clients.iter().enumerate() {
@@ -57,8 +65,26 @@ async fn send_step(n: u64, body: &[u8], due: i64, clients: &[Client]) -> Result<
         } else {
             per
         };
-        let (c, body) = (c.clone(), body.to_vec());
-        tasks.spawn(async move { send_pipelined(&c, "soak", k, &body, due, 512, 8).await });
+        let (p, body, bar) = (
+            Producer::Sundial(c.clone(), "soak".into()),
+            body.to_vec(),
+            bar.clone(),
+        );
+        tasks.spawn(async move {
+            send_pipelined(
+                &p,
+                k,
+                &body,
+                due,
+                Pipeline {
+                    batch: 512,
+                    inflight: 8,
+                },
+                None,
+                Some(&bar),
+            )
+            .await
+        });
     }
     while let Some(r) = tasks.join_next().await {
         r.map_err(|e| e.to_string())??;
@@ -86,10 +112,11 @@ pub fn run(a: Args) -> Result<(), String> {
         let body = vec![b's'; a.body];
         let mut samples = Vec::new();
         let mut pending = 0;
+        let bar = progress(a.pending, "scheduling", a.json);
         while pending < a.pending {
             let n = a.step.min(a.pending - pending);
             let t = Instant::now();
-            send_step(n, &body, due, &clients).await?;
+            send_step(n, &body, due, &clients, &bar).await?;
             let rate = n as f64 / t.elapsed().as_secs_f64();
             pending += n;
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -112,7 +139,7 @@ pub fn run(a: Args) -> Result<(), String> {
                 step_sends_per_s: rate,
             };
             if !a.json {
-                println!(
+                bar.println(format!(
                     "{:>11} pending  RSS {:>6.1} MiB (memtables {:>5.1}, block cache {:>5.1}, pinned {:>5.1}, table readers {:>5.1})  disk {:>8.1} MiB  {:>7.0} sends/s",
                     sample.pending,
                     sample.rss_mib,
@@ -122,10 +149,11 @@ pub fn run(a: Args) -> Result<(), String> {
                     sample.table_readers_mib,
                     sample.disk_mib,
                     sample.step_sends_per_s
-                );
+                ));
             }
             samples.push(sample);
         }
+        bar.finish_and_clear();
         Ok::<_, String>(samples)
     })?;
     if a.json {

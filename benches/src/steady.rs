@@ -6,14 +6,16 @@
 //! times are computed from that schedule, so a stalled send does not hide lateness
 //! (no coordinated omission).
 
-use crate::load::{connect, print_report, runtime, Target, TargetArgs};
+use crate::load::{print_comparison, print_report, runtime, Row, Target, TargetArgs};
+use crate::queue::Queue;
+use crate::redis_peer::{PeerArgs, RedisServer};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use sundial_wire::{now_ms, OutgoingMessage, ReceiveOptions, StartFrom, TopicType};
+use sundial_wire::now_ms;
 
 /// Arguments of `sundial-bench steady`.
 #[derive(clap::Args, Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct Args {
     receive_max: u32,
     #[command(flatten)]
     target: TargetArgs,
+    #[command(flatten)]
+    peer: PeerArgs,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -51,6 +55,7 @@ pub struct Args {
 
 #[derive(Serialize, Debug)]
 struct Report {
+    queue: String,
     machine: String,
     rate: u64,
     seconds: u64,
@@ -78,37 +83,83 @@ fn now_us() -> u64 {
 pub fn run(a: Args) -> Result<(), String> {
     let rt = runtime()?;
     let target = Target::open(&a.target)?;
-    let r = rt.block_on(steady(&target.addr, &a))?;
-    print_report(a.json, &r, |r| {
-        println!("machine: {}", r.machine);
-        println!(
-            "{} msg/s for {} s, delays {}..{} ms: {} scheduled, {} received",
-            r.rate, r.seconds, r.delay_ms.0, r.delay_ms.1, r.scheduled, r.received
-        );
-        println!(
-            "lateness (receive - deliver_at) ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-            r.lateness_ms_p50, r.lateness_ms_p90, r.lateness_ms_p99, r.lateness_ms_p999, r.lateness_ms_max
-        );
-        println!(
-            "early {}  lost {}  duplicates {}  producers at most {} ms behind schedule",
-            r.early, r.lost, r.duplicates, r.send_behind_max_ms
-        );
-    })?;
-    if r.early > 0 || r.lost > 0 {
-        return Err(format!("{} early, {} lost", r.early, r.lost));
+    let mut reports = vec![rt.block_on(async {
+        let q = Queue::sundial(&target.addr, "steady", &["g".to_string()]).await?;
+        steady(&q, "sundial", &a).await
+    })?];
+    // The daemon stops before the peer runs, so each has the machine to itself.
+    drop(target);
+    if a.peer.peer.is_some() {
+        for fsync in &a.peer.peer_fsync {
+            reports.push(rt.block_on(async {
+                let server = RedisServer::start(&a.peer.redis_server, *fsync).await?;
+                let q = Queue::redis(&server, "steady").await?;
+                steady(&q, &format!("redis {}", fsync.name()), &a).await
+            })?);
+        }
+    }
+    let human = |rs: &Vec<Report>| {
+        for r in rs {
+            print_table(r);
+        }
+        if rs.len() > 1 {
+            println!();
+            print_comparison(
+                &rs.iter().map(|r| r.queue.as_str()).collect::<Vec<_>>(),
+                &comparison(rs),
+            );
+        }
+    };
+    if reports.len() == 1 {
+        print_report(a.json, &reports[0], print_table)?;
+    } else {
+        print_report(a.json, &reports, human)?;
+    }
+    let (early, lost) = reports
+        .iter()
+        .fold((0, 0), |(e, l), r| (e + r.early, l + r.lost));
+    if early > 0 || lost > 0 {
+        return Err(format!("{early} early, {lost} lost"));
     }
     Ok(())
 }
 
-async fn steady(addr: &str, a: &Args) -> Result<Report, String> {
-    let c = connect(addr).await?;
-    let topic = format!("steady-{}", now_ms());
-    c.create_topic(&topic, TopicType::Delay)
-        .await
-        .map_err(|e| e.to_string())?;
-    c.create_group(&topic, "g", StartFrom::Earliest, None)
-        .await
-        .map_err(|e| e.to_string())?;
+fn print_table(r: &Report) {
+    println!("{}, machine: {}", r.queue, r.machine);
+    println!(
+        "{} msg/s for {} s, delays {}..{} ms: {} scheduled, {} received",
+        r.rate, r.seconds, r.delay_ms.0, r.delay_ms.1, r.scheduled, r.received
+    );
+    println!(
+        "lateness (receive - deliver_at) ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        r.lateness_ms_p50, r.lateness_ms_p90, r.lateness_ms_p99, r.lateness_ms_p999, r.lateness_ms_max
+    );
+    println!(
+        "early {}  lost {}  duplicates {}  producers at most {} ms behind schedule",
+        r.early, r.lost, r.duplicates, r.send_behind_max_ms
+    );
+}
+
+/// The lateness figures, one row each, for the side-by-side table.
+fn comparison(rs: &[Report]) -> Vec<Row> {
+    let row = |figure: &str, f: &dyn Fn(&Report) -> f64| Row {
+        figure: figure.to_string(),
+        values: rs.iter().map(|r| Some(f(r))).collect(),
+        decimals: 2,
+    };
+    vec![
+        row("lateness p50 (ms)", &|r| r.lateness_ms_p50),
+        row("lateness p90 (ms)", &|r| r.lateness_ms_p90),
+        row("lateness p99 (ms)", &|r| r.lateness_ms_p99),
+        row("lateness p99.9 (ms)", &|r| r.lateness_ms_p999),
+        row("lateness max (ms)", &|r| r.lateness_ms_max),
+        row("producers behind schedule, max (ms)", &|r| {
+            r.send_behind_max_ms as f64
+        }),
+    ]
+}
+
+async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
     // The schedule: one batch every 10 ms.
     let tick_ms = 10u64;
     let per_tick = (a.rate * tick_ms / 1000).max(1);
@@ -119,19 +170,15 @@ async fn steady(addr: &str, a: &Args) -> Result<Report, String> {
     let producers = a.producers.max(1) as u64;
     let mut tasks = tokio::task::JoinSet::new();
     for p in 0..producers {
-        let (addr, topic, scheduled, behind) = (
-            addr.to_string(),
-            topic.clone(),
-            scheduled.clone(),
-            behind.clone(),
-        );
+        let (scheduled, behind) = (scheduled.clone(), behind.clone());
+        let c = q.producer().await?;
         let (body, span) = (
             vec![b's'; a.body],
             a.max_delay_ms.saturating_sub(a.min_delay_ms) + 1,
         );
         let min_delay = a.min_delay_ms;
         tasks.spawn(async move {
-            let c = connect(&addr).await?;
+            let body: std::sync::Arc<[u8]> = body.into();
             let mut inflight = tokio::task::JoinSet::new();
             let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ p;
             for t in (p..ticks).step_by(producers as usize) {
@@ -142,32 +189,25 @@ async fn steady(addr: &str, a: &Args) -> Result<Report, String> {
                 } else {
                     behind.fetch_max(now - intended, Ordering::Relaxed);
                 }
-                let msgs: Vec<_> = (0..per_tick)
+                let at: Vec<i64> = (0..per_tick)
                     .map(|_| {
                         // xorshift: cheap spread of delays.
                         seed ^= seed << 13;
                         seed ^= seed >> 7;
                         seed ^= seed << 17;
-                        let at = intended + min_delay + seed % span;
-                        OutgoingMessage::new(topic.clone(), body.clone()).deliver_at(at as i64)
+                        (intended + min_delay + seed % span) as i64
                     })
                     .collect();
-                let c = c.clone();
-                inflight.spawn(async move { c.send_batch(msgs).await });
+                let (c, body) = (c.clone(), body.clone());
+                inflight.spawn(async move { c.schedule(&at, &body).await });
                 while inflight.len() > 16 {
                     if let Some(r) = inflight.join_next().await {
-                        for x in r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())? {
-                            x.map_err(|e| e.to_string())?;
-                            scheduled.fetch_add(1, Ordering::Relaxed);
-                        }
+                        scheduled.fetch_add(r.map_err(|e| e.to_string())??, Ordering::Relaxed);
                     }
                 }
             }
             while let Some(r) = inflight.join_next().await {
-                for x in r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())? {
-                    x.map_err(|e| e.to_string())?;
-                    scheduled.fetch_add(1, Ordering::Relaxed);
-                }
+                scheduled.fetch_add(r.map_err(|e| e.to_string())??, Ordering::Relaxed);
             }
             Ok::<(), String>(())
         });
@@ -181,7 +221,6 @@ async fn steady(addr: &str, a: &Args) -> Result<Report, String> {
     let (early, dups) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut consumers = tokio::task::JoinSet::new();
     for _ in 0..a.consumers.max(1) {
-        let (addr, topic) = (addr.to_string(), topic.clone());
         let (hist, seen, early, dups, scheduled) = (
             hist.clone(),
             seen.clone(),
@@ -190,14 +229,8 @@ async fn steady(addr: &str, a: &Args) -> Result<Report, String> {
             scheduled.clone(),
         );
         let max = a.receive_max;
+        let mut c = q.consumer("g", Duration::from_secs(60)).await?;
         consumers.spawn(async move {
-            let c = connect(&addr).await?;
-            let o = ReceiveOptions {
-                max_messages: max,
-                invisible: Duration::from_secs(60),
-                wait: Duration::from_millis(500),
-                ..ReceiveOptions::default()
-            };
             // Drain: until every scheduled message was seen after the last due time,
             // or 60 s past it.
             loop {
@@ -208,15 +241,11 @@ async fn steady(addr: &str, a: &Args) -> Result<Report, String> {
                 if done || now > last_due + 60_000 {
                     return Ok::<(), String>(());
                 }
-                let got = c
-                    .receive(&topic, "g", &o)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let got = c.take(max, Duration::from_millis(500)).await?;
                 if got.is_empty() {
                     continue;
                 }
                 let at = now_us();
-                let mut receipts = Vec::with_capacity(got.len());
                 {
                     let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
                     let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -226,19 +255,12 @@ async fn steady(addr: &str, a: &Args) -> Result<Report, String> {
                             early.fetch_add(1, Ordering::Relaxed);
                         }
                         let _ = h.record(at.saturating_sub(due_us).max(1));
-                        if !s.insert(u128::from_str_radix(&m.message_id, 16).unwrap_or(0)) {
+                        if !s.insert(m.id) {
                             dups.fetch_add(1, Ordering::Relaxed);
                         }
-                        receipts.push(m.receipt_handle.clone());
                     }
                 }
-                for r in c
-                    .ack(&topic, "g", receipts)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    r.map_err(|e| e.to_string())?;
-                }
+                c.settle(&got).await?;
             }
         });
     }
@@ -253,6 +275,7 @@ async fn steady(addr: &str, a: &Args) -> Result<Report, String> {
     let received = seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
     let sched = scheduled.load(Ordering::Relaxed);
     Ok(Report {
+        queue: queue.to_string(),
         machine: crate::engine::machine(),
         rate: a.rate,
         seconds: a.seconds,

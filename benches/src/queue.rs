@@ -1,0 +1,299 @@
+//! One interface over the two queues a workload drives: sundial through its client, and
+//! the peer, a Redis sorted-set delay queue (see `redis_peer`). The `send`, `burst` and
+//! `steady` workloads are written once against it, so both sides run the same code.
+
+use crate::redis_peer::{Mover, RedisServer};
+use redis::aio::MultiplexedConnection;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use sundial_wire::{Client, ClientOptions, OutgoingMessage, ReceiveOptions, StartFrom, TopicType};
+
+/// Which queue a workload runs against.
+#[derive(Clone)]
+pub enum Queue {
+    /// A sundial daemon: one delay topic with the given consumer groups.
+    Sundial { addr: String, topic: String },
+    /// A Redis delay queue: sorted set `key`, ready list `key:ready`, moved by a task.
+    Redis {
+        url: String,
+        key: String,
+        next_id: Arc<AtomicU64>,
+        mover: Arc<Mover>,
+    },
+}
+
+/// One delivered message, as a workload sees it.
+pub struct Got {
+    /// Unique per message (sundial's id, or the id the producer gave the Redis member).
+    pub id: u128,
+    /// The time it was due (Unix ms).
+    pub deliver_at_ms: u64,
+    /// When it became Ready, where the queue says (sundial does; Redis does not).
+    pub ready_at_ms: Option<u64>,
+    /// What `settle` needs (sundial's receipt handle).
+    receipt: Option<String>,
+}
+
+/// A producer's connection.
+#[derive(Clone)]
+pub enum Producer {
+    Sundial(Client, String),
+    Redis(MultiplexedConnection, String, Arc<AtomicU64>),
+}
+
+/// A consumer's connection, for one group.
+pub enum Consumer {
+    Sundial {
+        client: Client,
+        topic: String,
+        group: String,
+        invisible: Duration,
+    },
+    Redis(MultiplexedConnection, String),
+}
+
+impl Queue {
+    /// A fresh topic named after `name` on the daemon at `addr`, with `groups` created
+    /// from the start of its ready log.
+    pub async fn sundial(addr: &str, name: &str, groups: &[String]) -> Result<Queue, String> {
+        let c = Client::connect(addr, ClientOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let topic = format!("{name}-{}", sundial_wire::now_ms());
+        c.create_topic(&topic, TopicType::Delay)
+            .await
+            .map_err(|e| e.to_string())?;
+        for g in groups {
+            c.create_group(&topic, g, StartFrom::Earliest, None)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Queue::Sundial {
+            addr: addr.to_string(),
+            topic,
+        })
+    }
+
+    /// A queue named `name` on `server`, with its mover task running.
+    pub async fn redis(server: &RedisServer, name: &str) -> Result<Queue, String> {
+        let url = server.url();
+        let key = format!("{name}-{}", sundial_wire::now_ms());
+        let mover = Mover::start(&url, &key).await?;
+        Ok(Queue::Redis {
+            url,
+            key,
+            next_id: Arc::new(AtomicU64::new(1)),
+            mover: Arc::new(mover),
+        })
+    }
+
+    /// A new connection for a producer.
+    pub async fn producer(&self) -> Result<Producer, String> {
+        Ok(match self {
+            Queue::Sundial { addr, topic } => Producer::Sundial(
+                Client::connect(addr, ClientOptions::default())
+                    .await
+                    .map_err(|e| e.to_string())?,
+                topic.clone(),
+            ),
+            Queue::Redis {
+                url, key, next_id, ..
+            } => Producer::Redis(redis_connect(url).await?, key.clone(), next_id.clone()),
+        })
+    }
+
+    /// A new connection for a consumer in `group` (Redis has one list: no groups).
+    pub async fn consumer(&self, group: &str, invisible: Duration) -> Result<Consumer, String> {
+        Ok(match self {
+            Queue::Sundial { addr, topic } => Consumer::Sundial {
+                client: Client::connect(addr, ClientOptions::default())
+                    .await
+                    .map_err(|e| e.to_string())?,
+                topic: topic.clone(),
+                group: group.to_string(),
+                invisible,
+            },
+            Queue::Redis { url, key, .. } => {
+                Consumer::Redis(redis_connect(url).await?, ready_list(key))
+            }
+        })
+    }
+
+    /// How many messages have become Ready so far (exact counters on sundial; what the
+    /// mover moved on Redis).
+    pub async fn ready_total(&self, probe: &Producer) -> Result<u64, String> {
+        match (self, probe) {
+            (Queue::Sundial { topic, .. }, Producer::Sundial(c, _)) => c
+                .show_topic(topic)
+                .await
+                .map(|t| t.ready_total)
+                .map_err(|e| e.to_string()),
+            (Queue::Redis { mover, .. }, _) => Ok(mover.moved()),
+            _ => Err("probe of the wrong kind".into()),
+        }
+    }
+}
+
+impl Producer {
+    /// Schedules one message per entry of `at` (Unix ms) with `body`; when this returns
+    /// Ok, the queue has acknowledged them all.
+    pub async fn schedule(&self, at: &[i64], body: &[u8]) -> Result<u64, String> {
+        match self {
+            Producer::Sundial(c, topic) => {
+                if let [one] = at {
+                    let m = OutgoingMessage::new(topic.clone(), body.to_vec()).deliver_at(*one);
+                    c.send(m).await.map_err(|e| e.to_string())?;
+                    return Ok(1);
+                }
+                let msgs = at
+                    .iter()
+                    .map(|t| OutgoingMessage::new(topic.clone(), body.to_vec()).deliver_at(*t))
+                    .collect();
+                let v = c.send_batch(msgs).await.map_err(|e| e.to_string())?;
+                for r in &v {
+                    r.as_ref().map_err(|e| e.to_string())?;
+                }
+                Ok(v.len() as u64)
+            }
+            Producer::Redis(con, key, next_id) => {
+                // One variadic ZADD per batch, scored by due time; the member carries the
+                // id and due time in front of the body.
+                let first = next_id.fetch_add(at.len() as u64, Ordering::Relaxed);
+                let mut cmd = redis::cmd("ZADD");
+                cmd.arg(key);
+                for (i, t) in at.iter().enumerate() {
+                    cmd.arg(*t).arg(member(first + i as u64, *t, body));
+                }
+                let added: u64 = cmd
+                    .query_async(&mut con.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(added)
+            }
+        }
+    }
+}
+
+impl Consumer {
+    /// Up to `max` Ready messages, waiting up to `wait` when there are none.
+    pub async fn take(&mut self, max: u32, wait: Duration) -> Result<Vec<Got>, String> {
+        match self {
+            Consumer::Sundial {
+                client,
+                topic,
+                group,
+                invisible,
+            } => {
+                let o = ReceiveOptions {
+                    max_messages: max,
+                    invisible: *invisible,
+                    wait,
+                    ..ReceiveOptions::default()
+                };
+                let got = client
+                    .receive(topic, group, &o)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(got
+                    .into_iter()
+                    .map(|m| Got {
+                        id: u128::from_str_radix(&m.message_id, 16).unwrap_or(0),
+                        deliver_at_ms: m.deliver_at_ms,
+                        ready_at_ms: Some(m.ready_at_ms),
+                        receipt: Some(m.receipt_handle),
+                    })
+                    .collect())
+            }
+            Consumer::Redis(con, list) => {
+                // BLMPOP: a blocking pop of up to `max` members in one call.
+                let popped: Option<(String, Vec<Vec<u8>>)> = redis::cmd("BLMPOP")
+                    .arg(wait.as_secs_f64().max(0.001))
+                    .arg(1)
+                    .arg(&*list)
+                    .arg("LEFT")
+                    .arg("COUNT")
+                    .arg(max.max(1))
+                    .query_async(con)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let members = popped.map(|(_, v)| v).unwrap_or_default();
+                members.iter().map(|m| parse_member(m)).collect()
+            }
+        }
+    }
+
+    /// Acknowledges what `take` returned (sundial); a Redis pop is already final.
+    pub async fn settle(&mut self, got: &[Got]) -> Result<(), String> {
+        if let Consumer::Sundial {
+            client,
+            topic,
+            group,
+            ..
+        } = self
+        {
+            let receipts: Vec<String> = got.iter().filter_map(|g| g.receipt.clone()).collect();
+            for r in client
+                .ack(topic, group, receipts)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                r.map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Redis list that due members are moved to.
+pub fn ready_list(key: &str) -> String {
+    format!("{key}:ready")
+}
+
+pub async fn redis_connect(url: &str) -> Result<MultiplexedConnection, String> {
+    redis::Client::open(url)
+        .map_err(|e| e.to_string())?
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `id:deliver_at:body`: unique, so equal bodies due at the same time stay distinct
+/// members of the set.
+fn member(id: u64, at: i64, body: &[u8]) -> Vec<u8> {
+    let mut m = format!("{id:016x}:{at}:").into_bytes();
+    m.extend_from_slice(body);
+    m
+}
+
+fn parse_member(m: &[u8]) -> Result<Got, String> {
+    let mut parts = m.splitn(3, |b| *b == b':');
+    let field = |p: Option<&[u8]>| -> Option<String> {
+        p.and_then(|b| std::str::from_utf8(b).ok())
+            .map(str::to_string)
+    };
+    let id = field(parts.next()).and_then(|s| u128::from_str_radix(&s, 16).ok());
+    let at = field(parts.next()).and_then(|s| s.parse::<u64>().ok());
+    match (id, at) {
+        (Some(id), Some(deliver_at_ms)) => Ok(Got {
+            id,
+            deliver_at_ms,
+            ready_at_ms: None,
+            receipt: None,
+        }),
+        _ => Err("a Redis member not written by this tool".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_round_trip() {
+        let m = member(42, 1_700_000_000_123, b"a:b");
+        let g = parse_member(&m).expect("parses");
+        assert_eq!((g.id, g.deliver_at_ms), (42, 1_700_000_000_123));
+        assert!(parse_member(b"nonsense").is_err());
+    }
+}
