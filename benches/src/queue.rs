@@ -250,10 +250,15 @@ pub fn ready_list(key: &str) -> String {
     format!("{key}:ready")
 }
 
+/// A pipelined connection to Redis. The crate's default 500 ms response timeout would
+/// fail long blocking pops and slow fsyncs, so replies get a minute.
 pub async fn redis_connect(url: &str) -> Result<MultiplexedConnection, String> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(60)));
     redis::Client::open(url)
         .map_err(|e| e.to_string())?
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(|e| e.to_string())
 }
