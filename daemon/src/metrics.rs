@@ -82,6 +82,12 @@ pub fn install() -> Result<PrometheusHandle, String> {
         })
         .and_then(|b| b.install_recorder())
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))
+        .inspect(|_| {
+            // Unlabelled counters exist from the start, at 0, so a rate() or an alert on
+            // them has a series before the first event.
+            counter!("sundial_connections_refused_total").increment(0);
+            counter!("sundial_unauthorized_total").increment(0);
+        })
 }
 
 /// Live figures the engine does not know.

@@ -183,22 +183,26 @@ fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
-/// A minimal HTTP/1.1 GET for the metrics endpoint (the body, or panics on non-200).
+/// A minimal HTTP GET for the metrics endpoint (the body, or panics on failure).
 pub fn http_get(url: &str) -> String {
-    let rest = url.strip_prefix("http://").expect("http url");
+    try_http_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// A minimal HTTP/1.0 GET (1.0, so no chunked answers): the body of a 200 answer.
+pub fn try_http_get(url: &str) -> Result<String, String> {
+    let rest = url.strip_prefix("http://").ok_or("not an http url")?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut s = std::net::TcpStream::connect(host).expect("connect to metrics");
+    let mut s = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(
-        s,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write request");
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
     let mut text = String::new();
-    s.read_to_string(&mut text).expect("read response");
+    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    assert!(head.starts_with("HTTP/1.1 200"), "metrics answered {head}");
-    body.to_string()
+    let status = head.lines().next().unwrap_or("");
+    if !(status.starts_with("HTTP/1.") && status.split(' ').nth(1) == Some("200")) {
+        return Err(format!("answered {status:?}"));
+    }
+    Ok(body.to_string())
 }
 
 /// Polls `f` every 20 ms until it returns `Some` or `limit` passes.
