@@ -2,7 +2,8 @@
 # Installs what building sundial needs on Debian beyond the Rust toolchain:
 # a C++ compiler for RocksDB and libclang for its bindings; and what its benchmarks and
 # tests run next to it: redis-server (the peer of `sundial-bench --peer redis`) and
-# prometheus/promtool (the dashboard tests). Idempotent.
+# prometheus/promtool (the dashboard tests), and a font for `sundial-bench plot`.
+# Idempotent.
 set -euo pipefail
 
 need=()
@@ -13,6 +14,7 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so
 fi
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     sudo=""

@@ -5,6 +5,7 @@ mod burst;
 mod daemon;
 mod engine;
 mod load;
+mod plot;
 mod queue;
 mod raw;
 mod redis_peer;
@@ -41,6 +42,8 @@ enum Cmd {
     Restart(restart::Args),
     /// Grows the pending count and samples the daemon's RSS and disk bytes.
     Soak(soak::Args),
+    /// Renders lateness and backlog over time to a PNG with the dashboard's queries.
+    Plot(plot::Args),
 }
 
 fn main() {
@@ -52,6 +55,7 @@ fn main() {
         Cmd::Steady(a) => steady::run(a),
         Cmd::Restart(a) => restart::run(a),
         Cmd::Soak(a) => soak::run(a),
+        Cmd::Plot(a) => plot::run(a),
     };
     if let Err(e) = ok {
         eprintln!("sundial-bench: {e}");
