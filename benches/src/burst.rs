@@ -3,8 +3,7 @@
 //! consumers in each of G groups, and how late the messages after the burst are.
 
 use crate::load::{
-    print_comparison, print_report, progress, runtime, send_pipelined, Pipeline, Row, Target,
-    TargetArgs,
+    finish, progress, runtime, send_pipelined, Outcome, Pipeline, Row, Target, TargetArgs,
 };
 use crate::queue::Queue;
 use crate::redis_peer::{PeerArgs, RedisServer};
@@ -116,27 +115,7 @@ pub fn run(a: Args) -> Result<(), String> {
             })?);
         }
     }
-    if reports.len() == 1 {
-        print_report(a.json, &reports[0], print_table)?;
-    } else {
-        print_report(a.json, &reports, |rs| {
-            for r in rs {
-                print_table(r);
-                println!();
-            }
-            print_comparison(
-                &rs.iter().map(|r| r.queue.as_str()).collect::<Vec<_>>(),
-                &comparison(rs),
-            );
-        })?;
-    }
-    let (early, lost) = reports
-        .iter()
-        .fold((0, 0), |(e, l), r| (e + r.early, l + r.lost));
-    if early > 0 || lost > 0 {
-        return Err(format!("{early} early, {lost} lost"));
-    }
-    Ok(())
+    finish(a.json, &reports, print_table, comparison)
 }
 
 fn group_names(a: &Args) -> Vec<String> {
@@ -418,4 +397,13 @@ async fn burst(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
         lost: per_group.iter().map(|g| g.lost).sum(),
         per_group,
     })
+}
+
+impl Outcome for Report {
+    fn queue(&self) -> &str {
+        &self.queue
+    }
+    fn early_lost(&self) -> (u64, u64) {
+        (self.early, self.lost)
+    }
 }

@@ -186,3 +186,40 @@ pub fn print_comparison(queues: &[&str], rows: &[Row]) {
         );
     }
 }
+
+/// What every scenario's report says about correctness, and which queue it measured.
+pub trait Outcome {
+    fn queue(&self) -> &str;
+    /// Early deliveries and lost messages.
+    fn early_lost(&self) -> (u64, u64);
+}
+
+/// Prints sundial's report (and the peers', then the side-by-side `comparison`), and
+/// fails if any side delivered early or lost a message.
+pub fn finish<R: Serialize + Outcome>(
+    json: bool,
+    reports: &[R],
+    table: fn(&R),
+    comparison: fn(&[R]) -> Vec<Row>,
+) -> Result<(), String> {
+    if let [one] = reports {
+        print_report(json, one, table)?;
+    } else {
+        print_report(json, &reports, |rs| {
+            for r in rs.iter() {
+                table(r);
+                println!();
+            }
+            let names: Vec<&str> = rs.iter().map(|r| r.queue()).collect();
+            print_comparison(&names, &comparison(rs));
+        })?;
+    }
+    let (early, lost) = reports.iter().fold((0, 0), |(e, l), r| {
+        let (re, rl) = r.early_lost();
+        (e + re, l + rl)
+    });
+    if early > 0 || lost > 0 {
+        return Err(format!("{early} early, {lost} lost"));
+    }
+    Ok(())
+}

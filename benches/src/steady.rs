@@ -6,7 +6,7 @@
 //! times are computed from that schedule, so a stalled send does not hide lateness
 //! (no coordinated omission).
 
-use crate::load::{print_comparison, print_report, runtime, Row, Target, TargetArgs};
+use crate::load::{finish, runtime, Outcome, Row, Target, TargetArgs};
 use crate::queue::Queue;
 use crate::redis_peer::{PeerArgs, RedisServer};
 use hdrhistogram::Histogram;
@@ -98,30 +98,7 @@ pub fn run(a: Args) -> Result<(), String> {
             })?);
         }
     }
-    let human = |rs: &Vec<Report>| {
-        for r in rs {
-            print_table(r);
-        }
-        if rs.len() > 1 {
-            println!();
-            print_comparison(
-                &rs.iter().map(|r| r.queue.as_str()).collect::<Vec<_>>(),
-                &comparison(rs),
-            );
-        }
-    };
-    if reports.len() == 1 {
-        print_report(a.json, &reports[0], print_table)?;
-    } else {
-        print_report(a.json, &reports, human)?;
-    }
-    let (early, lost) = reports
-        .iter()
-        .fold((0, 0), |(e, l), r| (e + r.early, l + r.lost));
-    if early > 0 || lost > 0 {
-        return Err(format!("{early} early, {lost} lost"));
-    }
-    Ok(())
+    finish(a.json, &reports, print_table, comparison)
 }
 
 fn print_table(r: &Report) {
@@ -292,4 +269,13 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
         lateness_ms_p999: q(0.999),
         lateness_ms_max: h.max() as f64 / 1000.0,
     })
+}
+
+impl Outcome for Report {
+    fn queue(&self) -> &str {
+        &self.queue
+    }
+    fn early_lost(&self) -> (u64, u64) {
+        (self.early, self.lost)
+    }
 }
