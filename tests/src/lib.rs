@@ -2,6 +2,9 @@
 //! with a temporary data directory, talk to it, stop it (SIGTERM) or kill it (SIGKILL).
 //! Every wait has a deadline; dropping a [`Daemon`] kills its process.
 
+pub mod checker;
+pub mod workload;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -47,22 +50,33 @@ impl Daemon {
 
     /// Like [`Daemon::start`] on a given protocol address (to restart on the same port).
     pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Daemon {
+        Self::start_with_env(data_dir, listen, extra, &[])
+    }
+
+    /// Starts `sundial serve` and SIGKILLs it `after` the spawn, whatever it was doing
+    /// (opening the store, recovering, binding): a kill during start-up.
+    pub fn kill_during_startup(data_dir: &Path, listen: &str, extra: &[&str], after: Duration) {
         let log = data_dir.with_extension(format!("log-{}", rand::random::<u32>()));
-        let mut child = Command::new(bin())
-            .args([
-                "serve",
-                "--listen",
-                listen,
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("SUNDIAL_LOG_LEVEL", "info")
-            .stdin(Stdio::null())
+        let mut child = serve_command(data_dir, listen, extra, &[], &log)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn sundial serve");
+        std::thread::sleep(after);
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&log);
+    }
+
+    /// Like [`Daemon::start_on`] with extra environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let log = data_dir.with_extension(format!("log-{}", rand::random::<u32>()));
+        let mut child = serve_command(data_dir, listen, extra, env, &log)
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn sundial serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -166,6 +180,32 @@ impl Drop for Daemon {
         self.kill9();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// `sundial serve` on `data_dir` and `listen`, metrics on a free port, stderr to `log`.
+fn serve_command(
+    data_dir: &Path,
+    listen: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    log: &Path,
+) -> Command {
+    let mut c = Command::new(bin());
+    c.args([
+        "serve",
+        "--listen",
+        listen,
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .args(extra)
+    .env("SUNDIAL_LOG_LEVEL", "info")
+    .envs(env.iter().copied())
+    .stdin(Stdio::null())
+    .stderr(std::fs::File::create(log).expect("log file"));
+    c
 }
 
 fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {

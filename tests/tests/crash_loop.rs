@@ -1,0 +1,163 @@
+//! The crash loop: producers and consumers keep working while the daemon is SIGKILLed
+//! at random moments (some during its start-up) and started again on the same port.
+//! Everything the clients were told goes to a synced history file; at the end every
+//! group drains and the checker reads the file: nothing acknowledged lost, nothing
+//! unexpected, nothing early, nothing acked delivered again to its group.
+//!
+//! `SUNDIAL_CRASH_KILLS` sets the number of kills (10 by default; `make crash` runs 50).
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sundial_tests::checker::{self, Event, History};
+use sundial_tests::workload::{self, ConsumeMode, Failures, Target};
+use sundial_tests::Daemon;
+use sundial_wire::{now_ms, StartFrom, TopicType};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_or_early_across_kill_9_loops() {
+    let kills: usize = std::env::var("SUNDIAL_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let history_path = dir.path().join("history");
+    let mut d = Daemon::start(&data, &[]);
+    let addr = d.addr.clone();
+    {
+        let c = d.client().await;
+        c.create_topic("crash", TopicType::Mixed).await.unwrap();
+        for g in ["live", "late"] {
+            c.create_group("crash", g, StartFrom::Earliest, None)
+                .await
+                .unwrap();
+        }
+    }
+    let history = Arc::new(History::create(&history_path).unwrap());
+    let target = Target {
+        addr: addr.clone(),
+        topic: "crash".into(),
+        history: history.clone(),
+        failures: Arc::new(Failures::default()),
+    };
+    // Every delivery time falls before the kills are expected to end, so the drain
+    // does not wait out a full minute of delay.
+    let latest = now_ms() + (kills as i64) * 1_200 + 5_000;
+    let stop_producers = Arc::new(AtomicBool::new(false));
+    let stop_consumers = Arc::new(AtomicBool::new(false));
+    let far = Instant::now() + Duration::from_secs(3_600);
+    let mut producers = Vec::new();
+    for p in 0..3 {
+        let (t, stop) = (target.clone(), stop_producers.clone());
+        producers.push(tokio::spawn(workload::produce(t, p, stop, latest)));
+    }
+    let live = ConsumeMode {
+        ack_percent: 90,
+        invisible: Duration::from_secs(1),
+    };
+    let mut consumers = Vec::new();
+    for _ in 0..2 {
+        let (t, stop) = (target.clone(), stop_consumers.clone());
+        consumers.push(tokio::spawn(workload::consume(
+            t,
+            "live".into(),
+            live,
+            stop,
+            false,
+            far,
+        )));
+    }
+
+    let mut startup_kills = 0;
+    let mut rng = StdRng::from_os_rng();
+    for _ in 0..kills {
+        let pause = rng.random_range(300..1_500);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        d.kill9();
+        history.log(&[Event::Kill]);
+        if rng.random_bool(0.3) {
+            let after = Duration::from_millis(rng.random_range(0..400));
+            let (data, addr) = (data.clone(), addr.clone());
+            tokio::task::spawn_blocking(move || {
+                Daemon::kill_during_startup(&data, &addr, &[], after)
+            })
+            .await
+            .unwrap();
+            history.log(&[Event::Kill]);
+            startup_kills += 1;
+        }
+        let (data, addr) = (data.clone(), addr.clone());
+        d = tokio::task::spawn_blocking(move || Daemon::start_on(&data, &addr, &[]))
+            .await
+            .unwrap();
+    }
+
+    stop_producers.store(true, Ordering::Relaxed);
+    for p in producers {
+        tokio::time::timeout(Duration::from_secs(30), p)
+            .await
+            .expect("a producer stops")
+            .unwrap();
+    }
+    stop_consumers.store(true, Ordering::Relaxed);
+    for c in consumers {
+        tokio::time::timeout(Duration::from_secs(30), c)
+            .await
+            .expect("a consumer stops")
+            .unwrap();
+    }
+
+    // Drain both groups: everything is due by now or within seconds.
+    let wait = (history.max_deliver_at() as i64 - now_ms()).max(0) as u64;
+    let deadline = Instant::now() + Duration::from_millis(wait) + Duration::from_secs(60);
+    let drain = ConsumeMode {
+        ack_percent: 100,
+        invisible: Duration::from_secs(5),
+    };
+    let never = Arc::new(AtomicBool::new(false));
+    let mut drains = Vec::new();
+    for g in ["live", "live", "late", "late"] {
+        let (t, stop) = (target.clone(), never.clone());
+        drains.push(tokio::spawn(workload::consume(
+            t,
+            g.into(),
+            drain,
+            stop,
+            true,
+            deadline,
+        )));
+    }
+    for t in drains {
+        t.await.unwrap();
+    }
+    let stats = d.client().await.stats().await.unwrap();
+    let status = d.stop();
+    assert!(status.success(), "{status:?}\n{}", d.log_text());
+
+    let v = checker::check(&checker::read(&history_path).unwrap(), &["live", "late"]);
+    let f = &target.failures;
+    eprintln!(
+        "crash loop: {v}; {startup_kills} kills during start-up; failed calls: {} retryable, \
+         {} refused; {:.1} s",
+        f.retryable.load(Ordering::Relaxed),
+        f.refused.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(v.passed(), "{v}");
+    assert_eq!(
+        stats.early_deliveries, 0,
+        "the daemon counted early deliveries"
+    );
+    assert!(v.kills >= kills, "{v}");
+    assert!(v.sent >= 500, "too little work to mean anything: {v}");
+    assert!(v.acks > 0, "{v}");
+    assert_eq!(
+        f.refused.load(Ordering::Relaxed),
+        0,
+        "a running daemon refused a well-formed call"
+    );
+}
