@@ -3,7 +3,10 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/sundial/target
 export CARGO_TARGET_DIR
 
-.PHONY: setup run demo test model lint bench
+# The failpoints (the `fail` crate) are compiled into the test build only.
+FAILPOINTS = --features sundial/failpoints,sundial-tests/failpoints,sundial-engine/failpoints
+
+.PHONY: setup run demo test model lint bench crash
 setup:
 	@bash scripts/setup.sh
 
@@ -16,9 +19,14 @@ run: setup
 demo: setup
 	cargo run -p sundial -- demo
 
-## Every check CI runs: format, lints, all tests.
+## Every check CI runs: format, lints, all tests (with the failpoint tests).
 test: setup lint
-	cargo test --workspace --no-fail-fast
+	cargo test --workspace --no-fail-fast $(FAILPOINTS)
+
+## The crash loop with 50 kills (CI runs it with 10).
+crash: setup
+	cargo build -p sundial $(FAILPOINTS)
+	SUNDIAL_CRASH_KILLS=50 cargo test -p sundial-tests $(FAILPOINTS) --test crash_loop -- --nocapture
 
 ## A longer model-based run (1000 random operation sequences).
 model: setup
@@ -27,6 +35,7 @@ model: setup
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets $(FAILPOINTS) -- -D warnings
 
 ## The benchmarks (release build; print tables): the engine next to raw RocksDB, then
 ## durable sends, a 1M burst and steady 50k/s through the daemon, each side by side with

@@ -267,6 +267,9 @@ pub async fn serve(
                         hyper::Response::builder()
                             .header("content-type", "text/plain; version=0.0.4")
                             .body(Full::new(Bytes::from(text)))
+                    } else if cfg!(feature = "failpoints") && req.uri().path().starts_with("/fail/")
+                    {
+                        set_failpoint(req).await
                     } else {
                         hyper::Response::builder()
                             .status(404)
@@ -285,6 +288,50 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// `PUT /fail/NAME` with the actions as the body sets an engine failpoint; `DELETE`
+/// turns it off. Only in builds with the `failpoints` feature (the reliability tests).
+#[cfg(feature = "failpoints")]
+async fn set_failpoint(
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, hyper::http::Error> {
+    use http_body_util::BodyExt;
+    let name = req.uri().path().trim_start_matches("/fail/").to_string();
+    let method = req.method().clone();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return answer(400, e.to_string()),
+    };
+    let actions = match method {
+        hyper::Method::PUT => String::from_utf8_lossy(&body).trim().to_string(),
+        hyper::Method::DELETE => "off".to_string(),
+        _ => return answer(405, "use PUT or DELETE".into()),
+    };
+    match sundial_engine::failpoints::configure(&name, &actions) {
+        Ok(()) => {
+            tracing::warn!(failpoint = %name, %actions, "failpoint set");
+            answer(200, format!("{name}={actions}\n"))
+        }
+        Err(e) => answer(400, e),
+    }
+}
+
+#[cfg(feature = "failpoints")]
+fn answer(status: u16, text: String) -> Result<hyper::Response<Full<Bytes>>, hyper::http::Error> {
+    hyper::Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from(text)))
+}
+
+/// Without the `failpoints` feature there is nothing to set.
+#[cfg(not(feature = "failpoints"))]
+async fn set_failpoint(
+    _req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, hyper::http::Error> {
+    hyper::Response::builder()
+        .status(404)
+        .body(Full::new(Bytes::from_static(b"built without failpoints\n")))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Consumption: receive, ack, nack and change_invisible_duration (SPEC §4).
 
 use crate::error::{Error, Result};
+use crate::failpoints;
 use crate::families::{ACKED, INFLIGHT, MESSAGES, READY};
 use crate::keys::{self, GroupId};
 use crate::records::{self, Finished, Inflight};
@@ -334,6 +335,9 @@ pub(crate) fn ack(
     group: &str,
     receipts: &[String],
 ) -> Result<Vec<Result<()>>> {
+    if failpoints::fires(failpoints::ACK_WRITE) {
+        return Err(failpoints::injected(failpoints::ACK_WRITE));
+    }
     ctx.prepare_read()?;
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(receipts.len());

@@ -11,6 +11,7 @@
 mod clock;
 mod consume;
 mod error;
+pub mod failpoints;
 mod families;
 /// Every key encoding (public for the micro-benchmarks; not a stable API).
 #[doc(hidden)]

@@ -8,6 +8,7 @@
 //! are removed with SingleDelete, so scans never wade through old tombstones.
 
 use crate::error::Result;
+use crate::failpoints;
 use crate::families::{MESSAGES, READY, TIMER};
 use crate::keys::{self, TopicId};
 use crate::records::{self, Location};
@@ -199,6 +200,9 @@ const TICK_BUDGET: Duration = Duration::from_millis(4);
 /// One pump job: promotion steps (each its own atomic batch) while more is due, within
 /// a bound, then due inflight expiries.
 pub(crate) fn tick(ctx: &mut Ctx<'_>) -> Result<TickReport> {
+    if failpoints::fires(failpoints::PUMP_MOVE) {
+        return Err(failpoints::injected(failpoints::PUMP_MOVE));
+    }
     let step = ctx.sh.config.pump_step.max(1);
     let started = std::time::Instant::now();
     let (mut promoted, mut more_timers) = (0, true);

@@ -9,6 +9,7 @@
 //! the horizon: no filter can remove them.
 
 use crate::error::Result;
+use crate::failpoints;
 use crate::families::{Family, MESSAGES, READY};
 use crate::keys::{self, GroupId, TopicId};
 use crate::records;
@@ -65,35 +66,36 @@ pub(crate) fn horizon(now: u64, retention_ms: u64, checkpoints: &[(u64, u64)]) -
         .unwrap_or(0)
 }
 
+/// Removes an expired entry, unless the compaction-filter failpoint fires: then, as
+/// when anything is unclear, the entry is kept.
+fn decide(expired: bool) -> Decision {
+    if expired && !failpoints::fires(failpoints::COMPACTION_FILTER) {
+        Decision::Remove
+    } else {
+        Decision::Keep
+    }
+}
+
 pub(crate) fn install_message_filter(o: &mut Options, h: Arc<Horizon>) {
     o.set_compaction_filter(
         "sundial-messages-retention",
-        move |_, _k: &[u8], v: &[u8]| match records::message_deliver_at(v) {
-            Some(t) if h.deliver_expired(t) => Decision::Remove,
-            _ => Decision::Keep,
+        move |_, _k: &[u8], v: &[u8]| {
+            decide(matches!(records::message_deliver_at(v), Some(t) if h.deliver_expired(t)))
         },
     );
 }
 
 /// For `ready` and `acked`, whose values start with the time the message became Ready.
 pub(crate) fn install_ready_at_filter(o: &mut Options, name: &str, h: Arc<Horizon>) {
-    o.set_compaction_filter(
-        name,
-        move |_, _k: &[u8], v: &[u8]| match records::ready_at(v) {
-            Some(t) if h.ready_expired(t) => Decision::Remove,
-            _ => Decision::Keep,
-        },
-    );
+    o.set_compaction_filter(name, move |_, _k: &[u8], v: &[u8]| {
+        decide(matches!(records::ready_at(v), Some(t) if h.ready_expired(t)))
+    });
 }
 
 pub(crate) fn install_keys_filter(o: &mut Options, h: Arc<Horizon>) {
-    o.set_compaction_filter(
-        "sundial-keys-retention",
-        move |_, _k: &[u8], v: &[u8]| match v.try_into().map(u64::from_be_bytes) {
-            Ok(t) if h.deliver_expired(t) => Decision::Remove,
-            _ => Decision::Keep,
-        },
-    );
+    o.set_compaction_filter("sundial-keys-retention", move |_, _k: &[u8], v: &[u8]| {
+        decide(matches!(v.try_into().map(u64::from_be_bytes), Ok(t) if h.deliver_expired(t)))
+    });
 }
 
 /// Bytes used by the files of the data directory (SSTs, WAL, manifest).

@@ -12,6 +12,7 @@
 //! are refused until the engine is reopened.
 
 use crate::error::{Error, Result};
+use crate::failpoints;
 use crate::families::{self, Family};
 use crate::state::State;
 use crate::Shared;
@@ -273,8 +274,11 @@ impl<'a> Ctx<'a> {
         sync: bool,
         op: impl FnOnce(&rocksdb::DB) -> Result<(), rocksdb::Error>,
     ) -> Result<()> {
-        let r = if sync && self.sh.fail_next_sync.swap(false, Ordering::SeqCst) {
-            Err(Error::Storage("injected sync failure".into()))
+        let r = if sync
+            && (self.sh.fail_next_sync.swap(false, Ordering::SeqCst)
+                || failpoints::fires(failpoints::WAL_SYNC))
+        {
+            Err(failpoints::injected(failpoints::WAL_SYNC))
         } else {
             op(&self.sh.db).map_err(Error::from)
         };

@@ -169,6 +169,17 @@ impl Daemon {
         )
     }
 
+    /// Sets an engine failpoint (`off` clears it); needs a build with `failpoints`.
+    pub fn failpoint(&self, name: &str, actions: &str) {
+        let url = self
+            .metrics_url
+            .replace("/metrics", &format!("/fail/{name}"));
+        match http_request("PUT", &url, actions) {
+            Ok((200, _)) => {}
+            other => panic!("setting failpoint {name}={actions}: {other:?}"),
+        }
+    }
+
     /// `GET /metrics`, as text.
     pub fn scrape(&self) -> String {
         http_get(&self.metrics_url)
@@ -230,19 +241,34 @@ pub fn http_get(url: &str) -> String {
 
 /// A minimal HTTP/1.0 GET (1.0, so no chunked answers): the body of a 200 answer.
 pub fn try_http_get(url: &str) -> Result<String, String> {
+    match http_request("GET", url, "")? {
+        (200, body) => Ok(body),
+        (status, _) => Err(format!("answered {status}")),
+    }
+}
+
+/// A minimal HTTP/1.0 request: (status, body).
+pub fn http_request(method: &str, url: &str, body: &str) -> Result<(u16, String), String> {
     let rest = url.strip_prefix("http://").ok_or("not an http url")?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut s = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "{method} /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
     let mut text = String::new();
     s.read_to_string(&mut text).map_err(|e| e.to_string())?;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.lines().next().unwrap_or("");
-    if !(status.starts_with("HTTP/1.") && status.split(' ').nth(1) == Some("200")) {
-        return Err(format!("answered {status:?}"));
-    }
-    Ok(body.to_string())
+    let status_line = head.lines().next().unwrap_or("");
+    let status = status_line
+        .strip_prefix("HTTP/1.")
+        .and_then(|r| r.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {status_line:?}"))?;
+    Ok((status, body.to_string()))
 }
 
 /// Polls `f` every 20 ms until it returns `Some` or `limit` passes.

@@ -199,3 +199,90 @@ pub async fn consume(
         }
     }
 }
+
+/// Producers and live consumers running until [`Running::stop`].
+pub struct Running {
+    stop_producers: Arc<AtomicBool>,
+    stop_consumers: Arc<AtomicBool>,
+    producers: Vec<tokio::task::JoinHandle<()>>,
+    consumers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts `producers` producers with delivery times up to `latest_ms`, and `consumers`
+/// consumers in `group` that ack 90 % and leave the rest to come back after 1 s.
+pub fn start(t: &Target, producers: u32, group: &str, consumers: usize, latest_ms: i64) -> Running {
+    let stop_producers = Arc::new(AtomicBool::new(false));
+    let stop_consumers = Arc::new(AtomicBool::new(false));
+    let mode = ConsumeMode {
+        ack_percent: 90,
+        invisible: Duration::from_secs(1),
+    };
+    let far = Instant::now() + Duration::from_secs(3_600);
+    Running {
+        producers: (0..producers)
+            .map(|p| tokio::spawn(produce(t.clone(), p, stop_producers.clone(), latest_ms)))
+            .collect(),
+        consumers: (0..consumers)
+            .map(|_| {
+                let c = consume(
+                    t.clone(),
+                    group.to_string(),
+                    mode,
+                    stop_consumers.clone(),
+                    false,
+                    far,
+                );
+                tokio::spawn(c)
+            })
+            .collect(),
+        stop_producers,
+        stop_consumers,
+    }
+}
+
+impl Running {
+    /// Stops the producers, then the consumers (each within 30 s).
+    pub async fn stop(self) {
+        self.stop_producers.store(true, Ordering::Relaxed);
+        for p in self.producers {
+            tokio::time::timeout(Duration::from_secs(30), p)
+                .await
+                .expect("a producer stops")
+                .expect("a producer ends without panicking");
+        }
+        self.stop_consumers.store(true, Ordering::Relaxed);
+        for c in self.consumers {
+            tokio::time::timeout(Duration::from_secs(30), c)
+                .await
+                .expect("a consumer stops")
+                .expect("a consumer ends without panicking");
+        }
+    }
+}
+
+/// Drains every group with two consumers each that ack everything, until each group
+/// has received every acknowledged send, or a minute after the last delivery time.
+pub async fn drain(t: &Target, groups: &[&str]) {
+    let wait = (t.history.max_deliver_at() as i64 - now_ms()).max(0) as u64;
+    let deadline = Instant::now() + Duration::from_millis(wait) + Duration::from_secs(60);
+    let mode = ConsumeMode {
+        ack_percent: 100,
+        invisible: Duration::from_secs(5),
+    };
+    let never = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for g in groups.iter().flat_map(|g| [g, g]) {
+        let c = consume(
+            t.clone(),
+            g.to_string(),
+            mode,
+            never.clone(),
+            true,
+            deadline,
+        );
+        tasks.push(tokio::spawn(c));
+    }
+    for task in tasks {
+        task.await.expect("a drain ends without panicking");
+    }
+}

@@ -8,11 +8,11 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sundial_tests::checker::{self, Event, History};
-use sundial_tests::workload::{self, ConsumeMode, Failures, Target};
+use sundial_tests::workload::{self, Failures, Target};
 use sundial_tests::Daemon;
 use sundial_wire::{now_ms, StartFrom, TopicType};
 
@@ -47,30 +47,7 @@ async fn nothing_acknowledged_is_lost_or_early_across_kill_9_loops() {
     // Every delivery time falls before the kills are expected to end, so the drain
     // does not wait out a full minute of delay.
     let latest = now_ms() + (kills as i64) * 1_200 + 5_000;
-    let stop_producers = Arc::new(AtomicBool::new(false));
-    let stop_consumers = Arc::new(AtomicBool::new(false));
-    let far = Instant::now() + Duration::from_secs(3_600);
-    let mut producers = Vec::new();
-    for p in 0..3 {
-        let (t, stop) = (target.clone(), stop_producers.clone());
-        producers.push(tokio::spawn(workload::produce(t, p, stop, latest)));
-    }
-    let live = ConsumeMode {
-        ack_percent: 90,
-        invisible: Duration::from_secs(1),
-    };
-    let mut consumers = Vec::new();
-    for _ in 0..2 {
-        let (t, stop) = (target.clone(), stop_consumers.clone());
-        consumers.push(tokio::spawn(workload::consume(
-            t,
-            "live".into(),
-            live,
-            stop,
-            false,
-            far,
-        )));
-    }
+    let running = workload::start(&target, 3, "live", 2, latest);
 
     let mut startup_kills = 0;
     let mut rng = StdRng::from_os_rng();
@@ -96,44 +73,9 @@ async fn nothing_acknowledged_is_lost_or_early_across_kill_9_loops() {
             .unwrap();
     }
 
-    stop_producers.store(true, Ordering::Relaxed);
-    for p in producers {
-        tokio::time::timeout(Duration::from_secs(30), p)
-            .await
-            .expect("a producer stops")
-            .unwrap();
-    }
-    stop_consumers.store(true, Ordering::Relaxed);
-    for c in consumers {
-        tokio::time::timeout(Duration::from_secs(30), c)
-            .await
-            .expect("a consumer stops")
-            .unwrap();
-    }
-
+    running.stop().await;
     // Drain both groups: everything is due by now or within seconds.
-    let wait = (history.max_deliver_at() as i64 - now_ms()).max(0) as u64;
-    let deadline = Instant::now() + Duration::from_millis(wait) + Duration::from_secs(60);
-    let drain = ConsumeMode {
-        ack_percent: 100,
-        invisible: Duration::from_secs(5),
-    };
-    let never = Arc::new(AtomicBool::new(false));
-    let mut drains = Vec::new();
-    for g in ["live", "live", "late", "late"] {
-        let (t, stop) = (target.clone(), never.clone());
-        drains.push(tokio::spawn(workload::consume(
-            t,
-            g.into(),
-            drain,
-            stop,
-            true,
-            deadline,
-        )));
-    }
-    for t in drains {
-        t.await.unwrap();
-    }
+    workload::drain(&target, &["live", "late"]).await;
     let stats = d.client().await.stats().await.unwrap();
     let status = d.stop();
     assert!(status.success(), "{status:?}\n{}", d.log_text());
