@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     pub fail_next_sync: AtomicBool,
     pub storage_full: AtomicBool,
     storage_full_why: Mutex<String>,
+    /// Send bytes allowed before the next disk measurement (see `retention::DiskGuard`).
+    pub disk_guard: retention::DiskGuard,
     pub horizon: Arc<Horizon>,
     pub ready_tx: watch::Sender<u64>,
     pub pump_wake: Arc<Wake>,
@@ -157,6 +159,16 @@ impl Shared {
         if p.is_none() {
             *p = Some(why.to_string());
         }
+    }
+
+    /// Refuses sends with `StorageFull` for `why` until a maintenance pass finds the
+    /// store under the low watermark.
+    pub fn set_storage_full(&self, why: String) {
+        *self
+            .storage_full_why
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = why;
+        self.storage_full.store(true, Ordering::SeqCst);
     }
 
     pub fn storage_full_reason(&self) -> String {
@@ -345,6 +357,7 @@ impl Engine {
             fail_next_sync: AtomicBool::new(false),
             storage_full: AtomicBool::new(false),
             storage_full_why: Mutex::new(String::new()),
+            disk_guard: retention::DiskGuard::default(),
             horizon,
             ready_tx,
             pump_wake,
@@ -363,6 +376,8 @@ impl Engine {
             }
         }
         *sh.state.lock().unwrap_or_else(|p| p.into_inner()) = st;
+        sh.disk_guard
+            .measured(retention::disk_level(&sh).map(|l| l.headroom()));
         let w = {
             let sh = sh.clone();
             std::thread::Builder::new()
@@ -737,25 +752,18 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
         retention_horizon_ms: sh.horizon.deliver_before_ms.load(Ordering::SeqCst),
         ..MaintenanceReport::default()
     };
-    let over = |used: u64| -> (bool, bool) {
-        match sh.config.disk_high_watermark_bytes {
-            Some(limit) => (used > limit, used < limit / 10 * 9),
-            None => match retention::fs_usage(&sh.path) {
-                Some((u, total)) if total > 0 => {
-                    let r = u as f64 / total as f64;
-                    (
-                        r > sh.config.disk_high_ratio,
-                        r < sh.config.disk_high_ratio * 0.9,
-                    )
-                }
-                _ => (false, true),
-            },
+    let over = || -> (bool, bool) {
+        match retention::disk_level(sh) {
+            Some(l) => (l.over(), l.below_low()),
+            None => (false, true),
         }
     };
-    let mut used = retention::dir_bytes(&sh.path);
-    let (is_over, _) = over(used);
+    let (is_over, below_low) = over();
     report.over_watermark = is_over;
-    if is_over {
+    // Refusing sends between the marks frees room too, or refusals would last until
+    // the store crossed the high mark again, which refused sends never make it do.
+    let refusing = sh.storage_full.load(Ordering::SeqCst) && !below_low;
+    if is_over || refusing {
         let mut ranges = Vec::new();
         for _ in 0..10_000 {
             let p =
@@ -767,8 +775,7 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
             }
         }
         reclaim(sh, &ranges)?;
-        used = retention::dir_bytes(&sh.path);
-        if over(used).0 && sh.config.storage_policy == StoragePolicy::DropOldest {
+        if over().0 && sh.config.storage_policy == StoragePolicy::DropOldest {
             // Drop in steps of a tenth of the Ready data (at least 16 Ki messages),
             // reclaiming only the ranges each step deleted, until under the watermark.
             let ready: u64 = {
@@ -784,27 +791,26 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
                     .wait()?;
                 report.dropped += p.rows;
                 reclaim(sh, &p.ranges)?;
-                used = retention::dir_bytes(&sh.path);
-                if p.rows == 0 || !over(used).0 {
+                if p.rows == 0 || !over().0 {
                     break;
                 }
             }
         }
     }
-    let (still_over, below_low) = over(used);
+    let (still_over, below_low) = over();
+    let used = retention::dir_bytes(&sh.path);
     if still_over {
         let why = format!(
-            "data directory uses {used} bytes, over the high watermark; acked data was deleted and it was not enough"
+            "data directory uses {used} bytes (plus memtables to flush), over the high watermark; acked data was deleted and it was not enough"
         );
-        *sh.storage_full_why
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = why;
-        sh.storage_full.store(true, Ordering::SeqCst);
+        sh.set_storage_full(why);
     } else if below_low {
         sh.storage_full.store(false, Ordering::SeqCst);
     }
     report.disk_bytes = used;
     report.storage_full = sh.storage_full.load(Ordering::SeqCst);
+    sh.disk_guard
+        .measured(retention::disk_level(sh).map(|l| l.headroom()));
     Ok(report)
 }
 

@@ -15,6 +15,7 @@ use crate::keys::{self, GroupId, TopicId};
 use crate::records;
 use crate::types::MessageId;
 use crate::writer::Ctx;
+use crate::Shared;
 use rocksdb::{compaction_filter::Decision, Options};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,6 +97,105 @@ pub(crate) fn install_keys_filter(o: &mut Options, h: Arc<Horizon>) {
     o.set_compaction_filter("sundial-keys-retention", move |_, _k: &[u8], v: &[u8]| {
         decide(matches!(v.try_into().map(u64::from_be_bytes), Ok(t) if h.deliver_expired(t)))
     });
+}
+
+/// Where the store stands against the disk high watermark. Memtables count as bytes
+/// their flush will write: until then their data is on disk once (in the WAL), and
+/// for a moment after the flush twice.
+pub(crate) struct DiskLevel {
+    /// Bytes used (the data directory, or the whole filesystem), plus memtables.
+    pub used: u64,
+    /// The high watermark in the same terms.
+    pub limit: u64,
+}
+
+impl DiskLevel {
+    pub fn over(&self) -> bool {
+        self.used > self.limit
+    }
+
+    /// Under the low watermark (90 % of the high one), where refusals end.
+    pub fn below_low(&self) -> bool {
+        self.used < self.limit / 10 * 9
+    }
+
+    pub fn headroom(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
+}
+
+/// The store's level: against the configured budget for the data directory, or else
+/// against `disk_high_ratio` of its filesystem (`None` when that cannot be read).
+pub(crate) fn disk_level(sh: &Shared) -> Option<DiskLevel> {
+    let mem: u64 = crate::families::ALL
+        .iter()
+        .filter_map(|&f| sh.cf(f).ok())
+        .filter_map(|h| {
+            sh.db
+                .property_int_value_cf(h, "rocksdb.size-all-mem-tables")
+                .ok()
+                .flatten()
+        })
+        .sum();
+    match sh.config.disk_high_watermark_bytes {
+        Some(limit) => Some(DiskLevel {
+            used: dir_bytes(&sh.path) + mem,
+            limit,
+        }),
+        None => match fs_usage(&sh.path) {
+            Some((used, total)) if total > 0 => Some(DiskLevel {
+                used: used + mem,
+                limit: (total as f64 * sh.config.disk_high_ratio) as u64,
+            }),
+            _ => None,
+        },
+    }
+}
+
+/// Keeps sends from filling the disk between two maintenance passes: each pass
+/// measures the headroom, and sends are charged against it as they are accepted.
+/// Without this, a producer at full rate could write the filesystem full in the
+/// seconds between passes, and a failed write stops the store.
+pub(crate) struct DiskGuard {
+    /// Headroom at the last measurement (`u64::MAX`: unknown, unlimited).
+    allowance: AtomicU64,
+    /// Bytes charged since.
+    charged: AtomicU64,
+}
+
+impl Default for DiskGuard {
+    fn default() -> Self {
+        DiskGuard {
+            allowance: AtomicU64::new(u64::MAX),
+            charged: AtomicU64::new(0),
+        }
+    }
+}
+
+impl DiskGuard {
+    /// Bytes one message is charged: twice its size (the WAL now, an SST after the
+    /// flush) plus its records and index entries.
+    pub fn cost(body_len: usize) -> u64 {
+        2 * (body_len as u64 + 512)
+    }
+
+    /// A new measurement.
+    pub fn measured(&self, headroom: Option<u64>) {
+        self.charged.store(0, Ordering::SeqCst);
+        self.allowance
+            .store(headroom.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// Charges `bytes`; `false` (and nothing charged) when they do not fit.
+    pub fn charge(&self, bytes: u64) -> bool {
+        let allowance = self.allowance.load(Ordering::SeqCst);
+        let before = self.charged.fetch_add(bytes, Ordering::SeqCst);
+        if before.saturating_add(bytes) > allowance {
+            self.charged.fetch_sub(bytes, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
 }
 
 /// Bytes used by the files of the data directory (SSTs, WAL, manifest).

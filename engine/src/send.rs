@@ -5,10 +5,13 @@ use crate::families::{KEYS, MESSAGES, TIMER};
 use crate::keys::{self, TopicId};
 use crate::pump::append_ready;
 use crate::records::{self, MessageBody};
+use crate::retention::DiskGuard;
 use crate::types::{
-    validate_tag, Config, MessageId, NewMessage, OverMaxDelay, SendReceipt, TopicKind,
+    validate_tag, Config, MessageId, NewMessage, OverMaxDelay, SendReceipt, StoragePolicy,
+    TopicKind,
 };
 use crate::writer::Ctx;
+use std::sync::atomic::Ordering;
 
 /// Earliest accepted absolute time: 2000-01-01. Anything smaller is almost surely a
 /// relative delay or a unit mistake, and is refused rather than delivered at once.
@@ -156,12 +159,20 @@ pub(crate) fn send_batch(
     ctx: &mut Ctx<'_>,
     msgs: Vec<NewMessage>,
 ) -> Result<Vec<Result<SendReceipt>>> {
-    if ctx
-        .sh
-        .storage_full
-        .load(std::sync::atomic::Ordering::SeqCst)
-    {
-        let why = ctx.sh.storage_full_reason();
+    let sh = ctx.sh;
+    let cost = msgs.iter().map(|m| DiskGuard::cost(m.body.len())).sum();
+    if !sh.storage_full.load(Ordering::SeqCst) && !sh.disk_guard.charge(cost) {
+        // Measure again now rather than at the next pass; meanwhile, under `reject`,
+        // refuse as the pass would, and under `drop-oldest` let the pass make room.
+        sh.maintenance_wake.kick();
+        if sh.config.storage_policy == StoragePolicy::Reject {
+            sh.set_storage_full(
+                "sends since the last disk measurement would pass the high watermark".into(),
+            );
+        }
+    }
+    if sh.storage_full.load(Ordering::SeqCst) {
+        let why = sh.storage_full_reason();
         return Ok(msgs
             .iter()
             .map(|_| Err(Error::StorageFull(why.clone())))
