@@ -160,27 +160,26 @@ pub(crate) fn send_batch(
     msgs: Vec<NewMessage>,
 ) -> Result<Vec<Result<SendReceipt>>> {
     let sh = ctx.sh;
-    let cost = msgs.iter().map(|m| DiskGuard::cost(m.body.len())).sum();
-    if !sh.storage_full.load(Ordering::SeqCst) && !sh.disk_guard.charge(cost) {
-        // Measure again now rather than at the next pass; meanwhile, under `reject`,
-        // refuse as the pass would, and under `drop-oldest` let the pass make room.
-        sh.maintenance_wake.kick();
-        if sh.config.storage_policy == StoragePolicy::Reject {
-            sh.set_storage_full(
-                "sends since the last disk measurement would pass the high watermark".into(),
-            );
-        }
-    }
-    if sh.storage_full.load(Ordering::SeqCst) {
-        let why = sh.storage_full_reason();
-        return Ok(msgs
-            .iter()
-            .map(|_| Err(Error::StorageFull(why.clone())))
-            .collect());
-    }
     let mut out = Vec::with_capacity(msgs.len());
     for m in msgs {
-        out.push(send_one(ctx, m, None));
+        if !sh.storage_full.load(Ordering::SeqCst)
+            && !sh.disk_guard.charge(DiskGuard::cost(m.body.len()))
+        {
+            // Measure again now rather than at the next pass; meanwhile, under
+            // `reject`, refuse as the pass would, and under `drop-oldest` let the pass
+            // make room.
+            sh.maintenance_wake.kick();
+            if sh.config.storage_policy == StoragePolicy::Reject {
+                sh.set_storage_full(
+                    "sends since the last disk measurement would pass the high watermark".into(),
+                );
+            }
+        }
+        if sh.storage_full.load(Ordering::SeqCst) {
+            out.push(Err(Error::StorageFull(sh.storage_full_reason())));
+        } else {
+            out.push(send_one(ctx, m, None));
+        }
     }
     Ok(out)
 }

@@ -46,17 +46,25 @@ fn reject_policy_refuses_sends_until_acked_data_is_deleted() {
         .unwrap();
     let timing = h.e().send(delay_msg("d", T0 + 86_000_000, "wait")).unwrap();
     // Sends are refused before a maintenance pass has run: they are charged against
-    // the headroom the last pass measured.
-    let accepted = fill(&h, "n", 6000);
-    assert!(
-        (500..6000).contains(&accepted),
-        "{accepted} of 6000 1 KiB sends fit a 3 MiB budget"
-    );
-    let e = h.e().send(normal_msg("n", "x")).unwrap_err();
-    assert!(matches!(e, Error::StorageFull(_)), "{e}");
-    assert_eq!(e.code(), "StorageFull");
-    let r = h.e().maintain().unwrap();
-    assert!(r.storage_full, "{r:?}");
+    // the headroom the last pass measured, at twice their size. A pass measures again
+    // and may take them back; fill until a pass finds the store over the watermark.
+    let mut accepted = 0;
+    let mut full = None;
+    for _ in 0..20 {
+        let n = fill(&h, "n", 6000);
+        accepted += n;
+        assert!(n < 6000, "6000 1 KiB sends do not fit a 3 MiB budget");
+        let e = h.e().send(normal_msg("n", "x")).unwrap_err();
+        assert!(matches!(e, Error::StorageFull(_)), "{e}");
+        assert_eq!(e.code(), "StorageFull");
+        let r = h.e().maintain().unwrap();
+        if r.storage_full {
+            full = Some(r);
+            break;
+        }
+    }
+    let r = full.expect("a pass finds the store full");
+    assert!(accepted > 1000, "{accepted} accepted");
     assert_eq!(r.purged, 0, "nothing was acked");
     // Consumers keep working while sends are refused.
     assert_eq!(h.drain("n", "g").len(), accepted);
