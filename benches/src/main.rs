@@ -4,6 +4,7 @@
 mod burst;
 mod daemon;
 mod engine;
+mod flood;
 mod load;
 mod plot;
 mod queue;
@@ -42,6 +43,9 @@ enum Cmd {
     Restart(restart::Args),
     /// Grows the pending count and samples the daemon's RSS and disk bytes.
     Soak(soak::Args),
+    /// A well-behaved client's round trips before and during floods (idle connections,
+    /// a client that never reads, producers at full rate).
+    Flood(flood::Args),
     /// Renders lateness and backlog over time to a PNG with the dashboard's queries.
     Plot(plot::Args),
 }
@@ -55,6 +59,7 @@ fn main() {
         Cmd::Steady(a) => steady::run(a),
         Cmd::Restart(a) => restart::run(a),
         Cmd::Soak(a) => soak::run(a),
+        Cmd::Flood(a) => flood::run(a),
         Cmd::Plot(a) => plot::run(a),
     };
     if let Err(e) = ok {

@@ -3,6 +3,7 @@
 //! Every wait has a deadline; dropping a [`Daemon`] kills its process.
 
 pub mod checker;
+pub mod flood;
 pub mod workload;
 
 use std::io::{BufRead, BufReader, Read, Write};
