@@ -31,7 +31,14 @@ pub struct Handler {
     /// Engine jobs queued by async requests at once: below the engine's queue depth, so
     /// queueing a job never blocks an async worker thread; beyond it requests wait here.
     job_slots: Arc<tokio::sync::Semaphore>,
+    /// The last stats answer and when it was made (see [`STATS_FRESH`]).
+    stats: tokio::sync::Mutex<Option<(Instant, StatsReport)>>,
 }
+
+/// How long a stats answer is reused. Stats read every family's properties and walk
+/// the data directory; a client asking in a loop would otherwise take a core from
+/// everyone else. Concurrent askers wait for one computation and share it.
+const STATS_FRESH: Duration = Duration::from_millis(250);
 
 /// Engine jobs async requests may have queued at once (the engine queues 16,384).
 const JOB_SLOTS: usize = 8 * 1024;
@@ -194,6 +201,7 @@ impl Handler {
             // the frame limit by `RESPONSE_HEADROOM`.
             max_answer_bytes: max_frame.saturating_sub(256 * 1024).max(1),
             job_slots: Arc::new(tokio::sync::Semaphore::new(JOB_SLOTS)),
+            stats: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -425,8 +433,14 @@ impl Handler {
                 ))
             }
             Request::Stats => {
+                let mut cached = self.stats.lock().await;
+                if let Some((at, r)) = cached.as_ref() {
+                    if at.elapsed() < STATS_FRESH {
+                        return Ok(Response::Stats(r.clone()));
+                    }
+                }
                 let s = self.blocking(|e| Ok(e.stats())).await?;
-                Ok(Response::Stats(StatsReport {
+                let r = StatsReport {
                     topics: s.topics.into_iter().map(topic_counts).collect(),
                     timing_total: s.timing_total,
                     early_deliveries: s.early_deliveries,
@@ -454,7 +468,9 @@ impl Handler {
                     table_readers_bytes: s.table_readers_bytes,
                     connections: self.live.connections.load(Ordering::Relaxed),
                     uptime_s: self.started.elapsed().as_secs(),
-                }))
+                };
+                *cached = Some((Instant::now(), r.clone()));
+                Ok(Response::Stats(r))
             }
         }
     }

@@ -324,6 +324,14 @@ impl Engine {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
+        // Compactions run at a lower CPU and I/O priority than the writer, the pump
+        // and the request threads: on a small machine they otherwise take the cores
+        // that requests wait for. Flushes keep normal priority, so memtables drain and
+        // writes do not stall.
+        let mut env = rocksdb::Env::new()?;
+        env.lower_thread_pool_cpu_priority();
+        env.lower_thread_pool_io_priority();
+        opts.set_env(&env);
         opts.set_keep_log_file_num(4);
         opts.set_bytes_per_sync(1 << 20);
         opts.set_max_total_wal_size(512 << 20);
@@ -521,23 +529,30 @@ impl Engine {
     /// producer can keep many batches in flight. Blocking calls (`send`, `ack`, ...)
     /// must not be made from async code: await these `Pending` results there instead.
     pub fn submit_send_batch(&self, msgs: Vec<NewMessage>) -> Pending<Vec<Result<SendReceipt>>> {
-        writer::submit(self.sh(), true, move |ctx| send::send_batch(ctx, msgs))
+        let weight = msgs.len();
+        writer::submit_weighted(self.sh(), true, weight, move |ctx| {
+            send::send_batch(ctx, msgs)
+        })
     }
 
     /// Receives up to `max_messages` Ready messages for a group (created from latest if
     /// unknown); returns at once, possibly with none (see [`Engine::ready_signal`]).
     pub fn receive(&self, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>> {
         let topic = req.topic.clone();
-        let deliveries =
-            writer::submit(self.sh(), true, move |ctx| consume::receive(ctx, &req)).wait()?;
+        let deliveries = writer::submit_weighted(self.sh(), true, req.max_messages, move |ctx| {
+            consume::receive(ctx, &req)
+        })
+        .wait()?;
         self.load_bodies(&topic, deliveries)
     }
 
     /// Async form of [`Engine::receive`].
     pub async fn receive_async(&self, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>> {
         let topic = req.topic.clone();
-        let deliveries =
-            writer::submit(self.sh(), true, move |ctx| consume::receive(ctx, &req)).await?;
+        let deliveries = writer::submit_weighted(self.sh(), true, req.max_messages, move |ctx| {
+            consume::receive(ctx, &req)
+        })
+        .await?;
         self.load_bodies(&topic, deliveries)
     }
 
@@ -601,7 +616,7 @@ impl Engine {
         receipts: Vec<String>,
     ) -> Pending<Vec<Result<()>>> {
         let (topic, group) = (topic.to_string(), group.to_string());
-        writer::submit(self.sh(), true, move |ctx| {
+        writer::submit_weighted(self.sh(), true, receipts.len(), move |ctx| {
             consume::ack(ctx, &topic, &group, &receipts)
         })
     }

@@ -27,12 +27,21 @@ use tokio::sync::oneshot;
 
 /// Most jobs applied in one commit round.
 const MAX_JOBS_PER_ROUND: usize = 512;
+/// Jobs of at most this weight (messages they write) are light: a single send, a
+/// receive of a few messages, an ack, a pump pass.
+const LIGHT: usize = 16;
+/// Most weight of heavy jobs in one round.
+const MAX_WEIGHT_PER_ROUND: usize = 16 * 1024;
+/// Most heavy jobs held back for later rounds; beyond it the queue is not drained.
+const MAX_DEFERRED: usize = 4 * 1024;
 
 type Reply = Box<dyn FnOnce(Option<&Error>) + Send>;
 
 /// One unit of work for the writer thread.
 pub(crate) struct Job {
     run: Box<dyn FnOnce(&mut Ctx<'_>) + Send>,
+    /// About how many messages it writes (see [`LIGHT`]).
+    weight: usize,
 }
 
 /// The result of a submitted operation, available once it is durable.
@@ -94,8 +103,18 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
 {
+    submit_weighted(sh, durable, 1, f)
+}
+
+/// Like [`submit`] for a job writing about `weight` messages.
+pub(crate) fn submit_weighted<T, F>(sh: &Shared, durable: bool, weight: usize, f: F) -> Pending<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
+{
     let (tx, rx) = oneshot::channel();
     let job = Job {
+        weight,
         run: Box::new(move |ctx: &mut Ctx<'_>| {
             let r = ctx.run_job(durable, f);
             ctx.replies.push(Box::new(move |fail: Option<&Error>| {
@@ -335,15 +354,8 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
             return;
         }
     };
-    while let Ok(first) = rx.recv() {
-        let mut jobs = Vec::with_capacity(64);
-        jobs.push(first);
-        while jobs.len() < MAX_JOBS_PER_ROUND {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
+    let mut queue = RoundQueue::default();
+    while let Some(jobs) = queue.next_round(&rx) {
         let mut guard = sh.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut ctx = Ctx::new(&sh, handles, &mut guard);
         for job in jobs {
@@ -363,6 +375,64 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
         }
         if kick {
             sh.pump_wake.kick();
+        }
+    }
+}
+
+/// Forms rounds so light jobs are not stuck behind heavy ones: a light job (a single
+/// send, an ack, a small receive, a pump pass) that arrives while a round of large
+/// batches is being written goes into the next round on its own, which is then only a
+/// sync; the held-back batches follow in the round after. Heavy jobs keep their order
+/// and run at least every other round, so light traffic cannot starve them.
+#[derive(Default)]
+struct RoundQueue {
+    deferred: std::collections::VecDeque<Job>,
+    last_was_light_only: bool,
+}
+
+impl RoundQueue {
+    /// The jobs of the next round; `None` once every sender is gone and nothing is
+    /// left.
+    fn next_round(&mut self, rx: &Receiver<Job>) -> Option<Vec<Job>> {
+        let mut light = Vec::new();
+        if self.deferred.is_empty() {
+            // Nothing held back: wait for work.
+            let first = rx.recv().ok()?;
+            self.sort(first, &mut light);
+        }
+        while light.len() + self.deferred.len() < MAX_JOBS_PER_ROUND
+            && self.deferred.len() < MAX_DEFERRED
+        {
+            match rx.try_recv() {
+                Ok(j) => self.sort(j, &mut light),
+                Err(_) => break,
+            }
+        }
+        let take_heavy = light.is_empty() || self.last_was_light_only;
+        let mut jobs = light;
+        let mut weight = 0;
+        if take_heavy {
+            while let Some(j) = self.deferred.front() {
+                let full = jobs.len() >= MAX_JOBS_PER_ROUND
+                    || (weight > 0 && weight + j.weight > MAX_WEIGHT_PER_ROUND);
+                if full {
+                    break;
+                }
+                weight += j.weight;
+                if let Some(j) = self.deferred.pop_front() {
+                    jobs.push(j);
+                }
+            }
+        }
+        self.last_was_light_only = weight == 0;
+        Some(jobs)
+    }
+
+    fn sort(&mut self, j: Job, light: &mut Vec<Job>) {
+        if j.weight <= LIGHT {
+            light.push(j);
+        } else {
+            self.deferred.push_back(j);
         }
     }
 }
