@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 # The failpoints (the `fail` crate) are compiled into the test build only.
 FAILPOINTS = --features sundial/failpoints,sundial-tests/failpoints,sundial-engine/failpoints
 
-.PHONY: setup run demo test model lint bench crash
+.PHONY: setup run demo test model lint bench crash fuzz
 setup:
 	@bash scripts/setup.sh
 
@@ -46,3 +46,14 @@ bench: setup
 	$(CARGO_TARGET_DIR)/release/sundial-bench send --peer redis
 	$(CARGO_TARGET_DIR)/release/sundial-bench burst --peer redis
 	$(CARGO_TARGET_DIR)/release/sundial-bench steady --peer redis
+
+## Fuzz the wire decoders (cargo-fuzz, libFuzzer), each target for FUZZ_SECONDS; inputs
+## that crash are saved under fuzz/artifacts/. Installs cargo-fuzz if missing. The
+## stable toolchain needs RUSTC_BOOTSTRAP=1 for the sanitizer flags.
+FUZZ_SECONDS ?= 120
+fuzz:
+	@command -v cargo-fuzz >/dev/null || env -u CARGO_TARGET_DIR cargo install cargo-fuzz --locked
+	cd fuzz && for t in frame_decoder request_decoder; do \
+	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(HOME)/.cache/sundial/fuzz-target \
+	    cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done

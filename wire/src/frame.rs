@@ -177,8 +177,15 @@ impl Decoder for FrameCodec {
             )));
         }
         if src.len() < 4 + len {
-            // Only now, with the length known to be within the limit.
-            src.reserve(4 + len - src.len());
+            // Only now, with the length known to be within the limit, and for exactly
+            // this frame: `reserve` grows by doubling, which made one allocation of up
+            // to twice the limit. Space already owned is reused when it can be.
+            let additional = 4 + len - src.len();
+            if !src.try_reclaim(additional) {
+                let mut grown = BytesMut::with_capacity(4 + len);
+                grown.extend_from_slice(src);
+                *src = grown;
+            }
             return Ok(None);
         }
         src.advance(4);

@@ -40,6 +40,7 @@
 
 #![deny(missing_docs)]
 
+mod bounded;
 pub mod client;
 pub mod frame;
 pub mod message;

@@ -649,10 +649,19 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, crate::WireError> {
 pub const MAX_DECODE: usize = 64 * 1024 * 1024;
 
 /// Decodes a payload, refusing trailing bytes and more than [`MAX_DECODE`] bytes of
-/// claimed allocations.
+/// claimed allocations, and allocating only for bytes the payload really holds.
+///
+/// Decoding with bincode directly reserves whatever a length prefix claims before
+/// reading what follows: a 6-byte payload claiming a 60 MiB string made a 60 MiB
+/// allocation, and one claiming a huge list made serde reserve up to 1 MiB, whatever
+/// the frame limit. Through [`Bounded`](crate::bounded::Bounded), strings and byte
+/// buffers are first borrowed from the payload (so their length is checked against the
+/// bytes present) and then copied, and lists and maps reserve room for at most a few
+/// elements; valid payloads decode to exactly the same values.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, crate::WireError> {
     let cfg = bincode::config::standard().with_limit::<MAX_DECODE>();
-    let (v, used) = bincode::serde::decode_from_slice(bytes, cfg)
+    let seed = crate::bounded::Bounded(std::marker::PhantomData::<T>);
+    let (v, used) = bincode::serde::seed_decode_from_slice(seed, bytes, cfg)
         .map_err(|e| crate::WireError::Malformed(format!("undecodable payload: {e}")))?;
     if used != bytes.len() {
         return Err(crate::WireError::Malformed(format!(
