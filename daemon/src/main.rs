@@ -220,6 +220,9 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.metrics_listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let maddr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+    if cfg!(feature = "failpoints") {
+        tracing::warn!(metrics = %maddr, "built with failpoints: PUT /fail/NAME on the metrics port makes the store fail on purpose; for tests only");
+    }
     if !addr.ip().is_loopback() && cfg.token.is_none() {
         tracing::warn!(%addr, "listening beyond loopback without a token: anyone who can reach this port can send, receive and delete");
     }
