@@ -400,9 +400,7 @@ impl RoundQueue {
             let first = rx.recv().ok()?;
             self.sort(first, &mut light);
         }
-        while light.len() + self.deferred.len() < MAX_JOBS_PER_ROUND
-            && self.deferred.len() < MAX_DEFERRED
-        {
+        while light.len() < MAX_JOBS_PER_ROUND && self.deferred.len() < MAX_DEFERRED {
             match rx.try_recv() {
                 Ok(j) => self.sort(j, &mut light),
                 Err(_) => break,
@@ -434,5 +432,64 @@ impl RoundQueue {
         } else {
             self.deferred.push_back(j);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::sync_channel;
+
+    fn job(weight: usize) -> Job {
+        Job {
+            run: Box::new(|_| {}),
+            weight,
+        }
+    }
+
+    fn weights(round: Option<Vec<Job>>) -> Vec<usize> {
+        round.expect("a round").iter().map(|j| j.weight).collect()
+    }
+
+    #[test]
+    fn light_jobs_pass_waiting_batches_which_keep_their_order_and_are_not_starved() {
+        let (tx, rx) = sync_channel(64);
+        let mut q = RoundQueue::default();
+        for w in [256, 1, 300, 2] {
+            tx.send(job(w)).unwrap();
+        }
+        // Light jobs first, alone; the batches wait one round, in order.
+        assert_eq!(weights(q.next_round(&rx)), vec![1, 2]);
+        tx.send(job(3)).unwrap();
+        // A light-only round was just done: the batches go now, with the new light job.
+        assert_eq!(weights(q.next_round(&rx)), vec![3, 256, 300]);
+        // Nothing deferred: a round is whatever is queued.
+        tx.send(job(500)).unwrap();
+        assert_eq!(weights(q.next_round(&rx)), vec![500]);
+        // The last round took batches: a light job gets a round of its own again;
+        // then batches beyond the weight budget wait for the next round.
+        for w in [10_000, 10_001, 4] {
+            tx.send(job(w)).unwrap();
+        }
+        assert_eq!(weights(q.next_round(&rx)), vec![4]);
+        assert_eq!(weights(q.next_round(&rx)), vec![10_000]);
+        assert_eq!(weights(q.next_round(&rx)), vec![10_001]);
+        drop(tx);
+        assert!(q.next_round(&rx).is_none(), "senders gone, nothing left");
+    }
+
+    #[test]
+    fn a_long_backlog_of_batches_does_not_keep_light_jobs_waiting() {
+        let (tx, rx) = sync_channel(8 * 1024);
+        let mut q = RoundQueue::default();
+        // More batches than one round holds stay held back after it.
+        for _ in 0..4 * MAX_JOBS_PER_ROUND {
+            tx.send(job(20)).unwrap();
+        }
+        let first = weights(q.next_round(&rx));
+        assert_eq!(first.len(), MAX_JOBS_PER_ROUND);
+        assert!(q.deferred.len() > MAX_JOBS_PER_ROUND);
+        tx.send(job(1)).unwrap();
+        assert_eq!(weights(q.next_round(&rx)), vec![1]);
     }
 }
