@@ -24,6 +24,12 @@ pub struct ClientArgs {
     /// Shared token, when the daemon requires one.
     #[arg(long, env = "SUNDIAL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// Speak TLS, trusting the certificates in this PEM file (a CA or the daemon's own).
+    #[arg(long, env = "SUNDIAL_TLS_CA", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Name the daemon's certificate must carry [default: the host of --addr].
+    #[arg(long, env = "SUNDIAL_TLS_SERVER_NAME", global = true)]
+    pub tls_server_name: Option<String>,
 }
 
 /// `sundial topic ...`
@@ -235,6 +241,24 @@ struct Failure {
     message: String,
 }
 
+impl Failure {
+    /// A failure on this side, before any request.
+    fn bad_request(message: String) -> Self {
+        Failure {
+            code: "BadRequest".into(),
+            message,
+        }
+    }
+}
+
+/// The host part of `host:port` (brackets of an IPv6 literal removed).
+fn host_of(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
+
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         let message = match &e {
@@ -300,9 +324,22 @@ pub fn run(args: ClientArgs, cmd: Command) -> i32 {
 }
 
 async fn execute(args: ClientArgs, cmd: Command) -> Result<Output, Failure> {
+    let tls = match &args.tls_ca {
+        None => None,
+        Some(ca) => {
+            let pem = std::fs::read(ca)
+                .map_err(|e| Failure::bad_request(format!("cannot read {}: {e}", ca.display())))?;
+            let name = args
+                .tls_server_name
+                .clone()
+                .unwrap_or_else(|| host_of(&args.addr));
+            Some(sundial_wire::tls::ClientTls::new(&pem, &name).map_err(Failure::bad_request)?)
+        }
+    };
     let opts = ClientOptions {
         token: args.token.clone(),
         client_name: format!("sundial-cli/{}", env!("CARGO_PKG_VERSION")),
+        tls,
         ..ClientOptions::default()
     };
     let c = Client::connect(&args.addr, opts).await?;

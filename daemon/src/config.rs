@@ -33,6 +33,12 @@ pub struct ServeArgs {
     /// Shared token every client must present in its handshake [default: none].
     #[arg(long, env = "SUNDIAL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM certificate chain: the protocol port speaks TLS (needs --tls-key) [default: none].
+    #[arg(long, env = "SUNDIAL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SUNDIAL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Time a new connection has to send its handshake [default: 10s].
     #[arg(long, env = "SUNDIAL_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Option<String>,
@@ -82,6 +88,8 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_frame_bytes: Option<usize>,
     token: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     handshake_timeout: Option<String>,
     write_timeout: Option<String>,
     max_delay: Option<String>,
@@ -112,6 +120,8 @@ pub struct ServeConfig {
     pub max_frame_bytes: usize,
     /// Required token.
     pub token: Option<String>,
+    /// TLS certificate chain and key files for the protocol port.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Handshake deadline.
     pub handshake_timeout: Duration,
     /// Unread-response deadline.
@@ -253,6 +263,15 @@ impl ServeArgs {
                 .max(1),
             max_frame_bytes,
             token: self.token.or(f.token).filter(|t| !t.is_empty()),
+            tls: match (self.tls_cert.or(f.tls_cert), self.tls_key.or(f.tls_key)) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError(
+                        "tls_cert and tls_key go together: give both or neither".into(),
+                    ))
+                }
+            },
             handshake_timeout: duration(
                 "handshake_timeout",
                 self.handshake_timeout.or(f.handshake_timeout),
@@ -377,5 +396,12 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(e.0.contains("listen"), "{e}");
+        let e = ServeArgs {
+            tls_cert: Some("cert.pem".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(e.0.contains("tls_key"), "{e}");
     }
 }

@@ -202,6 +202,15 @@ fn serve(args: config::ServeArgs, log_level: Option<String>) -> i32 {
 async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
     let started = Instant::now();
     raise_fd_limit();
+    let tls = match &cfg.tls {
+        None => None,
+        Some((cert, key)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+            };
+            Some(sundial_wire::tls::server_config(&read(cert)?, &read(key)?)?)
+        }
+    };
     let prometheus = metrics::install()?;
     let observer = Arc::new(metrics::LatenessObserver::default());
     let dir = cfg.data_dir.clone();
@@ -254,7 +263,7 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
             },
         ))
     };
-    tracing::info!(%addr, metrics = %maddr, data_dir = %cfg.data_dir.display(), "sundial serving");
+    tracing::info!(%addr, metrics = %maddr, data_dir = %cfg.data_dir.display(), tls = cfg.tls.is_some(), "sundial serving");
     // One line on stdout for scripts and tests that bind port 0.
     println!("sundial listening on {addr}, metrics on http://{maddr}/metrics");
     let handler = Arc::new(handler::Handler::new(
@@ -266,6 +275,7 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
         max_connections: cfg.max_connections,
         max_frame: cfg.max_frame_bytes,
         token: cfg.token.clone(),
+        tls,
         handshake_timeout: cfg.handshake_timeout,
         write_timeout: cfg.write_timeout,
         max_in_flight: 256,

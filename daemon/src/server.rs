@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use sundial_wire::tls::{BoxedIo, TlsAcceptor};
 use sundial_wire::{
     decode, encode, ErrorCode, Frame, FrameCodec, Inbound, Request, Response, WireError,
     WireFailure, HEADER_LEN, RESPONSE_HEADROOM,
@@ -26,6 +27,8 @@ pub struct ServerOptions {
     pub max_frame: usize,
     /// Token every handshake must carry, if set.
     pub token: Option<String>,
+    /// Speak TLS on every connection, if set.
+    pub tls: Option<Arc<sundial_wire::tls::ServerConfig>>,
     /// Time a new connection has to complete its handshake.
     pub handshake_timeout: Duration,
     /// Time a connection may leave responses unread before it is closed.
@@ -75,6 +78,10 @@ pub async fn run(
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             metrics::connection(false);
             tracing::warn!(%peer, "connection refused: at the connection limit");
+            // A TLS client cannot read a plain refusal: it only sees the close.
+            if opts.tls.is_some() {
+                continue;
+            }
             if let Ok(p) = refusals.clone().try_acquire_owned() {
                 tokio::spawn(async move {
                     refuse(stream).await;
@@ -94,7 +101,9 @@ pub async fn run(
         tokio::spawn(async move {
             live.connections.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "connection opened");
-            serve_connection(stream, handler, &opts, stop).await;
+            if let Some(io) = secure(stream, &opts).await {
+                serve_connection(io, handler, &opts, stop).await;
+            }
             live.connections.fetch_sub(1, Ordering::Relaxed);
             tracing::debug!(%peer, "connection closed");
             drop(permit);
@@ -179,8 +188,28 @@ fn wire_failure(e: &WireError) -> (ErrorCode, String) {
     (code, e.to_string())
 }
 
+/// The connection's stream: as it is, or after a TLS handshake within the handshake
+/// timeout (`None` when that fails).
+async fn secure(stream: TcpStream, opts: &ServerOptions) -> Option<BoxedIo> {
+    let Some(tls) = &opts.tls else {
+        return Some(Box::new(stream));
+    };
+    let accept = TlsAcceptor::from(tls.clone()).accept(stream);
+    match tokio::time::timeout(opts.handshake_timeout, accept).await {
+        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed; closing");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("no TLS handshake in time; closing");
+            None
+        }
+    }
+}
+
 async fn serve_connection(
-    stream: TcpStream,
+    stream: BoxedIo,
     handler: Arc<Handler>,
     opts: &ServerOptions,
     mut stop: watch::Receiver<bool>,
@@ -311,7 +340,7 @@ async fn serve_connection(
 /// Reads the first frame, which must be a [`Request::Hello`] with the right version and
 /// token. Returns whether the connection may go on.
 async fn handshake(
-    framed: &mut Framed<TcpStream, FrameCodec>,
+    framed: &mut Framed<BoxedIo, FrameCodec>,
     handler: &Handler,
     opts: &ServerOptions,
 ) -> bool {
@@ -380,10 +409,7 @@ async fn handshake(
     false
 }
 
-async fn send_briefly(
-    framed: &mut Framed<TcpStream, FrameCodec>,
-    f: Frame,
-) -> Result<(), WireError> {
+async fn send_briefly(framed: &mut Framed<BoxedIo, FrameCodec>, f: Frame) -> Result<(), WireError> {
     match tokio::time::timeout(Duration::from_secs(5), framed.send(f)).await {
         Ok(r) => r,
         Err(_) => Err(WireError::Malformed("the peer does not read".into())),

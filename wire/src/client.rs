@@ -10,6 +10,7 @@ use crate::message::{
     Request, Response, StartFrom, StatsReport, TopicCounts, TopicInfo, TopicType, Welcome,
     WireFailure,
 };
+use crate::tls::BoxedIo;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -92,6 +93,8 @@ pub struct ClientOptions {
     pub max_frame: usize,
     /// Sent in the handshake, for the daemon's logs.
     pub client_name: String,
+    /// Speak TLS to the daemon (it must have `--tls-cert`).
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -102,6 +105,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             max_frame: DEFAULT_MAX_FRAME,
             client_name: format!("sundial-wire/{}", env!("CARGO_PKG_VERSION")),
+            tls: None,
         }
     }
 }
@@ -187,9 +191,18 @@ impl Connection {
                 .with_time(Duration::from_secs(30))
                 .with_interval(Duration::from_secs(10)),
         );
+        let io: BoxedIo = match &opts.tls {
+            None => Box::new(stream),
+            Some(tls) => Box::new(
+                tokio::time::timeout(opts.connect_timeout, tls.connect(stream))
+                    .await
+                    .map_err(|_| connect_err("no TLS handshake in time".into()))?
+                    .map_err(|e| connect_err(format!("TLS: {e}")))?,
+            ),
+        };
         let codec =
             FrameCodec::new(opts.max_frame + RESPONSE_HEADROOM).with_max_outgoing(opts.max_frame);
-        let mut framed = Framed::new(stream, codec);
+        let mut framed = Framed::new(io, codec);
         let hello = Request::Hello(Hello {
             version: PROTOCOL_VERSION,
             token: opts.token.clone(),

@@ -44,6 +44,7 @@ mod bounded;
 pub mod client;
 pub mod frame;
 pub mod message;
+pub mod tls;
 
 pub use client::{
     deliver_at_after, now_ms, Client, ClientError, ClientOptions, ClientResult, ConsumeResult,
