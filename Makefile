@@ -39,13 +39,14 @@ lint:
 
 ## The benchmarks (release build; print tables): the engine next to raw RocksDB, then
 ## durable sends, a 1M burst and steady 50k/s through the daemon, each side by side with
-## a Redis sorted-set delay queue.
+## a Redis sorted-set delay queue; then a well-behaved client's latency under floods.
 bench: setup
 	cargo build --release -p sundial -p sundial-benches
 	$(CARGO_TARGET_DIR)/release/sundial-bench engine
 	$(CARGO_TARGET_DIR)/release/sundial-bench send --peer redis
 	$(CARGO_TARGET_DIR)/release/sundial-bench burst --peer redis
 	$(CARGO_TARGET_DIR)/release/sundial-bench steady --peer redis
+	$(CARGO_TARGET_DIR)/release/sundial-bench flood
 
 ## Fuzz the wire decoders (cargo-fuzz, libFuzzer), each target for FUZZ_SECONDS; inputs
 ## that crash are saved under fuzz/artifacts/. Installs cargo-fuzz if missing. The
