@@ -25,8 +25,8 @@ test: setup lint
 
 ## The crash loop with 50 kills (CI runs it with 10).
 crash: setup
-	cargo build -p sundial $(FAILPOINTS)
-	SUNDIAL_CRASH_KILLS=50 cargo test -p sundial-tests $(FAILPOINTS) --test crash_loop -- --nocapture
+	cargo build -p sundial --features failpoints
+	SUNDIAL_CRASH_KILLS=50 cargo test -p sundial-tests --features failpoints --test crash_loop -- --nocapture
 
 ## A longer model-based run (1000 random operation sequences).
 model: setup

@@ -181,6 +181,11 @@ impl Daemon {
         }
     }
 
+    /// The value of one series (`name` or `name{labels}` exactly) at a fresh scrape.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.scrape(), series)
+    }
+
     /// `GET /metrics`, as text.
     pub fn scrape(&self) -> String {
         http_get(&self.metrics_url)
@@ -233,6 +238,14 @@ fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The value of one series (`name` or `name{labels}` exactly) in Prometheus text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// A minimal HTTP GET for the metrics endpoint (the body, or panics on failure).

@@ -11,6 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sundial_wire::{now_ms, Client, ClientOptions, OutgoingMessage, ReceiveOptions};
 
+/// How long a drain waits without receiving anything, once everything is due, before
+/// it gives up (and the checker reports what is missing as lost).
+pub const STALLED: Duration = Duration::from_secs(20);
+
 /// Calls that failed, by kind, for the report.
 #[derive(Default)]
 pub struct Failures {
@@ -126,7 +130,8 @@ pub struct ConsumeMode {
 }
 
 /// Receives and acks in `group` until `stop` is set, or, when `drain` is set, until
-/// the group has received every acknowledged send or `deadline` passes.
+/// the group has received every acknowledged send, or nothing came for [`STALLED`]
+/// once every delivery time has passed; never after `deadline`.
 pub async fn consume(
     t: Target,
     group: String,
@@ -138,13 +143,18 @@ pub async fn consume(
     let c = t.client().await;
     let mut rng = StdRng::from_os_rng();
     let o = ReceiveOptions {
-        max_messages: 32,
+        max_messages: if drain { 256 } else { 32 },
         invisible: mode.invisible,
         wait: Duration::from_millis(300),
         ..ReceiveOptions::default()
     };
+    let mut progress = Instant::now();
     while Instant::now() < deadline {
         if stop.load(Ordering::Relaxed) || (drain && t.history.missing(&group) == 0) {
+            return;
+        }
+        let all_due = now_ms() as u64 > t.history.max_deliver_at();
+        if drain && all_due && progress.elapsed() > STALLED {
             return;
         }
         let request_seq = t.history.next_seq();
@@ -157,6 +167,9 @@ pub async fn consume(
             }
         };
         let received_ms = now_ms() as u64;
+        if !got.is_empty() {
+            progress = Instant::now();
+        }
         let mut events = Vec::with_capacity(got.len());
         let mut receipts = Vec::new();
         let mut ids = Vec::new();
@@ -261,10 +274,10 @@ impl Running {
 }
 
 /// Drains every group with two consumers each that ack everything, until each group
-/// has received every acknowledged send, or a minute after the last delivery time.
+/// has received every acknowledged send or stalls (see [`consume`]).
 pub async fn drain(t: &Target, groups: &[&str]) {
-    let wait = (t.history.max_deliver_at() as i64 - now_ms()).max(0) as u64;
-    let deadline = Instant::now() + Duration::from_millis(wait) + Duration::from_secs(60);
+    // A bound for a run gone wrong; a drain ends long before by itself.
+    let deadline = Instant::now() + Duration::from_secs(1_800);
     let mode = ConsumeMode {
         ack_percent: 100,
         invisible: Duration::from_secs(5),

@@ -46,14 +46,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn gauge(d: &Daemon, name: &str) -> Option<f64> {
-    d.scrape()
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_sends_keeps_consumers_working_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,7 +116,7 @@ async fn a_full_disk_refuses_sends_keeps_consumers_working_and_recovers() {
     assert_eq!(refusal, Some(ErrorCode::StorageFull), "{}", d.log_text());
     assert!(refused_since.is_some(), "sends were never refused for long");
     let filled_mib = receipted.len() as f64 * 16.0 / 1024.0;
-    let mib = |name| gauge(&d, name).unwrap_or(0.0) / 1048576.0;
+    let mib = |name| d.metric(name).unwrap_or(0.0) / 1048576.0;
     let at_refusal = format!(
         "data dir {:.1} MiB, filesystem {:.1} of {:.1} MiB used",
         mib("sundial_disk_bytes"),
@@ -132,9 +124,9 @@ async fn a_full_disk_refuses_sends_keeps_consumers_working_and_recovers() {
         mib("sundial_filesystem_size_bytes")
     );
     assert!(filled_mib > 4.0, "only {filled_mib} MiB accepted");
-    assert_eq!(gauge(&d, "sundial_storage_full"), Some(1.0));
+    assert_eq!(d.metric("sundial_storage_full"), Some(1.0));
     assert_eq!(
-        gauge(&d, "sundial_storage_poisoned"),
+        d.metric("sundial_storage_poisoned"),
         Some(0.0),
         "no write failed"
     );
@@ -212,7 +204,7 @@ async fn a_full_disk_refuses_sends_keeps_consumers_working_and_recovers() {
         receipted.len(),
         started.elapsed().as_millis()
     );
-    assert_eq!(gauge(&d, "sundial_storage_full"), Some(0.0));
+    assert_eq!(d.metric("sundial_storage_full"), Some(0.0));
 
     drop(c);
     let status = d.stop();

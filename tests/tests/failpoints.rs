@@ -49,9 +49,7 @@ async fn restart_drain_check(d: &mut Daemon, t: &Target, dir: &std::path::Path) 
 }
 
 fn poisoned(d: &Daemon) -> bool {
-    d.scrape()
-        .lines()
-        .any(|l| l.starts_with("sundial_storage_poisoned") && l.ends_with(" 1"))
+    d.metric("sundial_storage_poisoned") == Some(1.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

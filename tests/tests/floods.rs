@@ -17,12 +17,7 @@ async fn a_well_behaved_client_is_served_through_floods() {
     let r = flood::run(&d.addr, &FloodOptions::default()).await.unwrap();
     eprintln!("floods (debug build): {}", r.summary());
 
-    let connections = d
-        .scrape()
-        .lines()
-        .find(|l| l.starts_with("sundial_connections "))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let connections = d.metric("sundial_connections").unwrap_or(0.0);
     assert!(connections >= 2_000.0, "{connections} connections open");
     assert!(
         r.flood_msgs_per_s > 1_000.0,

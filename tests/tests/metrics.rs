@@ -2,7 +2,7 @@
 //! with `_bucket` lines, per-state counts matching the engine's.
 
 use std::time::Duration;
-use sundial_tests::Daemon;
+use sundial_tests::{metric_value, Daemon};
 use sundial_wire::{now_ms, OutgoingMessage, ReceiveOptions, StartFrom, TopicType};
 
 const FAMILIES: &[&str] = &[
@@ -26,13 +26,6 @@ const FAMILIES: &[&str] = &[
     "sundial_connections",
     "sundial_disk_bytes",
 ];
-
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_expose_the_documented_families_with_buckets() {
@@ -117,30 +110,36 @@ async fn metrics_expose_the_documented_families_with_buckets() {
             "{h} has no buckets"
         );
     }
-    assert_eq!(value(&text, "sundial_sends_total{topic=\"m\"}"), Some(7.0));
     assert_eq!(
-        value(&text, "sundial_acks_total{topic=\"m\",group=\"g\"}"),
+        metric_value(&text, "sundial_sends_total{topic=\"m\"}"),
+        Some(7.0)
+    );
+    assert_eq!(
+        metric_value(&text, "sundial_acks_total{topic=\"m\",group=\"g\"}"),
         Some(1.0)
     );
     assert_eq!(
-        value(&text, "sundial_nacks_total{topic=\"m\",group=\"g\"}"),
+        metric_value(&text, "sundial_nacks_total{topic=\"m\",group=\"g\"}"),
         Some(1.0)
     );
     assert_eq!(
-        value(&text, "sundial_recalls_total{topic=\"m\"}"),
+        metric_value(&text, "sundial_recalls_total{topic=\"m\"}"),
         Some(1.0)
     );
     assert_eq!(
-        value(&text, "sundial_timing_messages{topic=\"m\"}"),
+        metric_value(&text, "sundial_timing_messages{topic=\"m\"}"),
         Some(1.0)
     );
     let counts = c.show_topic("m").await.unwrap();
     let g = &counts.groups[0];
     assert_eq!(
-        value(&text, "sundial_inflight_messages{topic=\"m\",group=\"g\"}"),
+        metric_value(&text, "sundial_inflight_messages{topic=\"m\",group=\"g\"}"),
         Some(g.inflight as f64)
     );
     assert_eq!(g.inflight + g.retry, 4, "{g:?}");
-    assert_eq!(value(&text, "sundial_early_deliveries_total"), Some(0.0));
-    assert_eq!(value(&text, "sundial_connections"), Some(1.0));
+    assert_eq!(
+        metric_value(&text, "sundial_early_deliveries_total"),
+        Some(0.0)
+    );
+    assert_eq!(metric_value(&text, "sundial_connections"), Some(1.0));
 }
