@@ -648,7 +648,7 @@ impl Engine {
         receipts: Vec<String>,
     ) -> Pending<Vec<Result<()>>> {
         let (topic, group) = (topic.to_string(), group.to_string());
-        writer::submit(self.sh(), true, move |ctx| {
+        writer::submit_weighted(self.sh(), true, receipts.len(), move |ctx| {
             Ok(receipts
                 .iter()
                 .map(|r| consume::nack(ctx, &topic, &group, r))
@@ -767,12 +767,7 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
         retention_horizon_ms: sh.horizon.deliver_before_ms.load(Ordering::SeqCst),
         ..MaintenanceReport::default()
     };
-    let over = || -> (bool, bool) {
-        match retention::disk_level(sh) {
-            Some(l) => (l.over(), l.below_low()),
-            None => (false, true),
-        }
-    };
+    let over = || retention::marks(retention::disk_level(sh).as_ref());
     let (is_over, below_low) = over();
     report.over_watermark = is_over;
     // Refusing sends between the marks frees room too, or refusals would last until
@@ -812,7 +807,9 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
             }
         }
     }
-    let (still_over, below_low) = over();
+    // One measurement decides the refusals and gives the send guard its headroom.
+    let level = retention::disk_level(sh);
+    let (still_over, below_low) = retention::marks(level.as_ref());
     let used = retention::dir_bytes(&sh.path);
     if still_over {
         let why = format!(
@@ -824,8 +821,7 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
     }
     report.disk_bytes = used;
     report.storage_full = sh.storage_full.load(Ordering::SeqCst);
-    sh.disk_guard
-        .measured(retention::disk_level(sh).map(|l| l.headroom()));
+    sh.disk_guard.measured(level.map(|l| l.headroom()));
     Ok(report)
 }
 

@@ -124,6 +124,11 @@ impl DiskLevel {
     }
 }
 
+/// (over the high mark, under the low mark); an unknown level counts as low.
+pub(crate) fn marks(level: Option<&DiskLevel>) -> (bool, bool) {
+    level.map_or((false, true), |l| (l.over(), l.below_low()))
+}
+
 /// The store's level: against the configured budget for the data directory, or else
 /// against `disk_high_ratio` of its filesystem (`None` when that cannot be read).
 pub(crate) fn disk_level(sh: &Shared) -> Option<DiskLevel> {

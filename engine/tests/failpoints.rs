@@ -28,6 +28,14 @@ impl Drop for Set {
     }
 }
 
+/// DELAY topic `t` with group `g` from the earliest message.
+fn delay_topic(h: &Harness) {
+    h.topic("t", TopicKind::Delay);
+    h.e()
+        .create_group("t", "g", GroupStart::Earliest, None)
+        .unwrap();
+}
+
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -36,10 +44,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn a_failed_wal_sync_refuses_writes_until_reopen_and_loses_nothing_acknowledged() {
     let _s = serial();
     let mut h = Harness::new();
-    h.topic("t", TopicKind::Delay);
-    h.e()
-        .create_group("t", "g", GroupStart::Earliest, None)
-        .unwrap();
+    delay_topic(&h);
     let kept = h.e().send(delay_msg("t", T0 + 1_000, "kept")).unwrap();
     {
         let _f = Set::new(failpoints::WAL_SYNC, "return");
@@ -68,10 +73,7 @@ fn a_failed_wal_sync_refuses_writes_until_reopen_and_loses_nothing_acknowledged(
 fn a_failed_pump_move_leaves_messages_timing_and_the_next_pass_moves_them() {
     let _s = serial();
     let h = Harness::new();
-    h.topic("t", TopicKind::Delay);
-    h.e()
-        .create_group("t", "g", GroupStart::Earliest, None)
-        .unwrap();
+    delay_topic(&h);
     let r = h.e().send(delay_msg("t", T0 + 100, "x")).unwrap();
     h.clock.advance(200);
     {
@@ -93,10 +95,7 @@ fn a_failed_pump_move_leaves_messages_timing_and_the_next_pass_moves_them() {
 fn a_failed_ack_is_an_error_and_the_delivery_stays_inflight() {
     let _s = serial();
     let h = Harness::new();
-    h.topic("t", TopicKind::Delay);
-    h.e()
-        .create_group("t", "g", GroupStart::Earliest, None)
-        .unwrap();
+    delay_topic(&h);
     h.e().send(delay_msg("t", T0, "x")).unwrap();
     h.e().tick().unwrap();
     let got = h.receive_inv("t", "g", 10, 1_000);

@@ -142,7 +142,9 @@ pub struct History {
 #[derive(Default)]
 struct Live {
     sent: HashSet<String>,
-    received: HashMap<String, HashSet<String>>,
+    /// Per group: ids received, and how many of them are acknowledged sends, kept as
+    /// events come (in either order) so `missing` does not rescan every send.
+    received: HashMap<String, (HashSet<String>, usize)>,
     max_deliver_at: u64,
 }
 
@@ -173,14 +175,19 @@ impl History {
                     Event::Sent {
                         id, deliver_at_ms, ..
                     } => {
-                        live.sent.insert(id.clone());
+                        if live.sent.insert(id.clone()) {
+                            for (ids, sent) in live.received.values_mut() {
+                                *sent += usize::from(ids.contains(id));
+                            }
+                        }
                         live.max_deliver_at = live.max_deliver_at.max(*deliver_at_ms);
                     }
                     Event::Received { group, id, .. } => {
-                        live.received
-                            .entry(group.clone())
-                            .or_default()
-                            .insert(id.clone());
+                        let is_sent = live.sent.contains(id);
+                        let (ids, sent) = live.received.entry(group.clone()).or_default();
+                        if ids.insert(id.clone()) && is_sent {
+                            *sent += 1;
+                        }
                     }
                     _ => {}
                 }
@@ -199,11 +206,8 @@ impl History {
     /// How many acknowledged sends `group` has not received yet.
     pub fn missing(&self, group: &str) -> usize {
         let live = self.live.lock().unwrap();
-        let got = live.received.get(group);
-        live.sent
-            .iter()
-            .filter(|id| !got.is_some_and(|g| g.contains(*id)))
-            .count()
+        let got = live.received.get(group).map_or(0, |(_, sent)| *sent);
+        live.sent.len() - got
     }
 
     /// Acknowledged sends so far.
@@ -503,6 +507,22 @@ mod tests {
         let v = check(&h, &["g", "h"]);
         assert_eq!(v.acked_then_delivered, vec![("g".into(), "1".into())]);
         assert_eq!(v.duplicates, 2);
+    }
+
+    #[test]
+    fn missing_counts_acknowledged_sends_a_group_has_not_received_in_either_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::create(&dir.path().join("h")).unwrap();
+        h.log(&[sent("a", "1", 5), sent("b", "2", 9)]);
+        assert_eq!((h.missing("g"), h.sent(), h.max_deliver_at()), (2, 2, 9));
+        // Received before its receipt was logged, and a recovered send never receipted.
+        h.log(&[recv("g", "c", "3", 5, 1, 5), recv("g", "a", "1", 5, 1, 5)]);
+        h.log(&[recv("g", "a", "1", 5, 2, 6)]);
+        assert_eq!(h.missing("g"), 1);
+        h.log(&[sent("c", "3", 5)]);
+        assert_eq!((h.missing("g"), h.missing("other")), (1, 3));
+        h.log(&[recv("g", "b", "2", 9, 3, 9)]);
+        assert_eq!(h.missing("g"), 0);
     }
 
     #[test]
