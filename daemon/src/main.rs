@@ -124,6 +124,11 @@ fn init_logs(level: &str) {
         .init();
 }
 
+/// The daemon's allocator: under load most of its allocations are short-lived request
+/// and response buffers, which glibc's malloc served with 15 % of all CPU in a burst.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {

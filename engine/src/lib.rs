@@ -343,7 +343,7 @@ impl Engine {
         let db = DB::open_cf_descriptors(
             &opts,
             &path,
-            families::descriptors(&horizon, config.retention.as_secs(), &cache),
+            families::descriptors(&horizon, config.retention.as_secs(), &cache)?,
         )?;
         let mut st = load_state(&db)?;
         let (ready_tx, _) = watch::channel(0u64);
