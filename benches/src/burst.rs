@@ -204,7 +204,9 @@ async fn burst(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
         .map(|name| {
             Arc::new(GroupState {
                 name,
-                seen: Mutex::new(HashSet::new()),
+                // Sized up front: growing a set of a million ids rehashes it under the
+                // lock every consumer takes, a pause measured as delivery time.
+                seen: Mutex::new(HashSet::with_capacity((a.messages + a.after) as usize)),
                 duplicates: AtomicU64::new(0),
                 done_at_ms: AtomicU64::new(0),
             })

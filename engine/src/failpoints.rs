@@ -4,7 +4,7 @@
 //!
 //! | name | where | what failing means |
 //! | --- | --- | --- |
-//! | `writer::sync` | every WAL sync of a round | the round's callers get errors and the engine refuses writes until reopened |
+//! | `writer::sync` | every WAL sync (on the syncer thread) | the round's callers get errors and the engine refuses writes until reopened |
 //! | `pump::move` | each pump job, before it moves anything | nothing moves this time; the pump tries again 200 ms later |
 //! | `consume::ack` | each ack call, before it writes | the call is answered with an error; the deliveries stay inflight |
 //! | `retention::filter` | every compaction filter decision | the filter keeps the entry (it never deletes when unsure) |

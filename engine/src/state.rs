@@ -110,8 +110,6 @@ pub(crate) struct State {
     pub groups: HashMap<GroupId, GroupState>,
     /// Earliest due time in the timer index, if known (may be early, never late).
     pub next_timer_due: Option<u64>,
-    /// Whether the WAL holds writes that were not synced yet.
-    pub wal_dirty: bool,
     dirty_topics: HashSet<TopicId>,
     dirty_groups: HashSet<GroupId>,
     dirty_engine: bool,

@@ -1,15 +1,21 @@
 //! Group commit. One writer thread applies every state change in order; the changes of
 //! many callers gathered from the queue go to RocksDB together and share one WAL sync,
-//! and no caller hears "done" before that sync.
+//! and no caller of a durable operation hears "done" before that sync.
 //!
 //! Atomicity: a job's writes accumulate in the current WriteBatch together with the
 //! records (topics, groups, counters) it changed; a job that must read the store first
 //! writes the batch gathered so far (unsynced) so that it reads every earlier job's
 //! effect. Each written batch is therefore a consistent state on its own, and RocksDB's
-//! WAL recovery restores a prefix of them. The last batch of a round is written with
-//! `sync`, which syncs every earlier write of the round too. If a write or a sync fails,
-//! the engine is poisoned: every caller of that round gets the error and later writes
-//! are refused until the engine is reopened.
+//! WAL recovery restores a prefix of them.
+//!
+//! Syncs run on their own thread: the writer writes a round (unsynced) and hands its
+//! answers to the syncer, which syncs the WAL (one sync covers every round written
+//! before it) and only then answers. Meanwhile the writer already applies the next
+//! round, so a burst is not paced by the disk's sync latency. A later round may read
+//! what an earlier, not yet synced round wrote; its own answers wait for a sync that
+//! covers both. If a write or a sync fails, the engine is poisoned: every caller still
+//! waiting for a sync gets the error and later writes are refused until the engine is
+//! reopened.
 
 use crate::error::{Error, Result};
 use crate::failpoints;
@@ -36,6 +42,12 @@ const MAX_WEIGHT_PER_ROUND: usize = 16 * 1024;
 const MAX_DEFERRED: usize = 4 * 1024;
 
 type Reply = Box<dyn FnOnce(Option<&Error>) + Send>;
+
+/// The answer to one job, and whether it may only be given after a WAL sync.
+struct Answer {
+    durable: bool,
+    reply: Reply,
+}
 
 /// One unit of work for the writer thread.
 pub(crate) struct Job {
@@ -116,14 +128,17 @@ where
     let job = Job {
         weight,
         run: Box::new(move |ctx: &mut Ctx<'_>| {
-            let r = ctx.run_job(durable, f);
-            ctx.replies.push(Box::new(move |fail: Option<&Error>| {
-                let r = match (r, fail) {
-                    (Ok(_), Some(e)) => Err(e.clone()),
-                    (r, _) => r,
-                };
-                let _ = tx.send(r);
-            }));
+            let r = ctx.run_job(f);
+            ctx.replies.push(Answer {
+                durable,
+                reply: Box::new(move |fail: Option<&Error>| {
+                    let r = match (r, fail) {
+                        (Ok(_), Some(e)) => Err(e.clone()),
+                        (r, _) => r,
+                    };
+                    let _ = tx.send(r);
+                }),
+            });
         }),
     };
     let sender = sh.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -144,13 +159,14 @@ pub(crate) struct Ctx<'a> {
     batch: WriteBatch,
     /// The engine's time for the current job (never goes back).
     pub now: u64,
-    durable: bool,
     job_wrote: bool,
     /// Set when something became Ready or visible again, to wake long polls.
     pub ready_changed: bool,
     /// Set when the pump should re-check its next due time.
     pub kick_pump: bool,
-    replies: Vec<Reply>,
+    /// Whether anything was written to RocksDB this round.
+    wrote: bool,
+    replies: Vec<Answer>,
     failed: Option<Error>,
 }
 
@@ -162,20 +178,16 @@ impl<'a> Ctx<'a> {
             st,
             batch: WriteBatch::default(),
             now: 0,
-            durable: false,
             job_wrote: false,
             ready_changed: false,
             kick_pump: false,
+            wrote: false,
             replies: Vec::new(),
             failed: None,
         }
     }
 
-    fn run_job<T>(
-        &mut self,
-        durable: bool,
-        f: impl FnOnce(&mut Ctx<'_>) -> Result<T>,
-    ) -> Result<T> {
+    fn run_job<T>(&mut self, f: impl FnOnce(&mut Ctx<'_>) -> Result<T>) -> Result<T> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -191,11 +203,7 @@ impl<'a> Ctx<'a> {
         self.job_wrote = false;
         let r = f(self);
         match &r {
-            Ok(_) => {
-                if durable {
-                    self.durable = true;
-                }
-            }
+            Ok(_) => {}
             Err(e) if self.job_wrote => {
                 // A job that fails after it started writing leaves memory and batch out
                 // of step: nothing of this round is written, and everything is refused
@@ -249,7 +257,7 @@ impl<'a> Ctx<'a> {
         if self.batch.is_empty() && !self.st.has_dirty() {
             return Ok(());
         }
-        self.write_batch(false)
+        self.write_batch()
     }
 
     pub fn get(&self, cf: Family, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
@@ -272,7 +280,9 @@ impl<'a> Ctx<'a> {
         self.sh.scan(cf, lower, upper, limit)
     }
 
-    fn write_batch(&mut self, sync: bool) -> Result<()> {
+    /// Writes the batch gathered so far, unsynced; a failure poisons the engine and
+    /// the round.
+    fn write_batch(&mut self) -> Result<()> {
         for (k, v) in self.st.take_dirty()? {
             let meta = self.cf(families::META)?;
             match v {
@@ -282,70 +292,83 @@ impl<'a> Ctx<'a> {
         }
         let batch = std::mem::take(&mut self.batch);
         let mut wo = WriteOptions::default();
-        wo.set_sync(sync);
-        self.storage_op(sync, |db| db.write_opt(batch, &wo))
-    }
-
-    /// Runs a write or sync against RocksDB; on failure poisons the engine and the round.
-    /// `sync`: the operation syncs the WAL (the test hook can make it fail).
-    fn storage_op(
-        &mut self,
-        sync: bool,
-        op: impl FnOnce(&rocksdb::DB) -> Result<(), rocksdb::Error>,
-    ) -> Result<()> {
-        let r = if sync
-            && (self.sh.fail_next_sync.swap(false, Ordering::SeqCst)
-                || failpoints::fires(failpoints::WAL_SYNC))
-        {
-            Err(failpoints::injected(failpoints::WAL_SYNC))
-        } else {
-            op(&self.sh.db).map_err(Error::from)
-        };
-        if let Err(e) = r {
+        wo.set_sync(false);
+        if let Err(e) = self.sh.db.write_opt(batch, &wo) {
             let why = format!("write failed: {e}");
             self.sh.poison(&why);
             self.failed = Some(Error::Poisoned(why.clone()));
             return Err(Error::Poisoned(why));
         }
-        self.st.wal_dirty = !sync;
+        self.wrote = true;
         Ok(())
     }
 
-    /// Announces that something may have become receivable (once per round).
-    fn signal_ready(&mut self) {
-        if self.ready_changed {
-            self.ready_changed = false;
-            self.sh.ready_tx.send_modify(|g| *g = g.wrapping_add(1));
-        }
-    }
-
-    /// Ends the round: writes what is left, synced if any durable job needs it.
+    /// Ends the round: writes what is left (the syncer makes it durable).
     fn commit(&mut self) -> Option<Error> {
         if let Some(e) = &self.failed {
             return Some(e.clone());
         }
-        let r = if !self.batch.is_empty() || self.st.has_dirty() {
-            if self.ready_changed && self.durable {
-                // Wake long polls between the write and the sync: the receives they
-                // queue run in the next round, which starts after this sync, so nothing
-                // reaches a consumer before it is durable, and they are queued sooner.
-                self.write_batch(false).and_then(|()| {
-                    self.signal_ready();
-                    self.storage_op(true, |db| db.flush_wal(true))
-                })
-            } else {
-                self.write_batch(self.durable)
-            }
-        } else if self.durable && self.st.wal_dirty {
-            self.storage_op(true, |db| db.flush_wal(true))
-        } else {
-            Ok(())
-        };
-        r.err()
+        if !self.batch.is_empty() || self.st.has_dirty() {
+            return self.write_batch().err();
+        }
+        None
     }
 }
 
-/// The writer thread's loop: gather, apply, commit, reply.
+/// A written round whose durable answers wait for a WAL sync.
+struct Written {
+    /// The count of writes this round must see synced (0: it waits for nothing).
+    sync_to: u64,
+    fail: Option<Error>,
+    replies: Vec<Reply>,
+}
+
+/// The syncer thread's loop: sync once for every round queued so far, then answer
+/// them in order. After a failed sync nothing written later is reported durable.
+fn sync_loop(sh: Arc<Shared>, rx: Receiver<Written>) {
+    let mut synced = 0u64;
+    let mut sync_failed: Option<Error> = None;
+    while let Ok(first) = rx.recv() {
+        let mut rounds = vec![first];
+        rounds.extend(rx.try_iter());
+        let need = rounds.iter().map(|r| r.sync_to).max().unwrap_or(0);
+        if need > synced && sync_failed.is_none() {
+            match sync_wal(&sh) {
+                Ok(()) => synced = need,
+                Err(e) => sync_failed = Some(e),
+            }
+        }
+        for r in rounds {
+            let fail = match (&r.fail, &sync_failed) {
+                (Some(e), _) => Some(e),
+                (None, Some(e)) if r.sync_to > synced => Some(e),
+                _ => None,
+            };
+            for reply in r.replies {
+                reply(fail);
+            }
+        }
+    }
+}
+
+/// Syncs the WAL (every write made before the call); a failure poisons the engine.
+fn sync_wal(sh: &Shared) -> Result<()> {
+    let r = if sh.fail_next_sync.swap(false, Ordering::SeqCst)
+        || failpoints::fires(failpoints::WAL_SYNC)
+    {
+        Err(failpoints::injected(failpoints::WAL_SYNC))
+    } else {
+        sh.db.flush_wal(true).map_err(Error::from)
+    };
+    r.map_err(|e| {
+        let why = format!("WAL sync failed: {e}");
+        sh.poison(&why);
+        Error::Poisoned(why)
+    })
+}
+
+/// The writer thread's loop: gather, apply, write, hand the answers to the syncer
+/// (answering at once those that need no sync).
 pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
     let handles = match sh.handles() {
         Ok(h) => h,
@@ -354,7 +377,23 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
             return;
         }
     };
+    let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+    let syncer = {
+        let sh = sh.clone();
+        std::thread::Builder::new()
+            .name("sundial-sync".into())
+            .spawn(move || sync_loop(sh, sync_rx))
+    };
+    let syncer = match syncer {
+        Ok(t) => t,
+        Err(e) => {
+            sh.poison(&format!("cannot start the WAL syncer: {e}"));
+            return;
+        }
+    };
     let mut queue = RoundQueue::default();
+    // Rounds that wrote something, so far: what a durable answer must see synced.
+    let mut written = 0u64;
     while let Some(jobs) = queue.next_round(&rx) {
         let mut guard = sh.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut ctx = Ctx::new(&sh, handles, &mut guard);
@@ -362,21 +401,43 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
             (job.run)(&mut ctx);
         }
         let fail = ctx.commit();
+        if ctx.wrote {
+            written += 1;
+        }
         let replies = std::mem::take(&mut ctx.replies);
         let (ready_changed, kick) = (ctx.ready_changed, ctx.kick_pump);
         drop(ctx);
         drop(guard);
-        // Announce before replying, so a caller that got its reply also sees the signal.
+        // Announce before answering, so a caller that got its answer also sees the
+        // signal. Receives it wakes run in a later round, whose answers wait for a
+        // sync that covers this round too, so nothing reaches a consumer before it
+        // is durable.
         if ready_changed && fail.is_none() {
             sh.ready_tx.send_modify(|g| *g = g.wrapping_add(1));
         }
-        for reply in replies {
-            reply(fail.as_ref());
+        let (durable, now): (Vec<_>, Vec<_>) = replies.into_iter().partition(|a| a.durable);
+        for a in now {
+            (a.reply)(fail.as_ref());
+        }
+        if !durable.is_empty() {
+            let round = Written {
+                sync_to: written,
+                fail,
+                replies: durable.into_iter().map(|a| a.reply).collect(),
+            };
+            if let Err(std::sync::mpsc::SendError(round)) = sync_tx.send(round) {
+                let gone = Error::Poisoned("the WAL syncer stopped".into());
+                for reply in round.replies {
+                    reply(Some(&gone));
+                }
+            }
         }
         if kick {
             sh.pump_wake.kick();
         }
     }
+    drop(sync_tx);
+    let _ = syncer.join();
 }
 
 /// Forms rounds so light jobs are not stuck behind heavy ones: a light job (a single

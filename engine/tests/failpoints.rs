@@ -5,8 +5,9 @@
 
 mod common;
 use common::*;
+use std::sync::mpsc::channel;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use sundial_engine::failpoints::{self, configure};
 use sundial_engine::{Error, GroupStart, MessageState, TopicKind};
 
@@ -38,6 +39,47 @@ fn delay_topic(h: &Harness) {
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[test]
+fn a_slow_wal_sync_does_not_hold_up_the_writer_and_no_durable_answer_comes_before_it() {
+    let _s = serial();
+    let h = Harness::new();
+    delay_topic(&h);
+    let e = h.e().clone();
+    let sync = Set::new(failpoints::WAL_SYNC, "pause");
+    let (tx, rx) = channel();
+    for body in ["a", "b"] {
+        let (e, tx) = (e.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(e.send(delay_msg("t", T0 + 1_000, body)));
+        });
+    }
+    // While the first sync hangs, the writer goes on: both sends are applied...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.e().stats().timing_total < 2 {
+        assert!(Instant::now() < deadline, "the second send was not applied");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // ...and a job that needs no sync is answered,
+    let (ptx, prx) = channel();
+    std::thread::spawn(move || {
+        let _ = ptx.send(e.tick());
+    });
+    prx.recv_timeout(Duration::from_secs(10))
+        .expect("a pump pass is answered while a sync hangs")
+        .unwrap();
+    // but neither send is, until the syncs are done.
+    assert!(
+        rx.try_recv().is_err(),
+        "a send was answered before its sync"
+    );
+    drop(sync);
+    for _ in 0..2 {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("answered after the sync")
+            .unwrap();
+    }
 }
 
 #[test]
