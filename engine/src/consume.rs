@@ -4,8 +4,12 @@ use crate::error::{Error, Result};
 use crate::failpoints;
 use crate::families::{ACKED, INFLIGHT, MESSAGES, READY};
 use crate::keys::{self, GroupId};
+use crate::lease;
+use crate::records::Lease;
 use crate::records::{self, Finished, Inflight};
-use crate::redeliver::{dead_letter, is_retry, remove_inflight};
+use crate::redeliver::{
+    dead_letter, entry_record, is_retry, is_retry_at, remove_inflight, uncount,
+};
 use crate::topics::ensure_group;
 use crate::types::{GroupStart, MessageId, ReceiveRequest, TagFilter};
 use crate::writer::Ctx;
@@ -104,63 +108,70 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
         Ok(true)
     };
 
-    // Retries: entries whose invisible time has passed, oldest first.
+    // Retries: entries whose invisible time has passed, oldest first. An expired
+    // lease found here becomes ordinary records first; a second scan sees them.
     let (lo, _) = keys::visible_range(g);
     let hi = keys::visible(g, now.saturating_add(1), 0);
-    for (k, _) in ctx.scan(INFLIGHT, &lo, &hi, req.max_messages)? {
-        let Some((t, offset)) = keys::parse_visible(&k) else {
-            continue;
-        };
-        let Some(v) = ctx.get(INFLIGHT, keys::inflight(g, offset))? else {
+    let mut full = false;
+    for pass in 0..2 {
+        let mut converted = false;
+        for (k, v) in ctx.scan(INFLIGHT, &lo, &hi, req.max_messages)? {
+            if out.len() >= req.max_messages {
+                break;
+            }
+            let Some((_, offset)) = keys::parse_visible(&k) else {
+                continue;
+            };
+            let Some(rec) = entry_record(ctx, g, (&k, &v), &mut converted)? else {
+                continue;
+            };
+            let Some(rv) = ctx.get(READY, keys::ready(tid, offset))? else {
+                // Retention or disk pressure removed it: nothing left to deliver.
+                remove_inflight(ctx, g, offset, &rec)?;
+                continue;
+            };
+            if rec.attempt >= max_attempts {
+                dead_letter(ctx, g, offset, &rec, false)?;
+                continue;
+            }
+            let entry = records::decode_ready(&rv)?;
+            if call_filter
+                .as_ref()
+                .is_some_and(|f| !f.matches(entry.tag()))
+            {
+                // Not for this call's filter: it stays waiting for a matching receive.
+                continue;
+            }
+            if !fits(ctx, rec.id, out.len())? {
+                full = true;
+                break;
+            }
+            let retry = is_retry(ctx, g, &rec, offset);
             ctx.delete(INFLIGHT, &k)?;
-            continue;
-        };
-        let rec = records::decode_inflight(&v)?;
-        if rec.visible_at_ms != t {
-            ctx.delete(INFLIGHT, &k)?;
-            continue;
+            let d = hand_out(
+                ctx,
+                g,
+                offset,
+                rec.id,
+                rec.attempt + 1,
+                visible_at,
+                entry.ready_at_ms,
+                entry.deliver_at_ms,
+            )?;
+            if let Some(gs) = ctx.st.group_mut(g) {
+                let c = &mut gs.rec.cursor;
+                if retry {
+                    c.retry = c.retry.saturating_sub(1);
+                    c.inflight += 1;
+                }
+                c.redelivered += 1;
+            }
+            out.push(d);
         }
-        let Some(rv) = ctx.get(READY, keys::ready(tid, offset))? else {
-            // Retention or disk pressure removed it: nothing left to deliver.
-            remove_inflight(ctx, g, offset, &rec)?;
-            continue;
-        };
-        if rec.attempt >= max_attempts {
-            dead_letter(ctx, g, offset, &rec, false)?;
-            continue;
-        }
-        let entry = records::decode_ready(&rv)?;
-        if call_filter
-            .as_ref()
-            .is_some_and(|f| !f.matches(entry.tag()))
-        {
-            // Not for this call's filter: it stays waiting for a matching receive.
-            continue;
-        }
-        if !fits(ctx, rec.id, out.len())? {
+        if pass > 0 || !converted || full || out.len() >= req.max_messages {
             break;
         }
-        let retry = is_retry(ctx, g, &rec, offset);
-        ctx.delete(INFLIGHT, &k)?;
-        let d = hand_out(
-            ctx,
-            g,
-            offset,
-            rec.id,
-            rec.attempt + 1,
-            visible_at,
-            entry.ready_at_ms,
-            entry.deliver_at_ms,
-        )?;
-        if let Some(gs) = ctx.st.group_mut(g) {
-            let c = &mut gs.rec.cursor;
-            if retry {
-                c.retry = c.retry.saturating_sub(1);
-                c.inflight += 1;
-            }
-            c.redelivered += 1;
-        }
-        out.push(d);
+        ctx.prepare_read()?;
     }
 
     // New messages from the cursor.
@@ -182,6 +193,7 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
                 .map_or(TagFilter::All, |gs| gs.filter.clone()),
         };
         let (mut taken, mut skipped, mut exhausted) = (0usize, 0u64, true);
+        let mut run: Option<lease::Run> = None;
         let sh = ctx.sh;
         let (lo, hi) = (keys::ready(tid, cursor), keys::ready(tid, end));
         sh.visit(READY, &lo, &hi, |k, v| {
@@ -203,23 +215,39 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
                 return Ok(false);
             }
             next = offset + 1;
-            let d = hand_out(
-                ctx,
-                g,
+            // Consecutive offsets share one lease; a gap (a skipped tag) starts another.
+            if run.as_ref().is_some_and(|r| r.end != offset) {
+                if let Some(r) = run.take() {
+                    r.close(ctx, g, visible_at)?;
+                }
+            }
+            let r = match &mut run {
+                Some(r) => r,
+                None => run.insert(lease::Run::start(ctx, offset)),
+            };
+            r.end = offset + 1;
+            r.ready_at_ms = r.ready_at_ms.max(entry.ready_at_ms);
+            let receipt = Receipt {
+                group: g,
                 offset,
-                entry.id,
-                1,
-                visible_at,
-                entry.ready_at_ms,
-                entry.deliver_at_ms,
-            )?;
+                nonce: r.nonce,
+            };
             if let Some(gs) = ctx.st.group_mut(g) {
                 gs.rec.cursor.inflight += 1;
             }
-            out.push(d);
+            out.push(Delivery {
+                id: entry.id,
+                attempt: 1,
+                receipt: receipt.encode(),
+                ready_at_ms: entry.ready_at_ms,
+                deliver_at_ms: entry.deliver_at_ms,
+            });
             taken += 1;
             Ok(true)
         })?;
+        if let Some(r) = run.take() {
+            r.close(ctx, g, visible_at)?;
+        }
         if exhausted && taken < want {
             // Nothing more below `end`: gaps left by retention are skipped too.
             next = end;
@@ -302,8 +330,24 @@ fn note_visible(ctx: &mut Ctx<'_>, g: GroupId, t: u64) {
     ctx.kick_pump |= kick;
 }
 
-/// Finds the live inflight record a receipt names, for the given topic and group.
-fn resolve(ctx: &Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(Receipt, Inflight)> {
+/// What a receipt names: a delivery with its own inflight record, or an offset of a
+/// lease (the lease's first offset and record).
+enum Held {
+    Own(Inflight),
+    Leased(u64, Lease),
+}
+
+/// The lease an ack call found last: receipts of one receive usually share it.
+type LeaseCache = Option<(GroupId, u64, Lease)>;
+
+/// Finds the live delivery a receipt names, for the given topic and group.
+fn resolve(
+    ctx: &Ctx<'_>,
+    topic: &str,
+    group: &str,
+    receipt: &str,
+    cache: &mut LeaseCache,
+) -> Result<(Receipt, Held)> {
     let r = Receipt::parse(receipt)?;
     let t = ctx.st.topic_by_name(topic)?;
     let g = t.groups.get(group).copied().ok_or_else(|| {
@@ -314,18 +358,36 @@ fn resolve(ctx: &Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(Re
             "receipt belongs to another topic or group than {topic:?}/{group:?}"
         )));
     }
-    let v = ctx
-        .get(INFLIGHT, keys::inflight(r.group, r.offset))?
-        .ok_or_else(|| {
-            Error::BadReceiptHandle("no such delivery (already acked, or reset)".into())
-        })?;
-    let rec = records::decode_inflight(&v)?;
-    if rec.nonce != r.nonce {
-        return Err(Error::BadReceiptHandle(
+    let stale = || {
+        Error::BadReceiptHandle(
             "stale receipt: the message was delivered again or its receipt was replaced".into(),
-        ));
+        )
+    };
+    let gone = || Error::BadReceiptHandle("no such delivery (already acked, or reset)".into());
+    if let Some(v) = ctx.get(INFLIGHT, keys::inflight(r.group, r.offset))? {
+        let rec = records::decode_inflight(&v)?;
+        if rec.nonce != r.nonce {
+            return Err(stale());
+        }
+        return Ok((r, Held::Own(rec)));
     }
-    Ok((r, rec))
+    let found = match *cache {
+        Some((cg, first, l)) if cg == r.group && first <= r.offset && r.offset < l.end => {
+            Some((first, l))
+        }
+        _ => lease::covering(ctx.sh, r.group, r.offset)?,
+    };
+    let Some((first, l)) = found else {
+        return Err(gone());
+    };
+    *cache = Some((r.group, first, l));
+    if l.nonce != r.nonce {
+        return Err(stale());
+    }
+    if lease::is_finished(ctx.sh, r.group, r.offset)? {
+        return Err(gone());
+    }
+    Ok((r, Held::Leased(first, l)))
 }
 
 /// Acks each receipt; each succeeds or fails on its own.
@@ -340,9 +402,10 @@ pub(crate) fn ack(
     }
     ctx.prepare_read()?;
     let mut seen = HashSet::new();
+    let mut cache = None;
     let mut out = Vec::with_capacity(receipts.len());
     for receipt in receipts {
-        out.push(ack_one(ctx, topic, group, receipt, &mut seen));
+        out.push(ack_one(ctx, topic, group, receipt, &mut seen, &mut cache));
     }
     Ok(out)
 }
@@ -353,18 +416,30 @@ fn ack_one(
     group: &str,
     receipt: &str,
     seen: &mut HashSet<(GroupId, u64)>,
+    cache: &mut LeaseCache,
 ) -> Result<()> {
-    let (r, rec) = resolve(ctx, topic, group, receipt)?;
+    let (r, held) = resolve(ctx, topic, group, receipt, cache)?;
     if !seen.insert((r.group, r.offset)) {
         return Err(Error::BadReceiptHandle(
             "receipt given twice in one call".into(),
         ));
     }
-    remove_inflight(ctx, r.group, r.offset, &rec)?;
+    let ready_at_ms = match held {
+        Held::Own(rec) => {
+            remove_inflight(ctx, r.group, r.offset, &rec)?;
+            rec.ready_at_ms
+        }
+        Held::Leased(first, l) => {
+            // The lease stays; this offset is settled by its ack entry.
+            let retry = is_retry_at(ctx, r.group, l.visible_at_ms, first);
+            uncount(ctx, r.group, retry);
+            l.ready_at_ms
+        }
+    };
     ctx.put(
         ACKED,
         keys::acked(r.group, r.offset),
-        records::encode_acked(Finished::Acked, rec.ready_at_ms),
+        records::encode_acked(Finished::Acked, ready_at_ms),
     )?;
     if let Some(gs) = ctx.st.group_mut(r.group) {
         gs.rec.cursor.acked += 1;
@@ -372,14 +447,29 @@ fn ack_one(
     Ok(())
 }
 
+/// The inflight record a receipt names, taken out of the group's counts (and its lease
+/// or the index) so the caller can give it a new visibility or dead-letter it.
+fn take(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(Receipt, Inflight)> {
+    let (r, held) = resolve(ctx, topic, group, receipt, &mut None)?;
+    match held {
+        Held::Own(rec) => {
+            remove_inflight(ctx, r.group, r.offset, &rec)?;
+            Ok((r, rec))
+        }
+        Held::Leased(first, l) => lease::detach(ctx, r.group, r.offset, first, &l)?
+            .map(|rec| (r, rec))
+            .ok_or_else(|| Error::BadReceiptHandle("the message is no longer retained".into())),
+    }
+}
+
 /// Makes a delivery visible again after the retry backoff for its attempt (or sends
 /// it to the dead-letter topic when it has no attempts left).
 pub(crate) fn nack(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<()> {
     ctx.prepare_read()?;
-    let (r, rec) = resolve(ctx, topic, group, receipt)?;
+    let (r, rec) = take(ctx, topic, group, receipt)?;
     let cfg = &ctx.sh.config;
     if rec.attempt >= cfg.max_delivery_attempts {
-        return dead_letter(ctx, r.group, r.offset, &rec, false);
+        return dead_letter(ctx, r.group, r.offset, &rec, true);
     }
     let idx = (rec.attempt as usize).saturating_sub(1);
     let backoff = cfg
@@ -403,13 +493,13 @@ pub(crate) fn change_invisible(
 ) -> Result<String> {
     let inv = invisible_ms(d)?;
     ctx.prepare_read()?;
-    let (r, rec) = resolve(ctx, topic, group, receipt)?;
+    let (r, rec) = take(ctx, topic, group, receipt)?;
     let at = ctx.now.saturating_add(inv);
     replace_visibility(ctx, r, &rec, at)
 }
 
+/// Gives a delivery taken with [`take`] a new record visible at `at`, and a new receipt.
 fn replace_visibility(ctx: &mut Ctx<'_>, r: Receipt, rec: &Inflight, at: u64) -> Result<String> {
-    remove_inflight(ctx, r.group, r.offset, rec)?;
     let nonce = ctx.st.next_seq();
     let new = Inflight {
         visible_at_ms: at,

@@ -82,6 +82,7 @@ pub fn parse_ready(k: &[u8]) -> Option<(TopicId, u64)> {
 
 const INFLIGHT_RECORD: u8 = b'i';
 const INFLIGHT_VISIBLE: u8 = b'v';
+const INFLIGHT_LEASE: u8 = b'l';
 
 /// `inflight`: a group's delivery state of one ready-log offset.
 pub fn inflight(group: GroupId, offset: u64) -> [u8; 13] {
@@ -121,6 +122,29 @@ pub fn parse_visible(k: &[u8]) -> Option<(u64, u64)> {
     ))
 }
 
+/// `inflight`: a lease, the first delivery of a run of consecutive offsets one receive
+/// handed out together, keyed by the run's first offset.
+pub fn lease(group: GroupId, first: u64) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[0] = INFLIGHT_LEASE;
+    k[1..5].copy_from_slice(&group.to_be_bytes());
+    k[5..].copy_from_slice(&first.to_be_bytes());
+    k
+}
+
+/// The first offset in a lease key.
+pub fn parse_lease(k: &[u8]) -> Option<u64> {
+    if k.len() != 13 || k[0] != INFLIGHT_LEASE {
+        return None;
+    }
+    Some(u64::from_be_bytes(k[5..13].try_into().ok()?))
+}
+
+/// The first key of a group's leases and the first key after them.
+pub fn lease_range(group: GroupId) -> ([u8; 13], [u8; 13]) {
+    (lease(group, 0), group_end(INFLIGHT_LEASE, group))
+}
+
 /// The first key of a group's inflight records and the first key after them.
 pub fn inflight_range(group: GroupId) -> ([u8; 13], [u8; 13]) {
     (inflight(group, 0), group_end(INFLIGHT_RECORD, group))
@@ -151,6 +175,14 @@ pub fn acked(group: GroupId, offset: u64) -> [u8; 12] {
     k[..4].copy_from_slice(&group.to_be_bytes());
     k[4..].copy_from_slice(&offset.to_be_bytes());
     k
+}
+
+/// The offset in an `acked` key.
+pub fn parse_acked(k: &[u8]) -> Option<u64> {
+    if k.len() != 12 {
+        return None;
+    }
+    Some(u64::from_be_bytes(k[4..12].try_into().ok()?))
 }
 
 /// `keys`: `topic ‖ len(key) ‖ key ‖ msg_id`, for lookup by key.

@@ -16,6 +16,7 @@ mod families;
 /// Every key encoding (public for the micro-benchmarks; not a stable API).
 #[doc(hidden)]
 pub mod keys;
+mod lease;
 mod lookup;
 mod pump;
 mod recall;
@@ -119,6 +120,26 @@ impl Shared {
             })?;
         }
         Ok(out)
+    }
+
+    /// The last key and value in `[lower, upper)`, if any.
+    pub fn last_in(
+        &self,
+        cf: families::Family,
+        lower: &[u8],
+        upper: &[u8],
+    ) -> Result<Option<(Box<[u8]>, Box<[u8]>)>> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(lower.to_vec());
+        ro.set_iterate_upper_bound(upper.to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+        it.seek_to_last();
+        let last = match (it.valid(), it.key(), it.value()) {
+            (true, Some(k), Some(v)) => Some((Box::from(k), Box::from(v))),
+            _ => None,
+        };
+        it.status()?;
+        Ok(last)
     }
 
     /// Visits keys and values in `[lower, upper)` in order until `f` returns false.

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::families::{ACKED, INFLIGHT, KEYS, MESSAGES, READY, TIMER};
 use crate::keys::{self, TopicId};
+use crate::lease;
 use crate::records::{self, Finished, Location};
 use crate::types::{GroupMessageState, MessageId, MessageState, MessageView};
 use crate::Shared;
@@ -88,6 +89,15 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
             match records::decode_acked(&av)? {
                 Finished::Acked => GroupMessageState::Acked,
                 Finished::DeadLettered => GroupMessageState::DeadLettered,
+            }
+        } else if let Some((first, l)) = lease::covering(sh, g, loc.offset)? {
+            if (l.visible_at_ms, first) < expired_to || l.visible_at_ms <= now {
+                GroupMessageState::Retry { attempt: 1 }
+            } else {
+                GroupMessageState::Inflight {
+                    attempt: 1,
+                    visible_at_ms: l.visible_at_ms,
+                }
             }
         } else if loc.offset >= cursor {
             GroupMessageState::Ready

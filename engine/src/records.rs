@@ -277,6 +277,44 @@ pub(crate) struct Inflight {
     pub ready_at_ms: u64,
 }
 
+/// A run of consecutive ready-log offsets one receive handed to a group together, each
+/// at attempt 1: one record instead of one per message. An offset of the run is settled
+/// once it has an ack entry or an inflight record of its own (after a nack, a changed
+/// invisible time or expiry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lease {
+    /// One past the run's last offset.
+    pub end: u64,
+    pub visible_at_ms: u64,
+    /// Shared by the run's receipts.
+    pub nonce: u64,
+    /// The latest time any message of the run became Ready (kept with its acks, so
+    /// retention keeps them at least as long as the messages).
+    pub ready_at_ms: u64,
+}
+
+pub(crate) fn encode_lease(l: &Lease) -> [u8; 32] {
+    let mut v = [0u8; 32];
+    v[..8].copy_from_slice(&l.end.to_be_bytes());
+    v[8..16].copy_from_slice(&l.visible_at_ms.to_be_bytes());
+    v[16..24].copy_from_slice(&l.nonce.to_be_bytes());
+    v[24..32].copy_from_slice(&l.ready_at_ms.to_be_bytes());
+    v
+}
+
+pub(crate) fn decode_lease(v: &[u8]) -> Result<Lease> {
+    let bad = || corrupt("lease record");
+    if v.len() != 32 {
+        return Err(bad());
+    }
+    Ok(Lease {
+        end: u64_at(v, 0).ok_or_else(bad)?,
+        visible_at_ms: u64_at(v, 8).ok_or_else(bad)?,
+        nonce: u64_at(v, 16).ok_or_else(bad)?,
+        ready_at_ms: u64_at(v, 24).ok_or_else(bad)?,
+    })
+}
+
 pub(crate) fn encode_inflight(r: &Inflight) -> [u8; 44] {
     let mut v = [0u8; 44];
     v[..16].copy_from_slice(&r.id.to_bytes());
@@ -386,6 +424,14 @@ mod tests {
             ready_at_ms: 5,
         };
         assert_eq!(decode_inflight(&encode_inflight(&i)).unwrap(), i);
+        let l = Lease {
+            end: 9,
+            visible_at_ms: 8,
+            nonce: 7,
+            ready_at_ms: 6,
+        };
+        assert_eq!(decode_lease(&encode_lease(&l)).unwrap(), l);
+        assert!(decode_lease(&[0; 31]).is_err());
         assert_eq!(
             decode_acked(&encode_acked(Finished::DeadLettered, 1)).unwrap(),
             Finished::DeadLettered

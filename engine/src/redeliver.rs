@@ -7,6 +7,7 @@
 use crate::error::Result;
 use crate::families::{ACKED, INFLIGHT, MESSAGES};
 use crate::keys::{self, GroupId};
+use crate::lease;
 use crate::records::{self, Finished, Inflight};
 use crate::send::send_one;
 use crate::types::{NewMessage, TopicKind};
@@ -47,20 +48,16 @@ fn expire_group(ctx: &mut Ctx<'_>, g: GroupId, max: usize) -> Result<(u64, u64, 
     let max_attempts = ctx.sh.config.max_delivery_attempts;
     let (mut expired, mut dead) = (0, 0);
     let mut last = None;
-    for (k, _) in &entries {
+    // Whether expired leases gave records whose entries this scan has not seen.
+    let mut converted = false;
+    for (k, v) in &entries {
         let Some((t, offset)) = keys::parse_visible(k) else {
             continue;
         };
         last = Some((t, offset));
-        let Some(v) = ctx.get(INFLIGHT, keys::inflight(g, offset))? else {
-            ctx.delete(INFLIGHT, k)?;
+        let Some(rec) = entry_record(ctx, g, (k, v), &mut converted)? else {
             continue;
         };
-        let rec = records::decode_inflight(&v)?;
-        if rec.visible_at_ms != t {
-            ctx.delete(INFLIGHT, k)?;
-            continue;
-        }
         if rec.attempt >= max_attempts {
             dead_letter(ctx, g, offset, &rec, false)?;
             dead += 1;
@@ -72,7 +69,7 @@ fn expire_group(ctx: &mut Ctx<'_>, g: GroupId, max: usize) -> Result<(u64, u64, 
             expired += 1;
         }
     }
-    let more = entries.len() >= max;
+    let more = entries.len() >= max || converted;
     let to = match (more, last) {
         (true, Some((t, o))) => (t, o + 1),
         _ => (now.saturating_add(1), 0),
@@ -90,6 +87,36 @@ fn expire_group(ctx: &mut Ctx<'_>, g: GroupId, max: usize) -> Result<(u64, u64, 
     Ok((expired, dead, more))
 }
 
+/// The live inflight record a visibility entry `(t, offset)` stands for: an ordinary
+/// entry's record if it is still visible at `t`, or the first record of an expired
+/// lease after [`lease::convert`] (which sets `converted` when it made others). Stale
+/// entries are deleted.
+pub(crate) fn entry_record(
+    ctx: &mut Ctx<'_>,
+    g: GroupId,
+    (k, v): (&[u8], &[u8]),
+    converted: &mut bool,
+) -> Result<Option<Inflight>> {
+    let Some((t, offset)) = keys::parse_visible(k) else {
+        return Ok(None);
+    };
+    if lease::is_marker(v) {
+        let c = lease::convert(ctx, g, offset, t)?;
+        *converted |= c.others;
+        return Ok(c.first);
+    }
+    let Some(v) = ctx.get(INFLIGHT, keys::inflight(g, offset))? else {
+        ctx.delete(INFLIGHT, k)?;
+        return Ok(None);
+    };
+    let rec = records::decode_inflight(&v)?;
+    if rec.visible_at_ms != t {
+        ctx.delete(INFLIGHT, k)?;
+        return Ok(None);
+    }
+    Ok(Some(rec))
+}
+
 /// The first visibility time at or after `from` in group `g`'s index.
 pub(crate) fn next_visible(sh: &Shared, g: GroupId, from: (u64, u64)) -> Result<Option<u64>> {
     let lower = keys::visible(g, from.0, from.1);
@@ -103,10 +130,28 @@ pub(crate) fn next_visible(sh: &Shared, g: GroupId, from: (u64, u64)) -> Result<
 
 /// Whether a visibility entry counts as a retry (expired and processed) for the group.
 pub(crate) fn is_retry(ctx: &Ctx<'_>, g: GroupId, rec: &Inflight, offset: u64) -> bool {
+    is_retry_at(ctx, g, rec.visible_at_ms, offset)
+}
+
+/// Whether the visibility entry `(visible_at_ms, offset)` was already processed by
+/// expiry (so what it holds counts as a retry, not as inflight).
+pub(crate) fn is_retry_at(ctx: &Ctx<'_>, g: GroupId, visible_at_ms: u64, offset: u64) -> bool {
     ctx.st
         .groups
         .get(&g)
-        .is_some_and(|gs| (rec.visible_at_ms, offset) < gs.rec.cursor.expired_to)
+        .is_some_and(|gs| (visible_at_ms, offset) < gs.rec.cursor.expired_to)
+}
+
+/// Takes one delivery out of the group's inflight (or retry) count.
+pub(crate) fn uncount(ctx: &mut Ctx<'_>, g: GroupId, retry: bool) {
+    if let Some(gs) = ctx.st.group_mut(g) {
+        let c = &mut gs.rec.cursor;
+        if retry {
+            c.retry = c.retry.saturating_sub(1);
+        } else {
+            c.inflight = c.inflight.saturating_sub(1);
+        }
+    }
 }
 
 /// Removes a group's inflight record and its index entry, fixing the counters.
@@ -119,14 +164,7 @@ pub(crate) fn remove_inflight(
     let retry = is_retry(ctx, g, rec, offset);
     ctx.delete(INFLIGHT, keys::inflight(g, offset))?;
     ctx.delete(INFLIGHT, keys::visible(g, rec.visible_at_ms, offset))?;
-    if let Some(gs) = ctx.st.group_mut(g) {
-        let c = &mut gs.rec.cursor;
-        if retry {
-            c.retry = c.retry.saturating_sub(1);
-        } else {
-            c.inflight = c.inflight.saturating_sub(1);
-        }
-    }
+    uncount(ctx, g, retry);
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::failpoints;
 use crate::families::{Family, MESSAGES, READY};
 use crate::keys::{self, GroupId, TopicId};
+use crate::lease;
 use crate::records;
 use crate::types::MessageId;
 use crate::writer::Ctx;
@@ -232,8 +233,9 @@ pub(crate) fn fs_usage(path: &Path) -> Option<(u64, u64)> {
     Some((total.saturating_sub(avail), total))
 }
 
-/// The lowest offset a group still needs: its oldest inflight or its cursor.
-fn group_low(ctx: &Ctx<'_>, g: GroupId) -> Result<u64> {
+/// The lowest offset a group still needs: its oldest inflight record or lease, or its
+/// cursor.
+fn group_low(ctx: &mut Ctx<'_>, g: GroupId) -> Result<u64> {
     let cursor = ctx
         .st
         .groups
@@ -242,7 +244,11 @@ fn group_low(ctx: &Ctx<'_>, g: GroupId) -> Result<u64> {
     let (lo, hi) = keys::inflight_range(g);
     let first = ctx.scan(crate::families::INFLIGHT, &lo, &hi, 1)?;
     let inflight = first.first().and_then(|(k, _)| keys::parse_inflight(k));
-    Ok(inflight.map_or(cursor, |o| o.min(cursor)))
+    let leased = lease::first_unsettled(ctx, g, 64)?;
+    Ok([inflight, leased]
+        .into_iter()
+        .flatten()
+        .fold(cursor, u64::min))
 }
 
 /// What a purge deleted, and the key ranges compaction should visit to reclaim it.

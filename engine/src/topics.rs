@@ -51,11 +51,14 @@ pub(crate) fn delete_topic(ctx: &mut Ctx<'_>, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a group's inflight records and visibility index, and its acks from `from_offset`.
+/// Deletes a group's inflight records, leases and visibility index, and its acks from
+/// `from_offset`.
 fn clear_group_data(ctx: &mut Ctx<'_>, g: GroupId, from_offset: u64) -> Result<()> {
     let (lo, hi) = keys::inflight_range(g);
     ctx.delete_range(INFLIGHT, lo, hi)?;
     let (lo, hi) = keys::visible_range(g);
+    ctx.delete_range(INFLIGHT, lo, hi)?;
+    let (lo, hi) = keys::lease_range(g);
     ctx.delete_range(INFLIGHT, lo, hi)?;
     ctx.delete_range(ACKED, keys::acked(g, from_offset), keys::acked(g, u64::MAX))?;
     ctx.delete(ACKED, keys::acked(g, u64::MAX))?;

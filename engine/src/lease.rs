@@ -1,0 +1,247 @@
+//! Leases: the first delivery of a run of consecutive offsets that one receive hands to
+//! a group is one inflight record (`l group ‖ first`) and one visibility entry (marked
+//! [`MARKER`]), not two per message. A burst of a million messages received 1,024 at
+//! a time then writes about two thousand records instead of two million, and an ack is
+//! one write (its ack entry) instead of three.
+//!
+//! An offset of a lease is settled once it has an ack entry (acked or dead-lettered) or
+//! an inflight record of its own: a nack or a changed invisible time detaches it from
+//! the lease. When the lease's invisible time passes, the offsets still unsettled
+//! become ordinary inflight records at attempt 1 with the same visibility time and
+//! receipts (see [`convert`]), and the usual expiry and redelivery take over.
+
+use crate::error::Result;
+use crate::families::{ACKED, INFLIGHT, READY};
+use crate::keys::{self, GroupId};
+use crate::records::{self, Inflight, Lease};
+use crate::redeliver::{is_retry_at, uncount};
+use crate::writer::Ctx;
+use crate::Shared;
+use std::collections::HashSet;
+
+/// The value of a lease's visibility entry (an ordinary entry's value is empty).
+pub(crate) const MARKER: &[u8] = b"l";
+
+/// Whether a visibility entry's value marks a lease.
+pub(crate) fn is_marker(v: &[u8]) -> bool {
+    v == MARKER
+}
+
+/// A run being handed out by one receive.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub first: u64,
+    pub end: u64,
+    pub nonce: u64,
+    pub ready_at_ms: u64,
+}
+
+impl Run {
+    /// Starts a run at `offset` with a fresh nonce.
+    pub fn start(ctx: &mut Ctx<'_>, offset: u64) -> Run {
+        Run {
+            first: offset,
+            end: offset,
+            nonce: ctx.st.next_seq(),
+            ready_at_ms: 0,
+        }
+    }
+
+    /// Writes the lease and its visibility entry.
+    pub fn close(self, ctx: &mut Ctx<'_>, g: GroupId, visible_at_ms: u64) -> Result<()> {
+        let lease = Lease {
+            end: self.end,
+            visible_at_ms,
+            nonce: self.nonce,
+            ready_at_ms: self.ready_at_ms,
+        };
+        ctx.put(
+            INFLIGHT,
+            keys::lease(g, self.first),
+            records::encode_lease(&lease),
+        )?;
+        ctx.put(
+            INFLIGHT,
+            keys::visible(g, visible_at_ms, self.first),
+            MARKER,
+        )
+    }
+}
+
+/// The lease whose run holds `offset`, as `(first, lease)`.
+pub(crate) fn covering(sh: &Shared, g: GroupId, offset: u64) -> Result<Option<(u64, Lease)>> {
+    let (lo, _) = keys::lease_range(g);
+    let hi = keys::lease(g, offset.saturating_add(1));
+    let Some((k, v)) = sh.last_in(INFLIGHT, &lo, &hi)? else {
+        return Ok(None);
+    };
+    let (Some(first), lease) = (keys::parse_lease(&k), records::decode_lease(&v)?) else {
+        return Ok(None);
+    };
+    Ok((offset < lease.end).then_some((first, lease)))
+}
+
+/// Whether `offset` of group `g` has an ack entry (acked or dead-lettered).
+pub(crate) fn is_finished(sh: &Shared, g: GroupId, offset: u64) -> Result<bool> {
+    Ok(sh.get(ACKED, keys::acked(g, offset))?.is_some())
+}
+
+/// Takes `offset` out of its lease (before a nack or a changed invisible time): fixes
+/// the counters as if its inflight record were removed and returns that record, or
+/// `None` when retention already removed the message.
+pub(crate) fn detach(
+    ctx: &mut Ctx<'_>,
+    g: GroupId,
+    offset: u64,
+    first: u64,
+    lease: &Lease,
+) -> Result<Option<Inflight>> {
+    let Some(tid) = ctx.st.groups.get(&g).map(|gs| gs.rec.topic) else {
+        return Ok(None);
+    };
+    let retry = is_retry_at(ctx, g, lease.visible_at_ms, first);
+    uncount(ctx, g, retry);
+    let Some(v) = ctx.get(READY, keys::ready(tid, offset))? else {
+        return Ok(None);
+    };
+    let entry = records::decode_ready(&v)?;
+    Ok(Some(Inflight {
+        id: entry.id,
+        attempt: 1,
+        visible_at_ms: lease.visible_at_ms,
+        nonce: lease.nonce,
+        ready_at_ms: entry.ready_at_ms,
+    }))
+}
+
+/// The first offset of group `g`'s oldest lease that still has an unsettled offset.
+/// Leases found settled on the way are deleted (at most `max` of them; past that the
+/// next lease counts as unsettled): acked leases would otherwise hold back the purge of
+/// acked data until their invisible time ends.
+pub(crate) fn first_unsettled(ctx: &mut Ctx<'_>, g: GroupId, max: usize) -> Result<Option<u64>> {
+    let (lo, hi) = keys::lease_range(g);
+    for _ in 0..max {
+        let Some((k, v)) = ctx.scan(INFLIGHT, &lo, &hi, 1)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let (Some(first), lease) = (keys::parse_lease(&k), records::decode_lease(&v)?) else {
+            return Ok(None);
+        };
+        if settled(ctx, g, first, &lease)?.len() as u64 != lease.end - first {
+            return Ok(Some(first));
+        }
+        ctx.delete(INFLIGHT, keys::lease(g, first))?;
+        ctx.delete(INFLIGHT, keys::visible(g, lease.visible_at_ms, first))?;
+        // Later reads in this job must not find it again.
+        ctx.prepare_read()?;
+    }
+    let (lo, hi) = keys::lease_range(g);
+    let next = ctx.scan(INFLIGHT, &lo, &hi, 1)?;
+    Ok(next.first().and_then(|(k, _)| keys::parse_lease(k)))
+}
+
+/// The offsets of a lease that are settled: acked, dead-lettered or detached.
+fn settled(ctx: &Ctx<'_>, g: GroupId, first: u64, lease: &Lease) -> Result<HashSet<u64>> {
+    let n = lease.end.saturating_sub(first) as usize;
+    let mut settled = HashSet::new();
+    for (k, _) in ctx.scan(ACKED, &keys::acked(g, first), &keys::acked(g, lease.end), n)? {
+        if let Some(o) = keys::parse_acked(&k) {
+            settled.insert(o);
+        }
+    }
+    for (k, _) in ctx.scan(
+        INFLIGHT,
+        &keys::inflight(g, first),
+        &keys::inflight(g, lease.end),
+        n,
+    )? {
+        if let Some(o) = keys::parse_inflight(&k) {
+            settled.insert(o);
+        }
+    }
+    Ok(settled)
+}
+
+/// What [`convert`] made of a lease whose visibility entry is `(t, first)`.
+#[derive(Debug, Default)]
+pub(crate) struct Converted {
+    /// The record of the first offset, if it was unsettled: it now owns the entry.
+    pub first: Option<Inflight>,
+    /// Whether other offsets got records and entries (after `(t, first)`, so a scan
+    /// must look again to see them).
+    pub others: bool,
+}
+
+/// Turns an expired lease into ordinary inflight records: each unsettled offset gets
+/// one at attempt 1, visible at `t`, with the lease's nonce (so its receipt still
+/// works), and an entry in the visibility index; the lease is deleted. A stale entry
+/// (no such lease at `t`) is deleted.
+pub(crate) fn convert(ctx: &mut Ctx<'_>, g: GroupId, first: u64, t: u64) -> Result<Converted> {
+    let entry_key = keys::visible(g, t, first);
+    let lease = match ctx.get(INFLIGHT, keys::lease(g, first))? {
+        Some(v) => records::decode_lease(&v)?,
+        None => {
+            ctx.delete(INFLIGHT, entry_key)?;
+            return Ok(Converted::default());
+        }
+    };
+    if lease.visible_at_ms != t {
+        ctx.delete(INFLIGHT, entry_key)?;
+        return Ok(Converted::default());
+    }
+    let Some(tid) = ctx.st.groups.get(&g).map(|gs| gs.rec.topic) else {
+        return Ok(Converted::default());
+    };
+    let n = lease.end.saturating_sub(first) as usize;
+    let settled = settled(ctx, g, first, &lease)?;
+    let ready = ctx.scan(
+        READY,
+        &keys::ready(tid, first),
+        &keys::ready(tid, lease.end),
+        n,
+    )?;
+    let mut out = Converted::default();
+    let mut present = HashSet::new();
+    for (k, v) in &ready {
+        let Some((_, offset)) = keys::parse_ready(k) else {
+            continue;
+        };
+        present.insert(offset);
+        if settled.contains(&offset) {
+            continue;
+        }
+        let entry = records::decode_ready(v)?;
+        let rec = Inflight {
+            id: entry.id,
+            attempt: 1,
+            visible_at_ms: t,
+            nonce: lease.nonce,
+            ready_at_ms: entry.ready_at_ms,
+        };
+        ctx.put(
+            INFLIGHT,
+            keys::inflight(g, offset),
+            records::encode_inflight(&rec),
+        )?;
+        if offset == first {
+            ctx.put(INFLIGHT, entry_key, [])?;
+            out.first = Some(rec);
+        } else {
+            ctx.put(INFLIGHT, keys::visible(g, t, offset), [])?;
+            out.others = true;
+        }
+    }
+    // Unsettled offsets whose messages retention removed will never be delivered or
+    // acked: they leave the inflight count here.
+    let retry = is_retry_at(ctx, g, t, first);
+    for offset in first..lease.end {
+        if !settled.contains(&offset) && !present.contains(&offset) {
+            uncount(ctx, g, retry);
+        }
+    }
+    if out.first.is_none() {
+        ctx.delete(INFLIGHT, entry_key)?;
+    }
+    ctx.delete(INFLIGHT, keys::lease(g, first))?;
+    Ok(out)
+}
