@@ -30,7 +30,7 @@ const SKIP_BUDGET: usize = 16 * 1024;
 pub(crate) struct Delivery {
     pub id: MessageId,
     pub attempt: u32,
-    pub receipt: String,
+    pub receipt: Receipt,
     pub ready_at_ms: u64,
     pub deliver_at_ms: u64,
 }
@@ -50,13 +50,25 @@ impl Receipt {
 
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || Error::BadReceiptHandle(format!("{s:?} is not a receipt handle"));
-        if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let b = s.as_bytes();
+        if b.len() != 40 {
             return Err(bad());
         }
+        let hex = |part: &[u8]| -> Option<u64> {
+            part.iter().try_fold(0u64, |acc, &c| {
+                let d = (c as char).to_digit(16)?;
+                Some(acc << 4 | u64::from(d))
+            })
+        };
+        let (Some(group), Some(offset), Some(nonce)) =
+            (hex(&b[..8]), hex(&b[8..24]), hex(&b[24..]))
+        else {
+            return Err(bad());
+        };
         Ok(Receipt {
-            group: u32::from_str_radix(&s[..8], 16).map_err(|_| bad())?,
-            offset: u64::from_str_radix(&s[8..24], 16).map_err(|_| bad())?,
-            nonce: u64::from_str_radix(&s[24..], 16).map_err(|_| bad())?,
+            group: u32::try_from(group).map_err(|_| bad())?,
+            offset,
+            nonce,
         })
     }
 }
@@ -238,7 +250,7 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
             out.push(Delivery {
                 id: entry.id,
                 attempt: 1,
-                receipt: receipt.encode(),
+                receipt,
                 ready_at_ms: entry.ready_at_ms,
                 deliver_at_ms: entry.deliver_at_ms,
             });
@@ -311,8 +323,7 @@ fn hand_out(
             group: g,
             offset,
             nonce,
-        }
-        .encode(),
+        },
         ready_at_ms,
         deliver_at_ms,
     })
@@ -337,18 +348,77 @@ enum Held {
     Leased(u64, Lease),
 }
 
-/// The lease an ack call found last: receipts of one receive usually share it.
-type LeaseCache = Option<(GroupId, u64, Lease)>;
+/// What an ack call read ahead for its receipts: receipts of one receive name
+/// consecutive offsets, so two range scans replace two point reads per receipt.
+#[derive(Default)]
+struct Lookahead {
+    /// The group and the offsets `[lo, hi)` read ahead.
+    span: Option<(GroupId, u64, u64)>,
+    /// Own inflight records in the span.
+    own: std::collections::HashMap<u64, Inflight>,
+    /// Offsets in the span with an ack entry.
+    finished: HashSet<u64>,
+    /// The lease found last.
+    lease: Option<(GroupId, u64, Lease)>,
+}
+
+impl Lookahead {
+    /// Reads ahead for `receipts` of group `g` when their offsets are dense enough.
+    fn read(ctx: &Ctx<'_>, g: GroupId, receipts: &[Result<Receipt>]) -> Result<Lookahead> {
+        let offsets: Vec<u64> = receipts
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|r| r.group == g)
+            .map(|r| r.offset)
+            .collect();
+        let (Some(&lo), Some(&hi)) = (offsets.iter().min(), offsets.iter().max()) else {
+            return Ok(Lookahead::default());
+        };
+        let hi = hi.saturating_add(1);
+        let n = offsets.len() as u64;
+        if n < 8 || hi - lo > 4 * n {
+            return Ok(Lookahead::default());
+        }
+        let limit = (hi - lo) as usize;
+        let mut own = std::collections::HashMap::new();
+        for (k, v) in ctx.scan(
+            INFLIGHT,
+            &keys::inflight(g, lo),
+            &keys::inflight(g, hi),
+            limit,
+        )? {
+            if let Some(o) = keys::parse_inflight(&k) {
+                own.insert(o, records::decode_inflight(&v)?);
+            }
+        }
+        let mut finished = HashSet::new();
+        for (k, _) in ctx.scan(ACKED, &keys::acked(g, lo), &keys::acked(g, hi), limit)? {
+            if let Some(o) = keys::parse_acked(&k) {
+                finished.insert(o);
+            }
+        }
+        Ok(Lookahead {
+            span: Some((g, lo, hi)),
+            own,
+            finished,
+            lease: None,
+        })
+    }
+
+    fn covers(&self, g: GroupId, offset: u64) -> bool {
+        self.span
+            .is_some_and(|(sg, lo, hi)| sg == g && lo <= offset && offset < hi)
+    }
+}
 
 /// Finds the live delivery a receipt names, for the given topic and group.
 fn resolve(
     ctx: &Ctx<'_>,
     topic: &str,
     group: &str,
-    receipt: &str,
-    cache: &mut LeaseCache,
+    r: Receipt,
+    ahead: &mut Lookahead,
 ) -> Result<(Receipt, Held)> {
-    let r = Receipt::parse(receipt)?;
     let t = ctx.st.topic_by_name(topic)?;
     let g = t.groups.get(group).copied().ok_or_else(|| {
         Error::BadReceiptHandle(format!("group {group:?} has no deliveries on {topic:?}"))
@@ -364,14 +434,20 @@ fn resolve(
         )
     };
     let gone = || Error::BadReceiptHandle("no such delivery (already acked, or reset)".into());
-    if let Some(v) = ctx.get(INFLIGHT, keys::inflight(r.group, r.offset))? {
-        let rec = records::decode_inflight(&v)?;
+    let own = if ahead.covers(r.group, r.offset) {
+        ahead.own.get(&r.offset).copied()
+    } else {
+        ctx.get(INFLIGHT, keys::inflight(r.group, r.offset))?
+            .map(|v| records::decode_inflight(&v))
+            .transpose()?
+    };
+    if let Some(rec) = own {
         if rec.nonce != r.nonce {
             return Err(stale());
         }
         return Ok((r, Held::Own(rec)));
     }
-    let found = match *cache {
+    let found = match ahead.lease {
         Some((cg, first, l)) if cg == r.group && first <= r.offset && r.offset < l.end => {
             Some((first, l))
         }
@@ -380,32 +456,50 @@ fn resolve(
     let Some((first, l)) = found else {
         return Err(gone());
     };
-    *cache = Some((r.group, first, l));
+    ahead.lease = Some((r.group, first, l));
     if l.nonce != r.nonce {
         return Err(stale());
     }
-    if lease::is_finished(ctx.sh, r.group, r.offset)? {
+    let finished = if ahead.covers(r.group, r.offset) {
+        ahead.finished.contains(&r.offset)
+    } else {
+        lease::is_finished(ctx.sh, r.group, r.offset)?
+    };
+    if finished {
         return Err(gone());
     }
     Ok((r, Held::Leased(first, l)))
 }
 
-/// Acks each receipt; each succeeds or fails on its own.
+/// Acks each receipt (parsed by the caller, off the writer thread); each succeeds or
+/// fails on its own.
 pub(crate) fn ack(
     ctx: &mut Ctx<'_>,
     topic: &str,
     group: &str,
-    receipts: &[String],
+    receipts: &[Result<Receipt>],
 ) -> Result<Vec<Result<()>>> {
     if failpoints::fires(failpoints::ACK_WRITE) {
         return Err(failpoints::injected(failpoints::ACK_WRITE));
     }
     ctx.prepare_read()?;
     let mut seen = HashSet::new();
-    let mut cache = None;
+    let g = ctx
+        .st
+        .topic_by_name(topic)
+        .ok()
+        .and_then(|t| t.groups.get(group).copied());
+    let mut ahead = match g {
+        Some(g) => Lookahead::read(ctx, g, receipts)?,
+        None => Lookahead::default(),
+    };
     let mut out = Vec::with_capacity(receipts.len());
     for receipt in receipts {
-        out.push(ack_one(ctx, topic, group, receipt, &mut seen, &mut cache));
+        out.push(
+            receipt
+                .clone()
+                .and_then(|r| ack_one(ctx, topic, group, r, &mut seen, &mut ahead)),
+        );
     }
     Ok(out)
 }
@@ -414,11 +508,11 @@ fn ack_one(
     ctx: &mut Ctx<'_>,
     topic: &str,
     group: &str,
-    receipt: &str,
+    receipt: Receipt,
     seen: &mut HashSet<(GroupId, u64)>,
-    cache: &mut LeaseCache,
+    ahead: &mut Lookahead,
 ) -> Result<()> {
-    let (r, held) = resolve(ctx, topic, group, receipt, cache)?;
+    let (r, held) = resolve(ctx, topic, group, receipt, ahead)?;
     if !seen.insert((r.group, r.offset)) {
         return Err(Error::BadReceiptHandle(
             "receipt given twice in one call".into(),
@@ -450,7 +544,8 @@ fn ack_one(
 /// The inflight record a receipt names, taken out of the group's counts (and its lease
 /// or the index) so the caller can give it a new visibility or dead-letter it.
 fn take(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(Receipt, Inflight)> {
-    let (r, held) = resolve(ctx, topic, group, receipt, &mut None)?;
+    let r = Receipt::parse(receipt)?;
+    let (r, held) = resolve(ctx, topic, group, r, &mut Lookahead::default())?;
     match held {
         Held::Own(rec) => {
             remove_inflight(ctx, r.group, r.offset, &rec)?;

@@ -600,7 +600,7 @@ impl Engine {
                 deliver_at_ms: d.deliver_at_ms,
                 ready_at_ms: d.ready_at_ms,
                 delivery_attempt: d.attempt,
-                receipt_handle: d.receipt,
+                receipt_handle: d.receipt.encode(),
             });
         }
         Ok(out)
@@ -637,6 +637,10 @@ impl Engine {
         receipts: Vec<String>,
     ) -> Pending<Vec<Result<()>>> {
         let (topic, group) = (topic.to_string(), group.to_string());
+        let receipts: Vec<_> = receipts
+            .iter()
+            .map(|r| consume::Receipt::parse(r))
+            .collect();
         writer::submit_weighted(self.sh(), true, receipts.len(), move |ctx| {
             consume::ack(ctx, &topic, &group, &receipts)
         })

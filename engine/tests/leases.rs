@@ -1,0 +1,168 @@
+//! Leases: the messages one receive hands out share one inflight record. Each of them
+//! must still behave on its own: acked, nacked, given a new invisible time, or
+//! redelivered when the lease expires; and counters, `show`, restarts and the purge of
+//! acked data must see the same states as with one record per message.
+
+mod common;
+use common::*;
+use std::time::Duration;
+use sundial_engine::{Error, GroupMessageState, GroupStart, TopicKind};
+
+/// NORMAL topic `n` with group `g` from the start, holding `count` messages.
+fn setup(count: usize) -> Harness {
+    let h = Harness::new();
+    h.topic("n", TopicKind::Normal);
+    h.e()
+        .create_group("n", "g", GroupStart::Earliest, None)
+        .unwrap();
+    for i in 0..count {
+        h.e().send(normal_msg("n", &format!("m{i}"))).unwrap();
+    }
+    h
+}
+
+fn group_state(h: &Harness, id: sundial_engine::MessageId) -> GroupMessageState {
+    let v = h.e().show(id).unwrap();
+    v.groups
+        .into_iter()
+        .find(|(n, _)| n == "g")
+        .map(|(_, s)| s)
+        .expect("group g in show")
+}
+
+fn counts(h: &Harness) -> (u64, u64, u64) {
+    let s = h.e().stats();
+    let t = s.topics.iter().find(|t| t.name == "n").unwrap();
+    let g = t.groups.iter().find(|g| g.name == "g").unwrap();
+    (g.inflight, g.retry, g.acked)
+}
+
+#[test]
+fn each_message_of_one_receive_is_settled_on_its_own() {
+    let h = setup(10);
+    let got = h.receive_inv("n", "g", 10, 1_000);
+    assert_eq!(got.len(), 10);
+    assert!(got.iter().all(|m| m.delivery_attempt == 1));
+    assert_eq!(counts(&h), (10, 0, 0));
+
+    // Acks of three, one given twice: the second time is refused.
+    for m in &got[..3] {
+        h.e().ack("n", "g", &m.receipt_handle).unwrap();
+    }
+    let again = h.e().ack("n", "g", &got[0].receipt_handle);
+    assert!(
+        matches!(again, Err(Error::BadReceiptHandle(_))),
+        "{again:?}"
+    );
+    // One nacked (backoff 10 s), one given 60 s more.
+    h.e().nack("n", "g", &got[3].receipt_handle).unwrap();
+    let longer = h
+        .e()
+        .change_invisible_duration("n", "g", &got[4].receipt_handle, Duration::from_secs(60))
+        .unwrap();
+    // The nacked one's old receipt no longer acks.
+    let stale = h.e().ack("n", "g", &got[3].receipt_handle);
+    assert!(
+        matches!(stale, Err(Error::BadReceiptHandle(_))),
+        "{stale:?}"
+    );
+    assert_eq!(counts(&h), (7, 0, 3));
+    assert_eq!(group_state(&h, got[0].message_id), GroupMessageState::Acked);
+    let now = h.now();
+    assert_eq!(
+        group_state(&h, got[5].message_id),
+        GroupMessageState::Inflight {
+            attempt: 1,
+            visible_at_ms: now + 1_000
+        }
+    );
+    assert_eq!(
+        group_state(&h, got[4].message_id),
+        GroupMessageState::Inflight {
+            attempt: 1,
+            visible_at_ms: now + 60_000
+        }
+    );
+
+    // The lease expires: the five untouched come back at attempt 2, nothing else.
+    h.advance(1_001);
+    assert_eq!(counts(&h), (2, 5, 3));
+    assert_eq!(
+        group_state(&h, got[9].message_id),
+        GroupMessageState::Retry { attempt: 1 }
+    );
+    let again = h.receive_inv("n", "g", 10, 30_000);
+    let mut ids: Vec<_> = again.iter().map(|m| m.message_id).collect();
+    ids.sort();
+    let want: Vec<_> = got[5..].iter().map(|m| m.message_id).collect();
+    assert_eq!(ids, want);
+    assert!(again.iter().all(|m| m.delivery_attempt == 2));
+    // A receipt from the first delivery is stale now; the new ones work.
+    let stale = h.e().ack("n", "g", &got[5].receipt_handle);
+    assert!(
+        matches!(stale, Err(Error::BadReceiptHandle(_))),
+        "{stale:?}"
+    );
+    for m in &again {
+        h.e().ack("n", "g", &m.receipt_handle).unwrap();
+    }
+    h.e().ack("n", "g", &longer).unwrap();
+    // The nacked one returns after its backoff.
+    h.advance(10_000);
+    let last = h.receive("n", "g", 10);
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].message_id, got[3].message_id);
+    assert_eq!(last[0].delivery_attempt, 2);
+    h.e().ack("n", "g", &last[0].receipt_handle).unwrap();
+    assert_eq!(counts(&h), (0, 0, 10));
+}
+
+#[test]
+fn a_lease_survives_a_restart_and_its_receipts_still_ack() {
+    let mut h = setup(6);
+    let got = h.receive_inv("n", "g", 6, 5_000);
+    h.e().ack("n", "g", &got[0].receipt_handle).unwrap();
+    h.reopen();
+    assert_eq!(counts(&h), (5, 0, 1));
+    let receipts: Vec<String> = got[1..3].iter().map(|m| m.receipt_handle.clone()).collect();
+    for r in h.e().ack_batch("n", "g", receipts) {
+        r.unwrap();
+    }
+    h.advance(5_001);
+    let again = h.receive("n", "g", 10);
+    let ids: Vec<_> = again.iter().map(|m| m.message_id).collect();
+    let want: Vec<_> = got[3..].iter().map(|m| m.message_id).collect();
+    assert_eq!(ids, want, "only the unacked come back");
+}
+
+#[test]
+fn an_expired_lease_found_by_a_receive_before_the_pump_is_delivered_at_once() {
+    let h = setup(4);
+    let got = h.receive_inv("n", "g", 4, 1_000);
+    h.e().ack("n", "g", &got[1].receipt_handle).unwrap();
+    // Time passes without a pump pass: the receive itself finds the expired lease.
+    h.clock.advance(1_001);
+    let again = h.receive("n", "g", 10);
+    let ids: Vec<_> = again.iter().map(|m| m.message_id).collect();
+    assert_eq!(
+        ids,
+        vec![got[0].message_id, got[2].message_id, got[3].message_id]
+    );
+    assert!(again.iter().all(|m| m.delivery_attempt == 2));
+}
+
+#[test]
+fn acked_leases_do_not_hold_back_the_purge_of_acked_data() {
+    let mut h = setup(50);
+    let got = h.receive_inv("n", "g", 50, 3_600_000);
+    let receipts: Vec<String> = got.iter().map(|m| m.receipt_handle.clone()).collect();
+    for r in h.e().ack_batch("n", "g", receipts) {
+        r.unwrap();
+    }
+    // Disk pressure (a 1-byte budget) purges acked data; the lease's invisible time is
+    // an hour away, but everything in it is acked.
+    h.config.disk_high_watermark_bytes = Some(1);
+    h.reopen();
+    let r = h.e().maintain().unwrap();
+    assert_eq!(r.purged, 50, "{r:?}");
+}
