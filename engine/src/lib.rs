@@ -59,7 +59,10 @@ const MEMORY_MEMTABLES: usize = 192 << 20;
 const QUEUE_DEPTH: usize = 16 * 1024;
 
 /// Key-value pairs read from one family.
-pub(crate) type Rows = Vec<(Box<[u8]>, Box<[u8]>)>;
+/// One stored key and its value.
+pub(crate) type Row = (Box<[u8]>, Box<[u8]>);
+/// Keys and values read by a scan.
+pub(crate) type Rows = Vec<Row>;
 
 /// Everything the engine's threads share.
 pub(crate) struct Shared {
@@ -123,12 +126,7 @@ impl Shared {
     }
 
     /// The last key and value in `[lower, upper)`, if any.
-    pub fn last_in(
-        &self,
-        cf: families::Family,
-        lower: &[u8],
-        upper: &[u8],
-    ) -> Result<Option<(Box<[u8]>, Box<[u8]>)>> {
+    pub fn last_in(&self, cf: families::Family, lower: &[u8], upper: &[u8]) -> Result<Option<Row>> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(lower.to_vec());
         ro.set_iterate_upper_bound(upper.to_vec());
