@@ -11,7 +11,7 @@ use crate::redeliver::{
     dead_letter, entry_record, is_retry, is_retry_at, remove_inflight, uncount,
 };
 use crate::topics::ensure_group;
-use crate::types::{GroupStart, MessageId, ReceiveRequest, TagFilter};
+use crate::types::{write_hex, GroupStart, MessageId, ReceiveRequest, TagFilter};
 use crate::writer::Ctx;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -45,7 +45,11 @@ pub(crate) struct Receipt {
 
 impl Receipt {
     pub fn encode(&self) -> String {
-        format!("{:08x}{:016x}{:016x}", self.group, self.offset, self.nonce)
+        let mut buf = [0u8; 40];
+        write_hex(&mut buf[..8], u128::from(self.group));
+        write_hex(&mut buf[8..24], u128::from(self.offset));
+        write_hex(&mut buf[24..], u128::from(self.nonce));
+        buf.iter().map(|&b| b as char).collect()
     }
 
     pub fn parse(s: &str) -> Result<Self> {
@@ -617,4 +621,40 @@ fn replace_visibility(ctx: &mut Ctx<'_>, r: Receipt, rec: &Inflight, at: u64) ->
         nonce,
     }
     .encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_print_as_40_hex_digits_and_parse_back() {
+        for (group, offset, nonce) in [
+            (0, 0, 0),
+            (7, 1 << 40, 0xdead_beef),
+            (u32::MAX, u64::MAX, u64::MAX),
+        ] {
+            let r = Receipt {
+                group,
+                offset,
+                nonce,
+            };
+            let s = r.encode();
+            assert_eq!(s, format!("{group:08x}{offset:016x}{nonce:016x}"));
+            assert_eq!(Receipt::parse(&s).unwrap(), r);
+        }
+        for bad in ["", "zz", &"0".repeat(39), &"g".repeat(40), &"0".repeat(41)] {
+            assert!(
+                matches!(Receipt::parse(bad), Err(Error::BadReceiptHandle(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn message_ids_print_as_32_hex_digits() {
+        for v in [0u128, 1, 0xabc, u128::MAX, 1_700_000_000_000u128 << 64 | 42] {
+            assert_eq!(MessageId(v).to_string(), format!("{v:032x}"));
+        }
+    }
 }

@@ -51,6 +51,11 @@ fn expire_group(ctx: &mut Ctx<'_>, g: GroupId, max: usize) -> Result<(u64, u64, 
     // Whether expired leases gave records whose entries this scan has not seen.
     let mut converted = false;
     for (k, v) in &entries {
+        if converted {
+            // The new entries sort right after the lease's: the next pass starts
+            // there, so each is counted once, in order.
+            break;
+        }
         let Some((t, offset)) = keys::parse_visible(k) else {
             continue;
         };

@@ -166,3 +166,19 @@ fn acked_leases_do_not_hold_back_the_purge_of_acked_data() {
     let r = h.e().maintain().unwrap();
     assert_eq!(r.purged, 50, "{r:?}");
 }
+
+#[test]
+fn leases_expiring_in_one_pump_pass_are_each_counted_once() {
+    let h = setup(6);
+    let a = h.receive_inv("n", "g", 3, 1_000);
+    let b = h.receive_inv("n", "g", 3, 2_000);
+    assert_eq!((a.len(), b.len()), (3, 3));
+    assert_eq!(counts(&h), (6, 0, 0));
+    // One pump pass finds both leases expired.
+    h.advance(2_001);
+    assert_eq!(counts(&h), (0, 6, 0));
+    let again = h.receive("n", "g", 10);
+    assert_eq!(again.len(), 6);
+    assert!(again.iter().all(|m| m.delivery_attempt == 2));
+    assert_eq!(counts(&h), (6, 0, 0));
+}
