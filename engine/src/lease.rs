@@ -99,12 +99,13 @@ pub(crate) fn detach(
     let Some(tid) = ctx.st.groups.get(&g).map(|gs| gs.rec.topic) else {
         return Ok(None);
     };
-    let retry = is_retry_at(ctx, g, lease.visible_at_ms, first);
-    uncount(ctx, g, retry);
     let Some(v) = ctx.get(READY, keys::ready(tid, offset))? else {
+        // Left in the lease: its expiry takes it out of the counts.
         return Ok(None);
     };
     let entry = records::decode_ready(&v)?;
+    let retry = is_retry_at(ctx, g, lease.visible_at_ms, first);
+    uncount(ctx, g, retry);
     Ok(Some(Inflight {
         id: entry.id,
         attempt: 1,
