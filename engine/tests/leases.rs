@@ -182,3 +182,32 @@ fn leases_expiring_in_one_pump_pass_are_each_counted_once() {
     assert!(again.iter().all(|m| m.delivery_attempt == 2));
     assert_eq!(counts(&h), (6, 0, 0));
 }
+
+#[test]
+fn a_leased_message_removed_by_retention_leaves_the_counts_once() {
+    const HOUR: u64 = 3_600_000;
+    let h = Harness::with(|c| c.retention = Duration::from_millis(HOUR));
+    h.topic("n", TopicKind::Normal);
+    h.e()
+        .create_group("n", "g", GroupStart::Earliest, None)
+        .unwrap();
+    for i in 0..3 {
+        h.e().send(normal_msg("n", &format!("m{i}"))).unwrap();
+    }
+    let got = h.receive_inv("n", "g", 3, 2 * HOUR);
+    // Retention passes while the lease is still invisible; compaction removes them.
+    while h.now() < T0 + HOUR + 60_000 {
+        h.advance(60_000);
+    }
+    h.e().maintain().unwrap();
+    h.e().compact().unwrap();
+    let r = h.e().nack("n", "g", &got[0].receipt_handle);
+    assert!(matches!(r, Err(Error::BadReceiptHandle(_))), "{r:?}");
+    assert_eq!(counts(&h), (3, 0, 0), "a refused nack changes nothing");
+    // The lease expires: the three leave the inflight count, once each.
+    while h.now() < T0 + 2 * HOUR + 60_000 {
+        h.advance(60_000);
+    }
+    assert_eq!(counts(&h), (0, 0, 0));
+    assert!(h.receive("n", "g", 10).is_empty());
+}

@@ -10,7 +10,12 @@ use sundial_tests::{eventually, try_http_get, Daemon};
 use sundial_wire::{now_ms, Client, OutgoingMessage, ReceiveOptions, StartFrom, TopicType};
 
 fn grafana_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana")
+    // Cargo sets the variable when it runs the test too: read it then, so a test binary
+    // reused from a checkout at another path still finds this checkout's dashboard.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.join("../grafana")
 }
 
 fn dashboard() -> Value {
