@@ -578,8 +578,13 @@ impl Engine {
     fn load_bodies(&self, topic: &str, ds: Vec<consume::Delivery>) -> Result<Vec<ReceivedMessage>> {
         let sh = self.sh();
         let cf = sh.cf(families::MESSAGES)?;
-        let ks: Vec<_> = ds.iter().map(|d| (cf, keys::message(d.id))).collect();
-        let values = sh.db.multi_get_cf(ks);
+        let ks: Vec<_> = ds.iter().map(|d| keys::message(d.id)).collect();
+        // Bodies are read once per delivery: keep them out of the block cache. New
+        // deliveries come in id order, so RocksDB need not sort the batch.
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        let sorted = ds.windows(2).all(|w| w[0].id < w[1].id);
+        let values = sh.db.batched_multi_get_cf_opt(cf, &ks, sorted, &ro);
         let mut out = Vec::with_capacity(ds.len());
         for (d, v) in ds.into_iter().zip(values) {
             let Some(v) = v? else {
