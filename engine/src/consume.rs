@@ -395,16 +395,10 @@ impl Lookahead {
                 own.insert(o, records::decode_inflight(&v)?);
             }
         }
-        let mut finished = HashSet::new();
-        for (k, _) in ctx.scan(ACKED, &keys::acked(g, lo), &keys::acked(g, hi), limit)? {
-            if let Some(o) = keys::parse_acked(&k) {
-                finished.insert(o);
-            }
-        }
         Ok(Lookahead {
             span: Some((g, lo, hi)),
             own,
-            finished,
+            finished: lease::finished_in(ctx, g, lo, hi)?,
             lease: None,
         })
     }

@@ -120,9 +120,9 @@ pub(crate) fn detach(
 /// next lease counts as unsettled): acked leases would otherwise hold back the purge of
 /// acked data until their invisible time ends.
 pub(crate) fn first_unsettled(ctx: &mut Ctx<'_>, g: GroupId, max: usize) -> Result<Option<u64>> {
-    let (lo, hi) = keys::lease_range(g);
+    let (mut from, hi) = keys::lease_range(g);
     for _ in 0..max {
-        let Some((k, v)) = ctx.scan(INFLIGHT, &lo, &hi, 1)?.into_iter().next() else {
+        let Some((k, v)) = ctx.scan(INFLIGHT, &from, &hi, 1)?.into_iter().next() else {
             return Ok(None);
         };
         let (Some(first), lease) = (keys::parse_lease(&k), records::decode_lease(&v)?) else {
@@ -131,30 +131,35 @@ pub(crate) fn first_unsettled(ctx: &mut Ctx<'_>, g: GroupId, max: usize) -> Resu
         if settled(ctx, g, first, &lease)?.len() as u64 != lease.end - first {
             return Ok(Some(first));
         }
+        // Deleted in this job's batch; the scan goes on past it instead of reading it
+        // again.
         ctx.delete(INFLIGHT, keys::lease(g, first))?;
         ctx.delete(INFLIGHT, keys::visible(g, lease.visible_at_ms, first))?;
-        // Later reads in this job must not find it again.
-        ctx.prepare_read()?;
+        from = keys::lease(g, first.saturating_add(1));
     }
-    let (lo, hi) = keys::lease_range(g);
-    let next = ctx.scan(INFLIGHT, &lo, &hi, 1)?;
+    let next = ctx.scan(INFLIGHT, &from, &hi, 1)?;
     Ok(next.first().and_then(|(k, _)| keys::parse_lease(k)))
+}
+
+/// The offsets in `[lo, hi)` of group `g` that have an ack entry (acked or
+/// dead-lettered).
+pub(crate) fn finished_in(ctx: &Ctx<'_>, g: GroupId, lo: u64, hi: u64) -> Result<HashSet<u64>> {
+    let limit = hi.saturating_sub(lo) as usize;
+    Ok(ctx
+        .scan(ACKED, &keys::acked(g, lo), &keys::acked(g, hi), limit)?
+        .iter()
+        .filter_map(|(k, _)| keys::parse_acked(k))
+        .collect())
 }
 
 /// The offsets of a lease that are settled: acked, dead-lettered or detached.
 fn settled(ctx: &Ctx<'_>, g: GroupId, first: u64, lease: &Lease) -> Result<HashSet<u64>> {
-    let n = lease.end.saturating_sub(first) as usize;
-    let mut settled = HashSet::new();
-    for (k, _) in ctx.scan(ACKED, &keys::acked(g, first), &keys::acked(g, lease.end), n)? {
-        if let Some(o) = keys::parse_acked(&k) {
-            settled.insert(o);
-        }
-    }
+    let mut settled = finished_in(ctx, g, first, lease.end)?;
     for (k, _) in ctx.scan(
         INFLIGHT,
         &keys::inflight(g, first),
         &keys::inflight(g, lease.end),
-        n,
+        lease.end.saturating_sub(first) as usize,
     )? {
         if let Some(o) = keys::parse_inflight(&k) {
             settled.insert(o);
