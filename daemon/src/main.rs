@@ -163,7 +163,6 @@ fn main() {
     std::process::exit(code);
 }
 
-/// Runs the daemon until SIGTERM or SIGINT; returns the exit status.
 /// Gives the system back the memory glibc's malloc holds free. RocksDB allocates its
 /// memtables in 1 MiB blocks, which glibc serves from its heaps once it has seen such
 /// blocks freed; after a memtable's flush they stayed in the daemon's RSS (with 50M
@@ -176,6 +175,7 @@ fn release_free_memory() {
     }
 }
 
+/// Runs the daemon until SIGTERM or SIGINT; returns the exit status.
 fn serve(args: config::ServeArgs, log_level: Option<String>) -> i32 {
     let cfg = match args.resolve() {
         Ok(c) => c,
