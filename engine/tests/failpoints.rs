@@ -49,11 +49,14 @@ fn a_slow_wal_sync_does_not_hold_up_the_writer_and_no_durable_answer_comes_befor
     let e = h.e().clone();
     let sync = Set::new(failpoints::WAL_SYNC, "pause");
     let (tx, rx) = channel();
+    // Joined at the end: a thread still holding the engine when the test process exits
+    // would close RocksDB during the exit.
+    let mut threads = Vec::new();
     for body in ["a", "b"] {
         let (e, tx) = (e.clone(), tx.clone());
-        std::thread::spawn(move || {
+        threads.push(std::thread::spawn(move || {
             let _ = tx.send(e.send(delay_msg("t", T0 + 1_000, body)));
-        });
+        }));
     }
     // While the first sync hangs, the writer goes on: both sends are applied...
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -63,9 +66,9 @@ fn a_slow_wal_sync_does_not_hold_up_the_writer_and_no_durable_answer_comes_befor
     }
     // ...and a job that needs no sync is answered,
     let (ptx, prx) = channel();
-    std::thread::spawn(move || {
+    threads.push(std::thread::spawn(move || {
         let _ = ptx.send(e.tick());
-    });
+    }));
     prx.recv_timeout(Duration::from_secs(10))
         .expect("a pump pass is answered while a sync hangs")
         .unwrap();
@@ -79,6 +82,9 @@ fn a_slow_wal_sync_does_not_hold_up_the_writer_and_no_durable_answer_comes_befor
         rx.recv_timeout(Duration::from_secs(10))
             .expect("answered after the sync")
             .unwrap();
+    }
+    for t in threads {
+        t.join().expect("a sending thread panicked");
     }
 }
 
