@@ -575,16 +575,12 @@ async fn send(c: &Client, a: SendArgs) -> Result<Output, Failure> {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(p)) if p.as_os_str() == "-" => {
             let mut v = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut v).map_err(|e| Failure {
-                code: "BadRequest".into(),
-                message: format!("cannot read standard input: {e}"),
-            })?;
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+                .map_err(|e| Failure::bad_request(format!("cannot read standard input: {e}")))?;
             v
         }
-        (None, Some(p)) => std::fs::read(p).map_err(|e| Failure {
-            code: "BadRequest".into(),
-            message: format!("cannot read {}: {e}", p.display()),
-        })?,
+        (None, Some(p)) => std::fs::read(p)
+            .map_err(|e| Failure::bad_request(format!("cannot read {}: {e}", p.display())))?,
         (None, None) => Vec::new(),
     };
     let m = OutgoingMessage {

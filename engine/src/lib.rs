@@ -796,12 +796,14 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
         ..MaintenanceReport::default()
     };
     let over = || retention::marks(retention::disk_level(sh).as_ref());
-    let (is_over, below_low) = over();
+    let first = retention::disk_level(sh);
+    let (is_over, below_low) = retention::marks(first.as_ref());
     report.over_watermark = is_over;
     // Refusing sends between the marks frees room too, or refusals would last until
     // the store crossed the high mark again, which refused sends never make it do.
     let refusing = sh.storage_full.load(Ordering::SeqCst) && !below_low;
-    if is_over || refusing {
+    let freeing = is_over || refusing;
+    if freeing {
         let mut ranges = Vec::new();
         for _ in 0..10_000 {
             let p =
@@ -835,8 +837,13 @@ fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
             }
         }
     }
-    // One measurement decides the refusals and gives the send guard its headroom.
-    let level = retention::disk_level(sh);
+    // One measurement decides the refusals and gives the send guard its headroom: the
+    // first, unless deleting changed the store since.
+    let level = if freeing {
+        retention::disk_level(sh)
+    } else {
+        first
+    };
     let (still_over, below_low) = retention::marks(level.as_ref());
     let used = retention::dir_bytes(&sh.path);
     if still_over {

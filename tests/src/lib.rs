@@ -51,32 +51,8 @@ impl Daemon {
 
     /// Like [`Daemon::start`] on a given protocol address (to restart on the same port).
     pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Daemon {
-        Self::start_with_env(data_dir, listen, extra, &[])
-    }
-
-    /// Starts `sundial serve` and SIGKILLs it `after` the spawn, whatever it was doing
-    /// (opening the store, recovering, binding): a kill during start-up.
-    pub fn kill_during_startup(data_dir: &Path, listen: &str, extra: &[&str], after: Duration) {
         let log = data_dir.with_extension(format!("log-{}", rand::random::<u32>()));
-        let mut child = serve_command(data_dir, listen, extra, &[], &log)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn sundial serve");
-        std::thread::sleep(after);
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = std::fs::remove_file(&log);
-    }
-
-    /// Like [`Daemon::start_on`] with extra environment variables.
-    pub fn start_with_env(
-        data_dir: &Path,
-        listen: &str,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> Daemon {
-        let log = data_dir.with_extension(format!("log-{}", rand::random::<u32>()));
-        let mut child = serve_command(data_dir, listen, extra, env, &log)
+        let mut child = serve_command(data_dir, listen, extra, &log)
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn sundial serve");
@@ -121,6 +97,20 @@ impl Daemon {
             data_dir: data_dir.to_path_buf(),
             log,
         }
+    }
+
+    /// Starts `sundial serve` and SIGKILLs it `after` the spawn, whatever it was doing
+    /// (opening the store, recovering, binding): a kill during start-up.
+    pub fn kill_during_startup(data_dir: &Path, listen: &str, extra: &[&str], after: Duration) {
+        let log = data_dir.with_extension(format!("log-{}", rand::random::<u32>()));
+        let mut child = serve_command(data_dir, listen, extra, &log)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn sundial serve");
+        std::thread::sleep(after);
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&log);
     }
 
     /// The process id.
@@ -200,13 +190,7 @@ impl Drop for Daemon {
 }
 
 /// `sundial serve` on `data_dir` and `listen`, metrics on a free port, stderr to `log`.
-fn serve_command(
-    data_dir: &Path,
-    listen: &str,
-    extra: &[&str],
-    env: &[(&str, &str)],
-    log: &Path,
-) -> Command {
+fn serve_command(data_dir: &Path, listen: &str, extra: &[&str], log: &Path) -> Command {
     let mut c = Command::new(bin());
     c.args([
         "serve",
@@ -219,7 +203,6 @@ fn serve_command(
     .arg(data_dir)
     .args(extra)
     .env("SUNDIAL_LOG_LEVEL", "info")
-    .envs(env.iter().copied())
     .stdin(Stdio::null())
     .stderr(std::fs::File::create(log).expect("log file"));
     c
