@@ -558,21 +558,32 @@ impl Engine {
     /// unknown); returns at once, possibly with none (see [`Engine::ready_signal`]).
     pub fn receive(&self, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>> {
         let topic = req.topic.clone();
-        let deliveries = writer::submit_weighted(self.sh(), true, req.max_messages, move |ctx| {
-            consume::receive(ctx, &req)
-        })
-        .wait()?;
-        self.load_bodies(&topic, deliveries)
+        let (deliveries, durable) = self.submit_receive(req).wait()?;
+        let out = self.load_bodies(&topic, deliveries);
+        durable.wait()?;
+        out
     }
 
     /// Async form of [`Engine::receive`].
     pub async fn receive_async(&self, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>> {
         let topic = req.topic.clone();
-        let deliveries = writer::submit_weighted(self.sh(), true, req.max_messages, move |ctx| {
-            consume::receive(ctx, &req)
+        let (deliveries, durable) = self.submit_receive(req).await?;
+        let out = self.load_bodies(&topic, deliveries);
+        durable.await?;
+        out
+    }
+
+    /// Queues a receive. Its hand-outs are answered as soon as they are written, so the
+    /// bodies are read while the WAL sync runs; the second part says when the hand-outs
+    /// (cursor moves and leases) are durable, and nothing may reach a consumer before.
+    fn submit_receive(
+        &self,
+        req: ReceiveRequest,
+    ) -> Pending<(Vec<consume::Delivery>, Pending<()>)> {
+        writer::submit_weighted(self.sh(), false, req.max_messages, move |ctx| {
+            let deliveries = consume::receive(ctx, &req)?;
+            Ok((deliveries, ctx.durable_ticket()))
         })
-        .await?;
-        self.load_bodies(&topic, deliveries)
     }
 
     fn load_bodies(&self, topic: &str, ds: Vec<consume::Delivery>) -> Result<Vec<ReceivedMessage>> {

@@ -217,6 +217,23 @@ impl<'a> Ctx<'a> {
         r
     }
 
+    /// A result that arrives once this round is durable, for a job answered before its
+    /// sync (so its caller can prepare the answer meanwhile) that must not pass it on
+    /// before.
+    pub fn durable_ticket(&mut self) -> Pending<()> {
+        let (tx, rx) = oneshot::channel();
+        self.replies.push(Answer {
+            durable: true,
+            reply: Box::new(move |fail: Option<&Error>| {
+                let _ = tx.send(fail.map_or(Ok(()), |e| Err(e.clone())));
+            }),
+        });
+        Pending {
+            rx: Some(rx),
+            early: None,
+        }
+    }
+
     /// A column family handle.
     pub fn cf(&self, f: Family) -> Result<&'a ColumnFamily> {
         Ok(self.handles[f.0])

@@ -88,6 +88,51 @@ fn a_slow_wal_sync_does_not_hold_up_the_writer_and_no_durable_answer_comes_befor
     }
 }
 
+/// The group's inflight count, as stats report it.
+fn inflight(h: &Harness) -> u64 {
+    let st = h.e().stats();
+    st.topics
+        .iter()
+        .flat_map(|t| &t.groups)
+        .map(|g| g.inflight)
+        .sum()
+}
+
+#[test]
+fn a_receive_is_answered_only_after_the_sync_of_its_hand_outs() {
+    let _s = serial();
+    let h = Harness::new();
+    delay_topic(&h);
+    let sent = h.e().send(delay_msg("t", T0, "now")).unwrap();
+    h.e().tick().unwrap();
+    let sync = Set::new(failpoints::WAL_SYNC, "pause");
+    let e = h.e().clone();
+    let (tx, rx) = channel();
+    let receiver = std::thread::spawn(move || {
+        let _ = tx.send(e.receive(sundial_engine::ReceiveRequest::new("t", "g", 10)));
+    });
+    // The hand-out is applied (and its bodies may be read) while the sync hangs...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inflight(&h) < 1 {
+        assert!(Instant::now() < deadline, "the receive was not applied");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // ...but the consumer hears nothing before the sync is done.
+    assert!(
+        rx.recv_timeout(Duration::from_millis(100)).is_err(),
+        "a receive was answered before its sync"
+    );
+    drop(sync);
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("answered after the sync")
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message_id, sent.message_id);
+    assert_eq!(got[0].body, b"now");
+    receiver.join().expect("the receiving thread panicked");
+}
+
 #[test]
 fn a_failed_wal_sync_refuses_writes_until_reopen_and_loses_nothing_acknowledged() {
     let _s = serial();

@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use sundial_engine::{Error, GroupMessageState, GroupStart, TopicKind};
+use sundial_engine::{Error, GroupMessageState, GroupStart, ReceiveRequest, TopicKind};
 
 #[test]
 fn reopen_restores_state_counters_and_schedules() {
@@ -81,6 +81,26 @@ fn overdue_after_downtime_is_delivered_at_start() {
     let got = h.receive("d", "g", 10);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].ready_at_ms, T0 + 60_000);
+}
+
+#[test]
+fn a_receive_whose_sync_fails_hands_out_nothing_and_the_message_comes_again() {
+    let mut h = Harness::new();
+    h.topic("n", TopicKind::Normal);
+    h.e()
+        .create_group("n", "g", GroupStart::Latest, None)
+        .unwrap();
+    let sent = h.e().send(normal_msg("n", "once")).unwrap();
+    h.e().inject_sync_failure();
+    let r = h.e().receive(ReceiveRequest::new("n", "g", 10));
+    assert!(matches!(r, Err(Error::Poisoned(_))), "{r:?}");
+    h.reopen();
+    // The hand-out may or may not have reached the log: after its invisible time at
+    // the latest, the message is there to receive.
+    h.advance(31_000);
+    let got = h.drain("n", "g");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message_id, sent.message_id);
 }
 
 #[test]
