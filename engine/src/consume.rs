@@ -7,9 +7,7 @@ use crate::keys::{self, GroupId};
 use crate::lease;
 use crate::records::Lease;
 use crate::records::{self, Finished, Inflight};
-use crate::redeliver::{
-    dead_letter, entry_record, is_retry, is_retry_at, remove_inflight, uncount,
-};
+use crate::redeliver::{dead_letter, entry_record, is_retry, remove_inflight};
 use crate::topics::ensure_group;
 use crate::types::{write_hex, GroupStart, MessageId, ReceiveRequest, TagFilter};
 use crate::writer::Ctx;
@@ -409,18 +407,21 @@ impl Lookahead {
     }
 }
 
-/// Finds the live delivery a receipt names, for the given topic and group.
+/// The id receipts of `group` on `topic` carry.
+fn receipt_group(ctx: &Ctx<'_>, topic: &str, group: &str) -> Result<GroupId> {
+    let t = ctx.st.topic_by_name(topic)?;
+    t.groups.get(group).copied().ok_or_else(|| {
+        Error::BadReceiptHandle(format!("group {group:?} has no deliveries on {topic:?}"))
+    })
+}
+
+/// Finds the live delivery a receipt names, for group `g` (`group` on `topic`).
 fn resolve(
     ctx: &Ctx<'_>,
-    topic: &str,
-    group: &str,
+    (g, topic, group): (GroupId, &str, &str),
     r: Receipt,
     ahead: &mut Lookahead,
 ) -> Result<(Receipt, Held)> {
-    let t = ctx.st.topic_by_name(topic)?;
-    let g = t.groups.get(group).copied().ok_or_else(|| {
-        Error::BadReceiptHandle(format!("group {group:?} has no deliveries on {topic:?}"))
-    })?;
     if g != r.group {
         return Err(Error::BadReceiptHandle(format!(
             "receipt belongs to another topic or group than {topic:?}/{group:?}"
@@ -482,35 +483,29 @@ pub(crate) fn ack(
     }
     ctx.prepare_read()?;
     let mut seen = HashSet::new();
-    let g = ctx
-        .st
-        .topic_by_name(topic)
-        .ok()
-        .and_then(|t| t.groups.get(group).copied());
+    let g = receipt_group(ctx, topic, group);
     let mut ahead = match g {
-        Some(g) => Lookahead::read(ctx, g, receipts)?,
-        None => Lookahead::default(),
+        Ok(g) => Lookahead::read(ctx, g, receipts)?,
+        Err(_) => Lookahead::default(),
     };
     let mut out = Vec::with_capacity(receipts.len());
     for receipt in receipts {
-        out.push(
-            receipt
-                .clone()
-                .and_then(|r| ack_one(ctx, topic, group, r, &mut seen, &mut ahead)),
-        );
+        out.push(receipt.clone().and_then(|r| {
+            let g = g.clone()?;
+            ack_one(ctx, (g, topic, group), r, &mut seen, &mut ahead)
+        }));
     }
     Ok(out)
 }
 
 fn ack_one(
     ctx: &mut Ctx<'_>,
-    topic: &str,
-    group: &str,
+    named: (GroupId, &str, &str),
     receipt: Receipt,
     seen: &mut HashSet<(GroupId, u64)>,
     ahead: &mut Lookahead,
 ) -> Result<()> {
-    let (r, held) = resolve(ctx, topic, group, receipt, ahead)?;
+    let (r, held) = resolve(ctx, named, receipt, ahead)?;
     if !seen.insert((r.group, r.offset)) {
         return Err(Error::BadReceiptHandle(
             "receipt given twice in one call".into(),
@@ -523,8 +518,7 @@ fn ack_one(
         }
         Held::Leased(first, l) => {
             // The lease stays; this offset is settled by its ack entry.
-            let retry = is_retry_at(ctx, r.group, l.visible_at_ms, first);
-            uncount(ctx, r.group, retry);
+            lease::uncount_leased(ctx, r.group, first, &l);
             l.ready_at_ms
         }
     };
@@ -543,7 +537,8 @@ fn ack_one(
 /// or the index) so the caller can give it a new visibility or dead-letter it.
 fn take(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(Receipt, Inflight)> {
     let r = Receipt::parse(receipt)?;
-    let (r, held) = resolve(ctx, topic, group, r, &mut Lookahead::default())?;
+    let g = receipt_group(ctx, topic, group)?;
+    let (r, held) = resolve(ctx, (g, topic, group), r, &mut Lookahead::default())?;
     match held {
         Held::Own(rec) => {
             remove_inflight(ctx, r.group, r.offset, &rec)?;

@@ -104,15 +104,27 @@ pub(crate) fn detach(
         return Ok(None);
     };
     let entry = records::decode_ready(&v)?;
+    uncount_leased(ctx, g, first, lease);
+    Ok(Some(first_delivery(&entry, lease, lease.visible_at_ms)))
+}
+
+/// Takes one offset of the lease starting at `first` out of the group's inflight (or
+/// retry) count.
+pub(crate) fn uncount_leased(ctx: &mut Ctx<'_>, g: GroupId, first: u64, lease: &Lease) {
     let retry = is_retry_at(ctx, g, lease.visible_at_ms, first);
     uncount(ctx, g, retry);
-    Ok(Some(Inflight {
+}
+
+/// The inflight record of a leased offset: its first delivery, invisible until
+/// `visible_at_ms`.
+fn first_delivery(entry: &records::ReadyEntry<'_>, lease: &Lease, visible_at_ms: u64) -> Inflight {
+    Inflight {
         id: entry.id,
         attempt: 1,
-        visible_at_ms: lease.visible_at_ms,
+        visible_at_ms,
         nonce: lease.nonce,
         ready_at_ms: entry.ready_at_ms,
-    }))
+    }
 }
 
 /// The first offset of group `g`'s oldest lease that still has an unsettled offset.
@@ -120,25 +132,24 @@ pub(crate) fn detach(
 /// next lease counts as unsettled): acked leases would otherwise hold back the purge of
 /// acked data until their invisible time ends.
 pub(crate) fn first_unsettled(ctx: &mut Ctx<'_>, g: GroupId, max: usize) -> Result<Option<u64>> {
-    let (mut from, hi) = keys::lease_range(g);
-    for _ in 0..max {
-        let Some((k, v)) = ctx.scan(INFLIGHT, &from, &hi, 1)?.into_iter().next() else {
+    let (from, hi) = keys::lease_range(g);
+    let leases = ctx.scan(INFLIGHT, &from, &hi, max.saturating_add(1))?;
+    for (i, (k, v)) in leases.iter().enumerate() {
+        let Some(first) = keys::parse_lease(k) else {
             return Ok(None);
         };
-        let (Some(first), lease) = (keys::parse_lease(&k), records::decode_lease(&v)?) else {
-            return Ok(None);
-        };
+        if i == max {
+            return Ok(Some(first));
+        }
+        let lease = records::decode_lease(v)?;
         if settled(ctx, g, first, &lease)?.len() as u64 != lease.end - first {
             return Ok(Some(first));
         }
-        // Deleted in this job's batch; the scan goes on past it instead of reading it
-        // again.
+        // Deleted in this job's batch; the walk goes on over the rows already read.
         ctx.delete(INFLIGHT, keys::lease(g, first))?;
         ctx.delete(INFLIGHT, keys::visible(g, lease.visible_at_ms, first))?;
-        from = keys::lease(g, first.saturating_add(1));
     }
-    let next = ctx.scan(INFLIGHT, &from, &hi, 1)?;
-    Ok(next.first().and_then(|(k, _)| keys::parse_lease(k)))
+    Ok(None)
 }
 
 /// The offsets in `[lo, hi)` of group `g` that have an ack entry (acked or
@@ -217,13 +228,7 @@ pub(crate) fn convert(ctx: &mut Ctx<'_>, g: GroupId, first: u64, t: u64) -> Resu
             continue;
         }
         let entry = records::decode_ready(v)?;
-        let rec = Inflight {
-            id: entry.id,
-            attempt: 1,
-            visible_at_ms: t,
-            nonce: lease.nonce,
-            ready_at_ms: entry.ready_at_ms,
-        };
+        let rec = first_delivery(&entry, &lease, t);
         ctx.put(
             INFLIGHT,
             keys::inflight(g, offset),

@@ -77,28 +77,14 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
     for (g, name, cursor, expired_to) in groups {
         let state = if let Some(iv) = sh.get(INFLIGHT, keys::inflight(g, loc.offset))? {
             let r = records::decode_inflight(&iv)?;
-            if (r.visible_at_ms, loc.offset) < expired_to || r.visible_at_ms <= now {
-                GroupMessageState::Retry { attempt: r.attempt }
-            } else {
-                GroupMessageState::Inflight {
-                    attempt: r.attempt,
-                    visible_at_ms: r.visible_at_ms,
-                }
-            }
+            handed_out(r.attempt, (r.visible_at_ms, loc.offset), expired_to, now)
         } else if let Some(av) = sh.get(ACKED, keys::acked(g, loc.offset))? {
             match records::decode_acked(&av)? {
                 Finished::Acked => GroupMessageState::Acked,
                 Finished::DeadLettered => GroupMessageState::DeadLettered,
             }
         } else if let Some((first, l)) = lease::covering(sh, g, loc.offset)? {
-            if (l.visible_at_ms, first) < expired_to || l.visible_at_ms <= now {
-                GroupMessageState::Retry { attempt: 1 }
-            } else {
-                GroupMessageState::Inflight {
-                    attempt: 1,
-                    visible_at_ms: l.visible_at_ms,
-                }
-            }
+            handed_out(1, (l.visible_at_ms, first), expired_to, now)
         } else if loc.offset >= cursor {
             GroupMessageState::Ready
         } else {
@@ -107,6 +93,25 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
         view.groups.push((name, state));
     }
     Ok(view)
+}
+
+/// A handed-out message's state, by its entry in the group's visibility index
+/// (visible_at, offset): waiting for redelivery once its invisible time has ended (or
+/// the expiry pass has gone past the entry), else inflight.
+fn handed_out(
+    attempt: u32,
+    (visible_at_ms, offset): (u64, u64),
+    expired_to: (u64, u64),
+    now: u64,
+) -> GroupMessageState {
+    if (visible_at_ms, offset) < expired_to || visible_at_ms <= now {
+        GroupMessageState::Retry { attempt }
+    } else {
+        GroupMessageState::Inflight {
+            attempt,
+            visible_at_ms,
+        }
+    }
 }
 
 /// Finds a message the pump moved: the run record at or before its timer key names
