@@ -139,7 +139,9 @@ pub fn run(a: Args) -> Result<(), String> {
                 step_sends_per_s: rate,
             };
             if !a.json {
-                bar.println(format!(
+                // Printed even when the bar is hidden (output not a terminal), where the
+                // bar's own println would drop the line.
+                let line = format!(
                     "{:>11} pending  RSS {:>6.1} MiB (memtables {:>5.1}, block cache {:>5.1}, pinned {:>5.1}, table readers {:>5.1})  disk {:>8.1} MiB  {:>7.0} sends/s",
                     sample.pending,
                     sample.rss_mib,
@@ -149,7 +151,8 @@ pub fn run(a: Args) -> Result<(), String> {
                     sample.table_readers_mib,
                     sample.disk_mib,
                     sample.step_sends_per_s
-                ));
+                );
+                bar.suspend(|| println!("{line}"));
             }
             samples.push(sample);
         }
