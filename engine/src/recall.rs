@@ -62,16 +62,7 @@ pub(crate) fn reschedule(
     m.requested_ms = Some(deliver_at_ms);
     m.adjusted = eff.adjusted;
     ctx.single_delete(TIMER, keys::timer(t, id))?;
-    let value = records::encode_message(eff.deliver_at_ms, &m)?;
-    crate::send::note_record_size(ctx, tid, value.len());
-    ctx.put(MESSAGES, keys::message(id), value)?;
-    for k in &m.keys {
-        ctx.put(
-            KEYS,
-            keys::key_index(tid, k, id),
-            eff.deliver_at_ms.to_be_bytes(),
-        )?;
-    }
+    crate::send::put_message(ctx, tid, id, eff.deliver_at_ms, &m)?;
     if eff.immediate {
         append_ready(ctx, tid, id, eff.deliver_at_ms, &tag, true)?;
         if let Some(ts) = ctx.st.topic_mut(tid) {

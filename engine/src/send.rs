@@ -31,7 +31,28 @@ pub struct Effective {
 }
 
 /// Keeps the topic's largest record size (see `TopicCounters::max_record_bytes`).
-pub(crate) fn note_record_size(ctx: &mut Ctx<'_>, tid: TopicId, len: usize) {
+/// Writes a message's record, due at `deliver_at_ms`, and its key index entries.
+pub(crate) fn put_message(
+    ctx: &mut Ctx<'_>,
+    tid: TopicId,
+    id: MessageId,
+    deliver_at_ms: u64,
+    m: &MessageBody,
+) -> Result<()> {
+    let value = records::encode_message(deliver_at_ms, m)?;
+    note_record_size(ctx, tid, value.len());
+    ctx.put(MESSAGES, keys::message(id), value)?;
+    for k in &m.keys {
+        ctx.put(
+            KEYS,
+            keys::key_index(tid, k, id),
+            deliver_at_ms.to_be_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+fn note_record_size(ctx: &mut Ctx<'_>, tid: TopicId, len: usize) {
     if let Some(t) = ctx.st.topic_mut(tid) {
         let c = &mut t.rec.counters;
         c.max_record_bytes = c.max_record_bytes.max(len as u64);
@@ -223,16 +244,7 @@ pub(crate) fn send_one(
         requested_ms: deliver_at_ms,
         adjusted: eff.adjusted,
     };
-    let value = records::encode_message(eff.deliver_at_ms, &rec)?;
-    note_record_size(ctx, tid, value.len());
-    ctx.put(MESSAGES, keys::message(id), value)?;
-    for k in &rec.keys {
-        ctx.put(
-            KEYS,
-            keys::key_index(tid, k, id),
-            eff.deliver_at_ms.to_be_bytes(),
-        )?;
-    }
+    put_message(ctx, tid, id, eff.deliver_at_ms, &rec)?;
     let tag = rec.tag.as_deref();
     if eff.immediate {
         append_ready(
