@@ -84,21 +84,31 @@ const INFLIGHT_RECORD: u8 = b'i';
 const INFLIGHT_VISIBLE: u8 = b'v';
 const INFLIGHT_LEASE: u8 = b'l';
 
-/// `inflight`: a group's delivery state of one ready-log offset.
-pub fn inflight(group: GroupId, offset: u64) -> [u8; 13] {
+/// `tag ‖ group ‖ offset`: the layout of inflight records and leases.
+fn group_offset(tag: u8, group: GroupId, offset: u64) -> [u8; 13] {
     let mut k = [0u8; 13];
-    k[0] = INFLIGHT_RECORD;
+    k[0] = tag;
     k[1..5].copy_from_slice(&group.to_be_bytes());
     k[5..].copy_from_slice(&offset.to_be_bytes());
     k
 }
 
-/// The offset in an `inflight` record key.
-pub fn parse_inflight(k: &[u8]) -> Option<u64> {
-    if k.len() != 13 || k[0] != INFLIGHT_RECORD {
+/// The offset in a [`group_offset`] key with `tag`.
+fn parse_group_offset(tag: u8, k: &[u8]) -> Option<u64> {
+    if k.len() != 13 || k[0] != tag {
         return None;
     }
     Some(u64::from_be_bytes(k[5..13].try_into().ok()?))
+}
+
+/// `inflight`: a group's delivery state of one ready-log offset.
+pub fn inflight(group: GroupId, offset: u64) -> [u8; 13] {
+    group_offset(INFLIGHT_RECORD, group, offset)
+}
+
+/// The offset in an `inflight` record key.
+pub fn parse_inflight(k: &[u8]) -> Option<u64> {
+    parse_group_offset(INFLIGHT_RECORD, k)
 }
 
 /// `inflight`: the per-group index ordered by the time each becomes visible again.
@@ -125,19 +135,12 @@ pub fn parse_visible(k: &[u8]) -> Option<(u64, u64)> {
 /// `inflight`: a lease, the first delivery of a run of consecutive offsets one receive
 /// handed out together, keyed by the run's first offset.
 pub fn lease(group: GroupId, first: u64) -> [u8; 13] {
-    let mut k = [0u8; 13];
-    k[0] = INFLIGHT_LEASE;
-    k[1..5].copy_from_slice(&group.to_be_bytes());
-    k[5..].copy_from_slice(&first.to_be_bytes());
-    k
+    group_offset(INFLIGHT_LEASE, group, first)
 }
 
 /// The first offset in a lease key.
 pub fn parse_lease(k: &[u8]) -> Option<u64> {
-    if k.len() != 13 || k[0] != INFLIGHT_LEASE {
-        return None;
-    }
-    Some(u64::from_be_bytes(k[5..13].try_into().ok()?))
+    parse_group_offset(INFLIGHT_LEASE, k)
 }
 
 /// The first key of a group's leases and the first key after them.

@@ -30,7 +30,6 @@ pub struct Effective {
     pub immediate: bool,
 }
 
-/// Keeps the topic's largest record size (see `TopicCounters::max_record_bytes`).
 /// Writes a message's record, due at `deliver_at_ms`, and its key index entries.
 pub(crate) fn put_message(
     ctx: &mut Ctx<'_>,
@@ -52,6 +51,7 @@ pub(crate) fn put_message(
     Ok(())
 }
 
+/// Keeps the topic's largest record size (see `TopicCounters::max_record_bytes`).
 fn note_record_size(ctx: &mut Ctx<'_>, tid: TopicId, len: usize) {
     if let Some(t) = ctx.st.topic_mut(tid) {
         let c = &mut t.rec.counters;

@@ -64,6 +64,13 @@ pub struct Pending<T> {
 }
 
 impl<T> Pending<T> {
+    fn waiting(rx: oneshot::Receiver<Result<T>>) -> Self {
+        Pending {
+            rx: Some(rx),
+            early: None,
+        }
+    }
+
     fn failed(e: Error) -> Self {
         Pending {
             rx: None,
@@ -143,10 +150,7 @@ where
     };
     let sender = sh.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match sender {
-        Some(s) if s.send(job).is_ok() => Pending {
-            rx: Some(rx),
-            early: None,
-        },
+        Some(s) if s.send(job).is_ok() => Pending::waiting(rx),
         _ => Pending::failed(Error::ShuttingDown),
     }
 }
@@ -228,10 +232,7 @@ impl<'a> Ctx<'a> {
                 let _ = tx.send(fail.map_or(Ok(()), |e| Err(e.clone())));
             }),
         });
-        Pending {
-            rx: Some(rx),
-            early: None,
-        }
+        Pending::waiting(rx)
     }
 
     /// A column family handle.
