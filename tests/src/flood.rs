@@ -124,13 +124,7 @@ async fn round_trips(c: &Client, n: usize) -> Result<Vec<Duration>, String> {
 /// One frame, written by hand (the never-reading client has no client library).
 fn frame(id: u64, req: &Request) -> Result<Vec<u8>, String> {
     let payload = encode(req).map_err(|e| e.to_string())?;
-    let mut v = Vec::with_capacity(16 + payload.len());
-    v.extend_from_slice(&((12 + payload.len()) as u32).to_be_bytes());
-    v.extend_from_slice(b"SD");
-    v.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
-    v.extend_from_slice(&id.to_be_bytes());
-    v.extend_from_slice(&payload);
-    Ok(v)
+    Ok(crate::raw_frame(b"SD", PROTOCOL_VERSION, id, &payload))
 }
 
 /// Times round trips from a thread and runtime of their own, so the flood's clients in

@@ -12,6 +12,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use sundial_wire::{Client, ClientOptions};
 
+/// One frame written by hand, for clients that bypass the client library: the length,
+/// then `magic`, `version`, the request id and `payload` as the wire protocol lays
+/// them out (bad-input cases pass a wrong magic or version).
+pub fn raw_frame(magic: &[u8; 2], version: u16, id: u64, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + payload.len());
+    v.extend_from_slice(&((12 + payload.len()) as u32).to_be_bytes());
+    v.extend_from_slice(magic);
+    v.extend_from_slice(&version.to_be_bytes());
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
 /// The built `sundial` binary, next to the test executable's `deps` directory.
 /// `cargo test --workspace` builds it; alone, run `cargo build -p sundial` first.
 pub fn bin() -> PathBuf {

@@ -3,7 +3,7 @@
 //! connection and loses nothing stored.
 
 use std::time::{Duration, Instant};
-use sundial_tests::Daemon;
+use sundial_tests::{raw_frame, Daemon};
 use sundial_wire::{
     decode, encode, Client, ClientError, ClientOptions, ErrorCode, Hello, OutgoingMessage, Request,
     Response, StartFrom, TopicType, PROTOCOL_VERSION,
@@ -11,18 +11,8 @@ use sundial_wire::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn frame_with(magic: &[u8; 2], version: u16, id: u64, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&((12 + payload.len()) as u32).to_be_bytes());
-    v.extend_from_slice(magic);
-    v.extend_from_slice(&version.to_be_bytes());
-    v.extend_from_slice(&id.to_be_bytes());
-    v.extend_from_slice(payload);
-    v
-}
-
 fn frame(id: u64, req: &Request) -> Vec<u8> {
-    frame_with(b"SD", PROTOCOL_VERSION, id, &encode(req).unwrap())
+    raw_frame(b"SD", PROTOCOL_VERSION, id, &encode(req).unwrap())
 }
 
 /// Reads one frame (≤ 5 s): `Some((id, response))`, or `None` when the daemon closed.
@@ -118,7 +108,7 @@ async fn bad_input_is_refused_and_nothing_else_is_disturbed() {
     // A frame over the maximum: FrameTooLarge for its request id, its bytes skipped
     // without being buffered, and the connection goes on.
     let mut s = handshaken(&d.addr).await;
-    let mut big = frame_with(b"SD", PROTOCOL_VERSION, 77, &[0u8; 200_000]);
+    let mut big = raw_frame(b"SD", PROTOCOL_VERSION, 77, &[0u8; 200_000]);
     big.extend_from_slice(&frame(78, &Request::ListTopics));
     s.write_all(&big).await.unwrap();
     assert_eq!(
@@ -154,13 +144,13 @@ async fn bad_input_is_refused_and_nothing_else_is_disturbed() {
 
     // Wrong magic, wrong version: Malformed, then closed.
     for bad in [
-        frame_with(
+        raw_frame(
             b"XX",
             PROTOCOL_VERSION,
             3,
             &encode(&Request::Stats).unwrap(),
         ),
-        frame_with(
+        raw_frame(
             b"SD",
             PROTOCOL_VERSION + 7,
             3,
@@ -176,11 +166,11 @@ async fn bad_input_is_refused_and_nothing_else_is_disturbed() {
     // An unknown request kind and an undecodable payload in valid frames: Malformed
     // for that request id, and the connection goes on.
     let mut s = handshaken(&d.addr).await;
-    s.write_all(&frame_with(b"SD", PROTOCOL_VERSION, 41, &[200, 1, 2, 3]))
+    s.write_all(&raw_frame(b"SD", PROTOCOL_VERSION, 41, &[200, 1, 2, 3]))
         .await
         .unwrap();
     assert_eq!(failed(read_frame(&mut s).await), (41, ErrorCode::Malformed));
-    s.write_all(&frame_with(
+    s.write_all(&raw_frame(
         b"SD",
         PROTOCOL_VERSION,
         42,
