@@ -58,7 +58,6 @@ const MEMORY_MEMTABLES: usize = 192 << 20;
 /// Jobs that may wait in the writer's queue before callers block.
 const QUEUE_DEPTH: usize = 16 * 1024;
 
-/// Key-value pairs read from one family.
 /// One stored key and its value.
 pub(crate) type Row = (Box<[u8]>, Box<[u8]>);
 /// Keys and values read by a scan.
