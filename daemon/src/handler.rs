@@ -45,11 +45,29 @@ const JOB_SLOTS: usize = 8 * 1024;
 
 type Answer = Result<Response, Error>;
 
+/// The native protocol's code for an engine error: the one place engine errors become
+/// wire codes (exhaustive, so a new engine error needs a decision here).
+pub fn error_code(e: &Error) -> ErrorCode {
+    match e {
+        Error::BadRequest(_) => ErrorCode::BadRequest,
+        Error::TopicNotFound(_) => ErrorCode::TopicNotFound,
+        Error::TopicExists(_) => ErrorCode::TopicExists,
+        Error::TopicTypeMismatch { .. } => ErrorCode::TopicTypeMismatch,
+        Error::BadDeliveryTime(_) => ErrorCode::BadDeliveryTime,
+        Error::BadInvisibleDuration(_) => ErrorCode::BadInvisibleDuration,
+        Error::BadReceiptHandle(_) => ErrorCode::BadReceiptHandle,
+        Error::NotFound(_) => ErrorCode::NotFound,
+        Error::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+        Error::StorageFull(_) => ErrorCode::StorageFull,
+        Error::ShuttingDown => ErrorCode::ShuttingDown,
+        Error::Poisoned(_) | Error::Storage(_) | Error::Corrupt(_) | Error::Internal(_) => {
+            ErrorCode::Internal
+        }
+    }
+}
+
 fn failure(e: &Error) -> WireFailure {
-    WireFailure::new(
-        ErrorCode::parse(e.code()).unwrap_or(ErrorCode::Internal),
-        e.to_string(),
-    )
+    WireFailure::new(error_code(e), e.to_string())
 }
 
 /// Per-receipt outcomes of an ack or nack.
@@ -236,7 +254,7 @@ impl Handler {
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || f(&engine))
             .await
-            .unwrap_or_else(|e| Err(Error::Storage(format!("engine task failed: {e}"))))
+            .unwrap_or_else(|e| Err(Error::Internal(format!("engine task failed: {e}"))))
     }
 
     /// Answers one request. `stop` turns true when the daemon shuts down; long polls
@@ -328,7 +346,7 @@ impl Handler {
                     .await?
                     .into_iter()
                     .next()
-                    .ok_or_else(|| Error::Storage("no result for the message".into()))??;
+                    .ok_or_else(|| Error::Internal("no result for the message".into()))??;
                 Ok(Response::Sent(receipt(r)))
             }
             Request::SendBatch(ms) => {

@@ -137,7 +137,7 @@ fn main() {
             match demo(data_dir, messages, spacing_ms) {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("error: {} ({})", e, e.code());
+                    eprintln!("error: {} ({:?})", e, handler::error_code(&e));
                     1
                 }
             }
@@ -342,7 +342,7 @@ async fn shutdown_signal() {
 }
 
 fn demo(data_dir: Option<PathBuf>, messages: u64, spacing_ms: u64) -> sundial_engine::Result<()> {
-    let tmp = tempfile::tempdir().map_err(|e| sundial_engine::Error::Storage(e.to_string()))?;
+    let tmp = tempfile::tempdir().map_err(|e| sundial_engine::Error::Internal(e.to_string()))?;
     let dir = data_dir.unwrap_or_else(|| tmp.path().join("sundial-data"));
     let engine = Engine::open(&dir, Config::default())?;
     match engine.create_topic("demo", TopicKind::Delay) {
@@ -374,7 +374,7 @@ fn demo(data_dir: Option<PathBuf>, messages: u64, spacing_ms: u64) -> sundial_en
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .map_err(|e| sundial_engine::Error::Storage(e.to_string()))?;
+        .map_err(|e| sundial_engine::Error::Internal(e.to_string()))?;
     let deadline = Instant::now() + Duration::from_millis(messages * spacing_ms + 30_000);
     let mut got = 0;
     let mut early = 0;
@@ -420,7 +420,7 @@ fn demo(data_dir: Option<PathBuf>, messages: u64, spacing_ms: u64) -> sundial_en
         s.early_deliveries
     );
     if got != messages || early > 0 {
-        return Err(sundial_engine::Error::Storage(
+        return Err(sundial_engine::Error::Internal(
             "demo did not deliver every message on time".into(),
         ));
     }

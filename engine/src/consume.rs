@@ -2,11 +2,13 @@
 
 use crate::error::{Error, Result};
 use crate::failpoints;
-use crate::families::{ACKED, INFLIGHT, MESSAGES, READY};
-use crate::keys::{self, GroupId};
-use crate::lease;
-use crate::records::{self, Finished, Inflight, Lease};
-use crate::redeliver::{dead_letter, entry_record, is_retry, remove_inflight};
+use crate::inflight;
+use crate::inflight::{entry_record, is_retry, remove_inflight};
+use crate::redeliver::dead_letter;
+use crate::store::families::{INFLIGHT, MESSAGES, READY};
+use crate::store::keys::{self, GroupId};
+use crate::store::records::{self, Finished, Inflight, Lease};
+use crate::store::Read;
 use crate::topics::ensure_group;
 use crate::types::{write_hex, GroupStart, MessageId, ReceiveRequest, TagFilter};
 use crate::writer::Ctx;
@@ -102,7 +104,6 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
         .max_bytes
         .filter(|&b| largest == 0 || largest.saturating_mul(req.max_messages) > b);
     let g = ensure_group(ctx, tid, &req.group, GroupStart::Latest, None)?;
-    ctx.prepare_read()?;
     let now = ctx.now;
     let visible_at = now.saturating_add(inv);
     let max_attempts = ctx.sh.config.max_delivery_attempts;
@@ -160,7 +161,7 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
                 break;
             }
             let retry = is_retry(ctx, g, &rec, offset);
-            ctx.delete(INFLIGHT, &k)?;
+            inflight::delete_entry(ctx, &k)?;
             let d = hand_out(
                 ctx,
                 g,
@@ -184,7 +185,6 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
         if pass > 0 || !converted || full || out.len() >= req.max_messages {
             break;
         }
-        ctx.prepare_read()?;
     }
 
     // New messages from the cursor.
@@ -206,10 +206,9 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
                 .map_or(TagFilter::All, |gs| gs.filter.clone()),
         };
         let (mut taken, mut skipped, mut exhausted) = (0usize, 0u64, true);
-        let mut run: Option<lease::Run> = None;
-        let sh = ctx.sh;
+        let mut run: Option<inflight::Run> = None;
         let (lo, hi) = (keys::ready(tid, cursor), keys::ready(tid, end));
-        sh.visit(READY, &lo, &hi, |k, v| {
+        ctx.walk(READY, &lo, &hi, want.clamp(32, 1024), |ctx, k, v| {
             if taken == want || skipped as usize >= SKIP_BUDGET {
                 exhausted = false;
                 return Ok(false);
@@ -236,7 +235,7 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
             }
             let r = match &mut run {
                 Some(r) => r,
-                None => run.insert(lease::Run::start(ctx, offset)),
+                None => run.insert(inflight::Run::start(ctx, offset)),
             };
             r.end = offset + 1;
             r.ready_at_ms = r.ready_at_ms.max(entry.ready_at_ms);
@@ -311,12 +310,7 @@ fn hand_out(
         nonce,
         ready_at_ms,
     };
-    ctx.put(
-        INFLIGHT,
-        keys::inflight(g, offset),
-        records::encode_inflight(&rec),
-    )?;
-    ctx.put(INFLIGHT, keys::visible(g, visible_at_ms, offset), [])?;
+    inflight::put_record(ctx, g, offset, &rec)?;
     Ok(Delivery {
         id,
         attempt,
@@ -395,7 +389,7 @@ impl Lookahead {
         Ok(Lookahead {
             span: Some((g, lo, hi)),
             own,
-            finished: lease::finished_in(ctx, g, lo, hi)?,
+            finished: inflight::finished_in(ctx, g, lo, hi)?,
             lease: None,
         })
     }
@@ -449,7 +443,7 @@ fn resolve(
         Some((cg, first, l)) if cg == r.group && first <= r.offset && r.offset < l.end => {
             Some((first, l))
         }
-        _ => lease::covering(ctx.sh, r.group, r.offset)?,
+        _ => inflight::covering(ctx, r.group, r.offset)?,
     };
     let Some((first, l)) = found else {
         return Err(gone());
@@ -461,7 +455,7 @@ fn resolve(
     let finished = if ahead.covers(r.group, r.offset) {
         ahead.finished.contains(&r.offset)
     } else {
-        lease::is_finished(ctx.sh, r.group, r.offset)?
+        inflight::is_finished(ctx, r.group, r.offset)?
     };
     if finished {
         return Err(gone());
@@ -480,7 +474,6 @@ pub(crate) fn ack(
     if failpoints::fires(failpoints::ACK_WRITE) {
         return Err(failpoints::injected(failpoints::ACK_WRITE));
     }
-    ctx.prepare_read()?;
     let mut seen = HashSet::new();
     let g = receipt_group(ctx, topic, group);
     let mut ahead = match g {
@@ -517,15 +510,11 @@ fn ack_one(
         }
         Held::Leased(first, l) => {
             // The lease stays; this offset is settled by its ack entry.
-            lease::uncount_leased(ctx, r.group, first, &l);
+            inflight::uncount_leased(ctx, r.group, first, &l);
             l.ready_at_ms
         }
     };
-    ctx.put(
-        ACKED,
-        keys::acked(r.group, r.offset),
-        records::encode_acked(Finished::Acked, ready_at_ms),
-    )?;
+    inflight::finish(ctx, r.group, r.offset, Finished::Acked, ready_at_ms)?;
     if let Some(gs) = ctx.st.group_mut(r.group) {
         gs.rec.cursor.acked += 1;
     }
@@ -543,7 +532,7 @@ fn take(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(R
             remove_inflight(ctx, r.group, r.offset, &rec)?;
             Ok((r, rec))
         }
-        Held::Leased(first, l) => lease::detach(ctx, r.group, r.offset, first, &l)?
+        Held::Leased(first, l) => inflight::detach(ctx, r.group, r.offset, first, &l)?
             .map(|rec| (r, rec))
             .ok_or_else(|| Error::BadReceiptHandle("the message is no longer retained".into())),
     }
@@ -552,7 +541,6 @@ fn take(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(R
 /// Makes a delivery visible again after the retry backoff for its attempt (or sends
 /// it to the dead-letter topic when it has no attempts left).
 pub(crate) fn nack(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<()> {
-    ctx.prepare_read()?;
     let (r, rec) = take(ctx, topic, group, receipt)?;
     let cfg = &ctx.sh.config;
     if rec.attempt >= cfg.max_delivery_attempts {
@@ -579,7 +567,6 @@ pub(crate) fn change_invisible(
     d: Duration,
 ) -> Result<String> {
     let inv = invisible_ms(d)?;
-    ctx.prepare_read()?;
     let (r, rec) = take(ctx, topic, group, receipt)?;
     let at = ctx.now.saturating_add(inv);
     replace_visibility(ctx, r, &rec, at)
@@ -593,12 +580,7 @@ fn replace_visibility(ctx: &mut Ctx<'_>, r: Receipt, rec: &Inflight, at: u64) ->
         nonce,
         ..*rec
     };
-    ctx.put(
-        INFLIGHT,
-        keys::inflight(r.group, r.offset),
-        records::encode_inflight(&new),
-    )?;
-    ctx.put(INFLIGHT, keys::visible(r.group, at, r.offset), [])?;
+    inflight::put_record(ctx, r.group, r.offset, &new)?;
     if let Some(gs) = ctx.st.group_mut(r.group) {
         gs.rec.cursor.inflight += 1;
     }

@@ -8,6 +8,10 @@
 //! | `pump::move` | each pump job, before it moves anything | nothing moves this time; the pump tries again 200 ms later |
 //! | `consume::ack` | each ack call, before it writes | the call is answered with an error; the deliveries stay inflight |
 //! | `retention::filter` | every compaction filter decision | the filter keeps the entry (it never deletes when unsure) |
+//! | `writer::nospace` | every round's write | the write fails as on a full file system: the round's callers get `StorageFull`, nothing of it is stored, and the engine goes on |
+//!
+//! Any of them can also be set to `panic`: the thread that reaches it panics, which
+//! must poison the engine.
 
 /// WAL sync.
 pub const WAL_SYNC: &str = "writer::sync";
@@ -17,8 +21,16 @@ pub const PUMP_MOVE: &str = "pump::move";
 pub const ACK_WRITE: &str = "consume::ack";
 /// Retention compaction filter.
 pub const COMPACTION_FILTER: &str = "retention::filter";
+/// A round's write, failing as on a full file system.
+pub const WRITE_NO_SPACE: &str = "writer::nospace";
 /// Every failpoint name, for the daemon's control endpoint.
-pub const ALL: [&str; 4] = [WAL_SYNC, PUMP_MOVE, ACK_WRITE, COMPACTION_FILTER];
+pub const ALL: [&str; 5] = [
+    WAL_SYNC,
+    PUMP_MOVE,
+    ACK_WRITE,
+    COMPACTION_FILTER,
+    WRITE_NO_SPACE,
+];
 
 /// Whether the failpoint `name` fires now.
 #[inline]
@@ -36,7 +48,18 @@ pub(crate) fn fires(name: &str) -> bool {
 
 /// The error a failpoint produces.
 pub(crate) fn injected(name: &str) -> crate::Error {
-    crate::Error::Storage(format!("injected failure at failpoint {name}"))
+    crate::Error::storage(
+        crate::error::StorageErrorKind::Io,
+        format!("injected failure at failpoint {name}"),
+    )
+}
+
+/// The error a no-space failpoint produces: what RocksDB reports for a full disk.
+pub(crate) fn no_space(name: &str) -> crate::Error {
+    crate::Error::storage(
+        crate::error::StorageErrorKind::NoSpace,
+        format!("IO error: No space left on device (injected at failpoint {name})"),
+    )
 }
 
 /// Sets the actions of a failpoint (`fail` syntax, e.g. `return`, `50%return`,

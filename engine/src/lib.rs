@@ -8,39 +8,47 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+// The bottom: how data is laid out in RocksDB, and reads that see a round's writes.
+mod store;
+// Engine-wide pieces every layer may use.
 mod clock;
-mod consume;
 mod error;
 pub mod failpoints;
-mod families;
-/// Every key encoding (public for the micro-benchmarks; not a stable API).
-#[doc(hidden)]
-pub mod keys;
-mod lease;
+mod state;
+mod types;
+mod writer;
+// The stored structures: each module is the only writer of its families.
+mod inflight;
+mod messages;
+mod ready_log;
+mod timer;
+// The operations, each importing only the layers above.
+mod consume;
+mod disk;
 mod lookup;
+mod maintenance;
 mod pump;
 mod recall;
-mod records;
 mod redeliver;
 mod retention;
 pub mod send;
-mod state;
 mod stats;
 mod topics;
-mod types;
-mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock, Wake};
 pub use consume::{MAX_INVISIBLE, MAX_RECEIVE, MIN_INVISIBLE};
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageError, StorageErrorKind};
 pub use lookup::MAX_FIND;
+pub use maintenance::MaintenanceReport;
 pub use pump::TickReport;
 pub use stats::{Counters, FamilyStats, GroupStats, Observer, Stats, TopicStats};
+/// Every key encoding (public for the micro-benchmarks; not a stable API).
+#[doc(hidden)]
+pub use store::keys;
 pub use types::*;
 pub use writer::{Pending, PendingFuture};
 
-use retention::Horizon;
-use rocksdb::{ColumnFamily, Options, ReadOptions, DB};
+use rocksdb::{Options, ReadOptions, DB};
 use state::{EngineRecord, GroupRecord, State, TopicRecord};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +56,9 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use store::filters::Horizon;
+use store::Store;
+use store::{families, records};
 use tokio::sync::watch;
 
 /// Bytes of RocksDB's shared block cache.
@@ -58,14 +69,9 @@ const MEMORY_MEMTABLES: usize = 192 << 20;
 /// Jobs that may wait in the writer's queue before callers block.
 const QUEUE_DEPTH: usize = 16 * 1024;
 
-/// One stored key and its value.
-pub(crate) type Row = (Box<[u8]>, Box<[u8]>);
-/// Keys and values read by a scan.
-pub(crate) type Rows = Vec<Row>;
-
 /// Everything the engine's threads share.
 pub(crate) struct Shared {
-    pub db: DB,
+    pub store: Store,
     pub path: PathBuf,
     pub config: Config,
     pub observer: Option<Arc<dyn Observer>>,
@@ -75,8 +81,8 @@ pub(crate) struct Shared {
     pub fail_next_sync: AtomicBool,
     pub storage_full: AtomicBool,
     storage_full_why: Mutex<String>,
-    /// Send bytes allowed before the next disk measurement (see `retention::DiskGuard`).
-    pub disk_guard: retention::DiskGuard,
+    /// Send bytes allowed before the next disk measurement (see `disk::DiskGuard`).
+    pub disk_guard: disk::DiskGuard,
     pub horizon: Arc<Horizon>,
     pub ready_tx: watch::Sender<u64>,
     pub pump_wake: Arc<Wake>,
@@ -85,85 +91,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn cf(&self, f: families::Family) -> Result<&ColumnFamily> {
-        self.db
-            .cf_handle(f.name())
-            .ok_or_else(|| Error::Storage(format!("column family {} is missing", f.name())))
-    }
-
-    /// Every family's handle, in [`families::ALL`] order.
-    pub fn handles(&self) -> Result<[&ColumnFamily; 7]> {
-        let mut out = Vec::with_capacity(7);
-        for f in families::ALL {
-            out.push(self.cf(f)?);
-        }
-        out.try_into()
-            .map_err(|_| Error::Storage("column family count".into()))
-    }
-
-    pub fn get(&self, cf: families::Family, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(cf)?, k)?)
-    }
-
-    /// Keys and values in `[lower, upper)`, at most `limit`. The bounds are given to
-    /// RocksDB so the iterator never steps over tombstones outside them.
-    pub fn scan(
-        &self,
-        cf: families::Family,
-        lower: &[u8],
-        upper: &[u8],
-        limit: usize,
-    ) -> Result<Rows> {
-        let mut out = Vec::new();
-        if limit > 0 {
-            self.visit(cf, lower, upper, |k, v| {
-                out.push((Box::from(k), Box::from(v)));
-                Ok(out.len() < limit)
-            })?;
-        }
-        Ok(out)
-    }
-
-    /// The last key and value in `[lower, upper)`, if any.
-    pub fn last_in(&self, cf: families::Family, lower: &[u8], upper: &[u8]) -> Result<Option<Row>> {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(lower.to_vec());
-        ro.set_iterate_upper_bound(upper.to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
-        it.seek_to_last();
-        let last = match (it.valid(), it.key(), it.value()) {
-            (true, Some(k), Some(v)) => Some((Box::from(k), Box::from(v))),
-            _ => None,
-        };
-        it.status()?;
-        Ok(last)
-    }
-
-    /// Visits keys and values in `[lower, upper)` in order until `f` returns false.
-    pub fn visit(
-        &self,
-        cf: families::Family,
-        lower: &[u8],
-        upper: &[u8],
-        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(lower.to_vec());
-        ro.set_iterate_upper_bound(upper.to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
-        it.seek_to_first();
-        while it.valid() {
-            if let (Some(k), Some(v)) = (it.key(), it.value()) {
-                if !f(k, v)? {
-                    return Ok(());
-                }
-            }
-            it.next();
-        }
-        it.status()?;
-        Ok(())
-    }
-
     pub fn poisoned(&self) -> Option<String> {
         self.poisoned
             .lock()
@@ -210,23 +137,6 @@ impl Shared {
     }
 }
 
-/// What one maintenance pass found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MaintenanceReport {
-    /// Message records due before this time are past retention.
-    pub retention_horizon_ms: u64,
-    /// Bytes of the data directory after the pass.
-    pub disk_bytes: u64,
-    /// Whether the disk was over its high watermark when the pass started.
-    pub over_watermark: bool,
-    /// Ready messages deleted because every group had finished with them.
-    pub purged: u64,
-    /// Ready messages dropped under `drop-oldest`.
-    pub dropped: u64,
-    /// Whether sends are now refused with `StorageFull`.
-    pub storage_full: bool,
-}
-
 /// The storage engine. Cheap to clone; the last clone to drop shuts it down.
 #[derive(Clone)]
 pub struct Engine {
@@ -267,13 +177,13 @@ impl Drop for EngineInner {
 fn load_state(db: &DB) -> Result<State> {
     let meta = db
         .cf_handle(families::META.name())
-        .ok_or_else(|| Error::Storage("meta family missing".into()))?;
+        .ok_or_else(|| Error::Internal("meta family missing".into()))?;
     let mut st = State::default();
     if let Some(v) = db.get_cf(meta, keys::ENGINE_META)? {
         st.engine = state::decode::<EngineRecord>("engine record", &v)?;
     }
     if let Some(v) = db.get_cf(meta, keys::CHECKPOINTS_META)? {
-        st.checkpoints = state::decode("retention checkpoints", &v)?;
+        st.checkpoints = Arc::new(state::decode("retention checkpoints", &v)?);
     }
     let mut groups = Vec::new();
     for item in db.prefix_iterator_cf(meta, keys::TOPIC_META_PREFIX) {
@@ -313,7 +223,7 @@ impl Engine {
     ) -> Result<Engine> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path)
-            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| Error::Internal(format!("cannot create {}: {e}", path.display())))?;
         if config.retention.is_zero() {
             return Err(Error::BadRequest("retention must be positive".into()));
         }
@@ -373,7 +283,7 @@ impl Engine {
         st.engine.last_now = now;
         horizon.update(now, &st.checkpoints);
         let sh = Arc::new(Shared {
-            db,
+            store: Store { db },
             path,
             config,
             observer,
@@ -383,19 +293,19 @@ impl Engine {
             fail_next_sync: AtomicBool::new(false),
             storage_full: AtomicBool::new(false),
             storage_full_why: Mutex::new(String::new()),
-            disk_guard: retention::DiskGuard::default(),
+            disk_guard: disk::DiskGuard::default(),
             horizon,
             ready_tx,
             pump_wake,
             maintenance_wake,
             shutdown: AtomicBool::new(false),
         });
-        st.next_timer_due = pump::next_timer_due(&sh, st.engine.watermark)?;
+        st.next_timer_due = timer::next_due(&sh.store, st.engine.watermark)?;
         let group_ids: Vec<_> = st.groups.keys().copied().collect();
         for g in group_ids {
             let from = st.groups.get(&g).map(|gs| gs.rec.cursor.expired_to);
             if let Some(from) = from {
-                let next = redeliver::next_visible(&sh, g, from)?;
+                let next = inflight::next_visible(&sh.store, g, from)?;
                 if let Some(gs) = st.groups.get_mut(&g) {
                     gs.next_visible = next;
                 }
@@ -403,13 +313,13 @@ impl Engine {
         }
         *sh.state.lock().unwrap_or_else(|p| p.into_inner()) = st;
         sh.disk_guard
-            .measured(retention::disk_level(&sh).map(|l| l.headroom()));
+            .measured(disk::disk_level(&sh).map(|l| l.headroom()));
         let w = {
             let sh = sh.clone();
             std::thread::Builder::new()
                 .name("sundial-writer".into())
                 .spawn(move || writer::run(sh, rx))
-                .map_err(|e| Error::Storage(format!("cannot start writer: {e}")))?
+                .map_err(|e| Error::Internal(format!("cannot start writer: {e}")))?
         };
         let mut threads = Vec::new();
         if sh.config.background {
@@ -418,14 +328,14 @@ impl Engine {
                 std::thread::Builder::new()
                     .name("sundial-pump".into())
                     .spawn(move || pump::run(p))
-                    .map_err(|e| Error::Storage(format!("cannot start pump: {e}")))?,
+                    .map_err(|e| Error::Internal(format!("cannot start pump: {e}")))?,
             );
             let m = sh.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name("sundial-maintenance".into())
-                    .spawn(move || maintenance_loop(m))
-                    .map_err(|e| Error::Storage(format!("cannot start maintenance: {e}")))?,
+                    .spawn(move || maintenance::maintenance_loop(m))
+                    .map_err(|e| Error::Internal(format!("cannot start maintenance: {e}")))?,
             );
         }
         Ok(Engine {
@@ -531,7 +441,7 @@ impl Engine {
         self.send_batch(vec![m])
             .into_iter()
             .next()
-            .unwrap_or(Err(Error::Storage("empty reply from the writer".into())))
+            .unwrap_or(Err(Error::Internal("empty reply from the writer".into())))
     }
 
     /// Sends messages in one group commit; each succeeds or fails on its own.
@@ -587,14 +497,14 @@ impl Engine {
 
     fn load_bodies(&self, topic: &str, ds: Vec<consume::Delivery>) -> Result<Vec<ReceivedMessage>> {
         let sh = self.sh();
-        let cf = sh.cf(families::MESSAGES)?;
+        let cf = sh.store.cf(families::MESSAGES)?;
         let ks: Vec<_> = ds.iter().map(|d| keys::message(d.id)).collect();
         // Bodies are read once per delivery: keep them out of the block cache. New
         // deliveries come in id order, so RocksDB need not sort the batch.
         let mut ro = ReadOptions::default();
         ro.fill_cache(false);
         let sorted = ds.windows(2).all(|w| w[0].id < w[1].id);
-        let values = sh.db.batched_multi_get_cf_opt(cf, &ks, sorted, &ro);
+        let values = sh.store.db.batched_multi_get_cf_opt(cf, &ks, sorted, &ro);
         let mut out = Vec::with_capacity(ds.len());
         for (d, v) in ds.into_iter().zip(values) {
             let Some(v) = v? else {
@@ -630,7 +540,7 @@ impl Engine {
         self.ack_batch(topic, group, vec![receipt.to_string()])
             .into_iter()
             .next()
-            .unwrap_or(Err(Error::Storage("empty reply from the writer".into())))
+            .unwrap_or(Err(Error::Internal("empty reply from the writer".into())))
     }
 
     /// Acknowledges many deliveries in one commit; each succeeds or fails on its own.
@@ -772,16 +682,18 @@ impl Engine {
 
     /// One maintenance pass: retention horizon, then disk pressure.
     pub fn maintain(&self) -> Result<MaintenanceReport> {
-        maintain(&self.inner.sh)
+        maintenance::maintain(&self.inner.sh)
     }
 
     /// Compacts every family so retention filters run now (tests and operators).
     pub fn compact(&self) -> Result<()> {
         let sh = self.sh();
         for f in families::ALL {
-            let cf = sh.cf(f)?;
-            sh.db.flush_cf(cf)?;
-            sh.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            let cf = sh.store.cf(f)?;
+            sh.store.db.flush_cf(cf)?;
+            sh.store
+                .db
+                .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }
@@ -790,113 +702,5 @@ impl Engine {
     #[doc(hidden)]
     pub fn inject_sync_failure(&self) {
         self.sh().fail_next_sync.store(true, Ordering::SeqCst);
-    }
-}
-
-/// One maintenance pass; see [`Engine::maintain`].
-fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
-    let _ = writer::submit(sh, false, pump::tick).wait()?;
-    let (now, cps) = {
-        let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
-        (st.engine.last_now, st.checkpoints.clone())
-    };
-    sh.horizon.update(now, &cps);
-    let mut report = MaintenanceReport {
-        retention_horizon_ms: sh.horizon.deliver_before_ms.load(Ordering::SeqCst),
-        ..MaintenanceReport::default()
-    };
-    let over = || retention::marks(retention::disk_level(sh).as_ref());
-    let first = retention::disk_level(sh);
-    let (is_over, below_low) = retention::marks(first.as_ref());
-    report.over_watermark = is_over;
-    // Refusing sends between the marks frees room too, or refusals would last until
-    // the store crossed the high mark again, which refused sends never make it do.
-    let refusing = sh.storage_full.load(Ordering::SeqCst) && !below_low;
-    let freeing = is_over || refusing;
-    if freeing {
-        let mut ranges = Vec::new();
-        for _ in 0..10_000 {
-            let p =
-                writer::submit(sh, true, |ctx| retention::purge_acked(ctx, 64 * 1024)).wait()?;
-            report.purged += p.rows;
-            ranges.extend(p.ranges);
-            if p.rows == 0 {
-                break;
-            }
-        }
-        reclaim(sh, &ranges)?;
-        if over().0 && sh.config.storage_policy == StoragePolicy::DropOldest {
-            // Drop in steps of a tenth of the Ready data (at least 16 Ki messages),
-            // reclaiming only the ranges each step deleted, until under the watermark.
-            let ready: u64 = {
-                let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
-                st.topics
-                    .values()
-                    .map(|t| t.rec.counters.ready_end - t.rec.counters.head)
-                    .sum()
-            };
-            let step = (ready / 10).max(16 * 1024);
-            for _ in 0..1_000 {
-                let p = writer::submit(sh, true, move |ctx| retention::drop_oldest(ctx, step))
-                    .wait()?;
-                report.dropped += p.rows;
-                reclaim(sh, &p.ranges)?;
-                if p.rows == 0 || !over().0 {
-                    break;
-                }
-            }
-        }
-    }
-    // One measurement decides the refusals and gives the send guard its headroom: the
-    // first, unless deleting changed the store since.
-    let level = if freeing {
-        retention::disk_level(sh)
-    } else {
-        first
-    };
-    let (still_over, below_low) = retention::marks(level.as_ref());
-    let used = retention::dir_bytes(&sh.path);
-    if still_over {
-        let why = format!(
-            "data directory uses {used} bytes (plus memtables to flush), over the high watermark; acked data was deleted and it was not enough"
-        );
-        sh.set_storage_full(why);
-    } else if below_low {
-        sh.storage_full.store(false, Ordering::SeqCst);
-    }
-    report.disk_bytes = used;
-    report.storage_full = sh.storage_full.load(Ordering::SeqCst);
-    sh.disk_guard.measured(level.map(|l| l.headroom()));
-    Ok(report)
-}
-
-/// Flushes the memtables, then compacts only the key ranges a purge deleted, so the
-/// deleted bytes leave the disk without rewriting the whole store.
-fn reclaim(sh: &Shared, ranges: &[(families::Family, Vec<u8>, Vec<u8>)]) -> Result<()> {
-    for f in families::ALL {
-        let cf = sh.cf(f)?;
-        sh.db.flush_cf(cf)?;
-    }
-    for (f, lo, hi) in ranges {
-        let cf = sh.cf(*f)?;
-        sh.db
-            .compact_range_cf(cf, Some(lo.as_slice()), Some(hi.as_slice()));
-    }
-    Ok(())
-}
-
-fn maintenance_loop(sh: Arc<Shared>) {
-    loop {
-        sh.maintenance_wake
-            .wait(Some(sh.config.maintenance_interval));
-        if sh.shutdown.load(Ordering::SeqCst) {
-            return;
-        }
-        if let Err(e) = maintain(&sh) {
-            if sh.shutdown.load(Ordering::SeqCst) {
-                return;
-            }
-            tracing::warn!(error = %e, "maintenance pass failed");
-        }
     }
 }

@@ -1,10 +1,11 @@
 //! `message show` and `message find`: read-only views that never scan the store.
 
 use crate::error::{Error, Result};
-use crate::families::{ACKED, INFLIGHT, KEYS, MESSAGES, READY, TIMER};
-use crate::keys::{self, TopicId};
-use crate::lease;
-use crate::records::{self, Finished, Location};
+use crate::inflight;
+use crate::store::families::{ACKED, INFLIGHT, KEYS, MESSAGES, READY, TIMER};
+use crate::store::keys::{self, TopicId};
+use crate::store::records::{self, Finished, Location};
+use crate::store::Read;
 use crate::types::{GroupMessageState, MessageId, MessageState, MessageView};
 use crate::Shared;
 use rocksdb::ReadOptions;
@@ -14,6 +15,7 @@ pub const MAX_FIND: usize = 1000;
 
 pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
     let v = sh
+        .store
         .get(MESSAGES, keys::message(id))?
         .ok_or_else(|| Error::NotFound(format!("message {id}")))?;
     let (deliver_at_ms, m) = records::decode_message(&v)?;
@@ -30,10 +32,14 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
         state: MessageState::Timing,
         groups: Vec::new(),
     };
-    let loc = match sh.get(MESSAGES, keys::location(id))? {
+    let loc = match sh.store.get(MESSAGES, keys::location(id))? {
         Some(lv) => records::decode_location(&lv)?,
         None => {
-            if sh.get(TIMER, keys::timer(deliver_at_ms, id))?.is_some() {
+            if sh
+                .store
+                .get(TIMER, keys::timer(deliver_at_ms, id))?
+                .is_some()
+            {
                 return Ok(view);
             }
             let topic = {
@@ -52,7 +58,7 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
         ready_at_ms: loc.ready_at_ms,
     };
     // Snapshot the groups' cursors, then read their records without the lock.
-    let groups: Vec<(crate::keys::GroupId, String, u64, (u64, u64))> = {
+    let groups: Vec<(crate::store::keys::GroupId, String, u64, (u64, u64))> = {
         let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
         let Some(t) = st.topics.get(&loc.topic) else {
             return Ok(view);
@@ -75,15 +81,15 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
     };
     let now = sh.config.clock.now_ms();
     for (g, name, cursor, expired_to) in groups {
-        let state = if let Some(iv) = sh.get(INFLIGHT, keys::inflight(g, loc.offset))? {
+        let state = if let Some(iv) = sh.store.get(INFLIGHT, keys::inflight(g, loc.offset))? {
             let r = records::decode_inflight(&iv)?;
             handed_out(r.attempt, (r.visible_at_ms, loc.offset), expired_to, now)
-        } else if let Some(av) = sh.get(ACKED, keys::acked(g, loc.offset))? {
+        } else if let Some(av) = sh.store.get(ACKED, keys::acked(g, loc.offset))? {
             match records::decode_acked(&av)? {
                 Finished::Acked => GroupMessageState::Acked,
                 Finished::DeadLettered => GroupMessageState::DeadLettered,
             }
-        } else if let Some((first, l)) = lease::covering(sh, g, loc.offset)? {
+        } else if let Some((first, l)) = inflight::covering(&sh.store, g, loc.offset)? {
             handed_out(1, (l.visible_at_ms, first), expired_to, now)
         } else if loc.offset >= cursor {
             GroupMessageState::Ready
@@ -126,7 +132,7 @@ fn locate_in_run(
     let mut ro = ReadOptions::default();
     ro.set_iterate_lower_bound(prefix.to_vec());
     ro.set_iterate_upper_bound(keys::prefix_end(&prefix));
-    let mut it = sh.db.raw_iterator_cf_opt(sh.cf(MESSAGES)?, ro);
+    let mut it = sh.store.db.raw_iterator_cf_opt(sh.store.cf(MESSAGES)?, ro);
     it.seek_for_prev(keys::run(topic, deliver_at_ms, id));
     let run = match (it.valid(), it.value()) {
         (true, Some(v)) => records::decode_run(v)?,
@@ -141,7 +147,7 @@ fn locate_in_run(
     }
     let end = run.first_offset.saturating_add(u64::from(run.count));
     let mut offset = None;
-    sh.visit(
+    sh.store.visit(
         READY,
         &keys::ready(topic, run.first_offset),
         &keys::ready(topic, end),
@@ -167,7 +173,9 @@ pub(crate) fn find(sh: &Shared, topic: &str, key: &str) -> Result<Vec<MessageId>
         st.topic_by_name(topic)?.rec.id
     };
     let prefix = keys::key_index_prefix(tid, key);
-    let rows = sh.scan(KEYS, &prefix, &keys::prefix_end(&prefix), MAX_FIND)?;
+    let rows = sh
+        .store
+        .scan(KEYS, &prefix, &keys::prefix_end(&prefix), MAX_FIND)?;
     let ids: Vec<MessageId> = rows
         .iter()
         .filter_map(|(k, _)| k.get(prefix.len()..)?.try_into().ok())
@@ -176,7 +184,7 @@ pub(crate) fn find(sh: &Shared, topic: &str, key: &str) -> Result<Vec<MessageId>
     // Index entries can outlive their message by a compaction; report live ones only.
     let mut live = Vec::with_capacity(ids.len());
     for id in ids {
-        if sh.get(MESSAGES, keys::message(id))?.is_some() {
+        if sh.store.get(MESSAGES, keys::message(id))?.is_some() {
             live.push(id);
         }
     }

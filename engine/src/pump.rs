@@ -9,60 +9,19 @@
 
 use crate::error::Result;
 use crate::failpoints;
-use crate::families::{MESSAGES, READY, TIMER};
-use crate::keys::{self, TopicId};
-use crate::records::{self, Location};
+use crate::messages;
+use crate::ready_log;
 use crate::redeliver;
+use crate::store::families::TIMER;
+use crate::store::keys::{self, TopicId};
+use crate::store::records::{self};
+use crate::timer;
 use crate::types::MessageId;
 use crate::writer::{self, Ctx};
 use crate::Shared;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Appends a message to its topic's ready log. `locate`: also write its location
-/// record (the pump writes one run record per step and topic instead).
-pub(crate) fn append_ready(
-    ctx: &mut Ctx<'_>,
-    topic: TopicId,
-    id: MessageId,
-    deliver_at_ms: u64,
-    tag: &[u8],
-    locate: bool,
-) -> Result<u64> {
-    let now = ctx.now;
-    let Some(t) = ctx.st.topic_mut(topic) else {
-        return Ok(u64::MAX);
-    };
-    let offset = t.rec.counters.ready_end;
-    t.rec.counters.ready_end += 1;
-    let mut buf = [0u8; 256];
-    if let Some(v) = records::encode_ready_into(&mut buf, now, deliver_at_ms, id, tag) {
-        ctx.put(READY, keys::ready(topic, offset), v)?;
-    } else {
-        let v = records::encode_ready(now, deliver_at_ms, id, tag);
-        ctx.put(READY, keys::ready(topic, offset), v)?;
-    }
-    if locate {
-        let loc = Location {
-            deliver_at_ms,
-            topic,
-            offset,
-            ready_at_ms: now,
-        };
-        ctx.put(MESSAGES, keys::location(id), records::encode_location(&loc))?;
-    }
-    ctx.ready_changed = true;
-    if let Some(o) = ctx.sh.config_observer() {
-        if let Some(t) = ctx.st.topics.get(&topic) {
-            o.ready(&t.rec.name, now.saturating_sub(deliver_at_ms));
-        }
-    }
-    Ok(offset)
-}
-
-/// A run being built: first timer key, first offset, count, last timer key.
-type RunBuilder = ((u64, MessageId), u64, u32, (u64, MessageId));
 
 /// What one pump step did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +36,11 @@ pub struct TickReport {
     pub more: bool,
 }
 
+/// Timer entries read at a time while moving them.
+const WALK_CHUNK: usize = 1024;
+
 /// Moves up to `max` due timer entries to Ready.
 pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
-    ctx.prepare_read()?;
     let now = ctx.now;
     let (wm_ms, wm_id) = ctx.st.engine.watermark;
     let lower = keys::timer(wm_ms, MessageId(wm_id));
@@ -87,24 +48,23 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
     if lower >= upper {
         return Ok((0, false));
     }
-    let sh = ctx.sh;
     let mut moved = 0usize;
     let mut last = None;
     // Per topic: (first timer key, first offset, count, last timer key).
-    let mut runs: rustc_hash::FxHashMap<TopicId, RunBuilder> = Default::default();
-    sh.visit(TIMER, &lower, &upper, |k, v| {
+    let mut runs: rustc_hash::FxHashMap<TopicId, ready_log::RunBuilder> = Default::default();
+    ctx.walk(TIMER, &lower, &upper, max.min(WALK_CHUNK), |ctx, k, v| {
         if moved >= max {
             return Ok(false);
         }
         moved += 1;
         let Some((t, id)) = keys::parse_timer(k) else {
             tracing::warn!("skipping malformed timer key");
-            ctx.single_delete(TIMER, k)?;
+            timer::remove_key(ctx, k)?;
             return Ok(true);
         };
         match records::decode_timer(v) {
             Ok((topic, tag)) if ctx.st.topics.contains_key(&topic) => {
-                let offset = append_ready(ctx, topic, id, t, tag, false)?;
+                let offset = ready_log::append(ctx, topic, id, t, tag, false)?;
                 let r = runs.entry(topic).or_insert(((t, id), offset, 0, (t, id)));
                 r.2 += 1;
                 r.3 = (t, id);
@@ -114,10 +74,10 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
             }
             _ => {
                 // Its topic was deleted (or the entry is unreadable): nothing can receive it.
-                ctx.delete(MESSAGES, keys::message(id))?;
+                messages::delete_record(ctx, id)?;
             }
         }
-        ctx.single_delete(TIMER, k)?;
+        timer::remove_key(ctx, k)?;
         last = Some((t, id));
         Ok(true)
     })?;
@@ -129,11 +89,7 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
             ready_at_ms: now,
             last_id: last.1,
         };
-        ctx.put(
-            MESSAGES,
-            keys::run(topic, first.0, first.1),
-            records::encode_run(&run),
-        )?;
+        ready_log::put_run(ctx, topic, first, &run)?;
     }
     let more = moved >= max;
     let new_wm = match (more, last) {
@@ -149,20 +105,10 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
     ctx.st.next_timer_due = if more {
         Some(now)
     } else {
-        next_timer_due(ctx.sh, ctx.st.engine.watermark)?
+        timer::next_due(ctx, ctx.st.engine.watermark)?
     };
     record_checkpoint(ctx);
     Ok((moved as u64, more))
-}
-
-/// The due time of the first timer entry at or above the watermark.
-pub(crate) fn next_timer_due(sh: &Shared, wm: (u64, u128)) -> Result<Option<u64>> {
-    let lower = keys::timer(wm.0, MessageId(wm.1));
-    let first = sh.scan(TIMER, &lower, &[0xff; 25], 1)?;
-    Ok(first
-        .first()
-        .and_then(|(k, _)| keys::parse_timer(k))
-        .map(|(t, _)| t))
 }
 
 /// Notes "everything due before the watermark was Ready by now", which is what lets
@@ -225,6 +171,7 @@ pub(crate) fn tick(ctx: &mut Ctx<'_>) -> Result<TickReport> {
 
 /// The background pump: sleep until the next due time, then step until idle.
 pub(crate) fn run(sh: Arc<Shared>) {
+    let _dart = writer::PoisonOnPanic::new(&sh, "pump");
     let clock = sh.config.clock.clone();
     loop {
         if sh.shutdown.load(Ordering::SeqCst) {

@@ -1,11 +1,11 @@
 //! Send: the delivery-time rules of SPEC §2 and the write of a new message.
 
+use crate::disk::DiskGuard;
 use crate::error::{Error, Result};
-use crate::families::{KEYS, MESSAGES, TIMER};
-use crate::keys::{self, TopicId};
-use crate::pump::append_ready;
-use crate::records::{self, MessageBody};
-use crate::retention::DiskGuard;
+use crate::messages;
+use crate::ready_log;
+use crate::store::records::MessageBody;
+use crate::timer;
 use crate::types::{
     validate_tag, Config, MessageId, NewMessage, OverMaxDelay, SendReceipt, StoragePolicy,
     TopicKind,
@@ -28,35 +28,6 @@ pub struct Effective {
     pub adjusted: bool,
     /// Whether it is Ready at once (no timer entry).
     pub immediate: bool,
-}
-
-/// Writes a message's record, due at `deliver_at_ms`, and its key index entries.
-pub(crate) fn put_message(
-    ctx: &mut Ctx<'_>,
-    tid: TopicId,
-    id: MessageId,
-    deliver_at_ms: u64,
-    m: &MessageBody,
-) -> Result<()> {
-    let value = records::encode_message(deliver_at_ms, m)?;
-    note_record_size(ctx, tid, value.len());
-    ctx.put(MESSAGES, keys::message(id), value)?;
-    for k in &m.keys {
-        ctx.put(
-            KEYS,
-            keys::key_index(tid, k, id),
-            deliver_at_ms.to_be_bytes(),
-        )?;
-    }
-    Ok(())
-}
-
-/// Keeps the topic's largest record size (see `TopicCounters::max_record_bytes`).
-fn note_record_size(ctx: &mut Ctx<'_>, tid: TopicId, len: usize) {
-    if let Some(t) = ctx.st.topic_mut(tid) {
-        let c = &mut t.rec.counters;
-        c.max_record_bytes = c.max_record_bytes.max(len as u64);
-    }
 }
 
 /// Applies SPEC §2 to a requested time at `now`.
@@ -199,31 +170,20 @@ pub(crate) fn send_batch(
         if sh.storage_full.load(Ordering::SeqCst) {
             out.push(Err(Error::StorageFull(sh.storage_full_reason())));
         } else {
-            out.push(send_one(ctx, m, None));
+            out.push(send_one(ctx, m));
         }
     }
     Ok(out)
 }
 
-/// Writes one message. `force` names the topic directly and skips the producer-side
-/// checks (dead-letter copies of messages that already passed them).
-pub(crate) fn send_one(
-    ctx: &mut Ctx<'_>,
-    m: NewMessage,
-    force: Option<TopicId>,
-) -> Result<SendReceipt> {
+/// Writes one message: its record, then a timer entry or (due now) its place in the
+/// ready log.
+fn send_one(ctx: &mut Ctx<'_>, m: NewMessage) -> Result<SendReceipt> {
     let cfg = &ctx.sh.config;
-    if force.is_none() {
-        check_message(&m, cfg)?;
-    }
-    let tid = match force {
-        Some(t) => t,
-        None => {
-            let t = ctx.st.topic_by_name(&m.topic)?;
-            check_kind(&m.topic, t.rec.kind, m.deliver_at_ms.is_some())?;
-            t.rec.id
-        }
-    };
+    check_message(&m, cfg)?;
+    let t = ctx.st.topic_by_name(&m.topic)?;
+    check_kind(&m.topic, t.rec.kind, m.deliver_at_ms.is_some())?;
+    let tid = t.rec.id;
     let eff = effective_time(m.deliver_at_ms, ctx.now, cfg)?;
     let id = ctx.st.next_message_id(ctx.now);
     let NewMessage {
@@ -244,10 +204,10 @@ pub(crate) fn send_one(
         requested_ms: deliver_at_ms,
         adjusted: eff.adjusted,
     };
-    put_message(ctx, tid, id, eff.deliver_at_ms, &rec)?;
+    messages::put(ctx, tid, id, eff.deliver_at_ms, &rec)?;
     let tag = rec.tag.as_deref();
     if eff.immediate {
-        append_ready(
+        ready_log::append(
             ctx,
             tid,
             id,
@@ -256,18 +216,7 @@ pub(crate) fn send_one(
             true,
         )?;
     } else {
-        ctx.put(
-            TIMER,
-            keys::timer(eff.deliver_at_ms, id),
-            records::encode_timer(tid, tag),
-        )?;
-        if let Some(t) = ctx.st.topic_mut(tid) {
-            t.rec.counters.timing += 1;
-        }
-        if ctx.st.next_timer_due.is_none_or(|d| eff.deliver_at_ms < d) {
-            ctx.st.next_timer_due = Some(eff.deliver_at_ms);
-            ctx.kick_pump = true;
-        }
+        timer::add(ctx, tid, eff.deliver_at_ms, id, &timer::entry(tid, tag))?;
     }
     if let Some(t) = ctx.st.topic_mut(tid) {
         t.rec.counters.sent += 1;

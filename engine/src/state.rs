@@ -4,10 +4,11 @@
 //! restores it with a few point reads instead of a scan.
 
 use crate::error::{Error, Result};
-use crate::keys::{self, GroupId, TopicId};
+use crate::store::keys::{self, GroupId, TopicId};
 use crate::types::{GroupInfo, MessageId, TagFilter, TopicInfo, TopicKind};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Exact per-topic counters, persisted with the topic record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +87,7 @@ pub(crate) struct EngineRecord {
     pub early_deliveries: u64,
 }
 
+#[derive(Clone)]
 pub(crate) struct GroupState {
     pub rec: GroupRecord,
     pub filter: TagFilter,
@@ -93,17 +95,20 @@ pub(crate) struct GroupState {
     pub next_visible: Option<u64>,
 }
 
+#[derive(Clone)]
 pub(crate) struct TopicState {
     pub rec: TopicRecord,
     pub groups: HashMap<String, GroupId>,
 }
 
-#[derive(Default)]
+/// Cloned at the start of every writer round (to go back to if the round cannot be
+/// stored), so it holds only small maps; the checkpoint list is shared until changed.
+#[derive(Default, Clone)]
 pub(crate) struct State {
     pub engine: EngineRecord,
     /// `(w, t)`: every message with `deliver_at < w` was Ready by time `t`. Kept in
     /// its own record, written only when a checkpoint is added.
-    pub checkpoints: Vec<(u64, u64)>,
+    pub checkpoints: Arc<Vec<(u64, u64)>>,
     dirty_checkpoints: bool,
     pub topic_ids: HashMap<String, TopicId>,
     pub topics: HashMap<TopicId, TopicState>,
@@ -121,7 +126,7 @@ pub(crate) type MetaChange = (Vec<u8>, Option<Vec<u8>>);
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     bincode::serde::encode_to_vec(v, bincode::config::standard())
-        .map_err(|e| Error::Storage(format!("encode: {e}")))
+        .map_err(|e| Error::Internal(format!("encode: {e}")))
 }
 
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(what: &str, v: &[u8]) -> Result<T> {
@@ -150,7 +155,7 @@ impl State {
 
     pub fn checkpoints_mut(&mut self) -> &mut Vec<(u64, u64)> {
         self.dirty_checkpoints = true;
-        &mut self.checkpoints
+        Arc::make_mut(&mut self.checkpoints)
     }
 
     pub fn engine_mut(&mut self) -> &mut EngineRecord {
@@ -174,14 +179,6 @@ impl State {
         MessageId(((e.last_id_hi as u128) << 64) | lo as u128)
     }
 
-    pub fn has_dirty(&self) -> bool {
-        self.dirty_engine
-            || self.dirty_checkpoints
-            || !self.dirty_topics.is_empty()
-            || !self.dirty_groups.is_empty()
-            || !self.deleted_meta.is_empty()
-    }
-
     /// Every changed record as `(meta key, Some(value))`, deletions as `(key, None)`.
     pub fn take_dirty(&mut self) -> Result<Vec<MetaChange>> {
         let mut out = Vec::new();
@@ -202,7 +199,7 @@ impl State {
             self.dirty_checkpoints = false;
             out.push((
                 keys::CHECKPOINTS_META.to_vec(),
-                Some(encode(&self.checkpoints)?),
+                Some(encode(&*self.checkpoints)?),
             ));
         }
         if self.dirty_engine {

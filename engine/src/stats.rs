@@ -1,6 +1,5 @@
 //! Exact counters and storage figures, read without scanning the store.
 
-use crate::retention;
 use crate::Shared;
 
 /// Hooks for the daemon's metrics; every method has a no-op default.
@@ -179,13 +178,14 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
         timing_total,
         early_deliveries: early,
     } = counters(sh);
-    let prop = |cf: crate::families::Family, name: &str| -> u64 {
-        sh.cf(cf)
+    let prop = |cf: crate::store::families::Family, name: &str| -> u64 {
+        sh.store
+            .cf(cf)
             .ok()
-            .and_then(|h| sh.db.property_int_value_cf(h, name).ok().flatten())
+            .and_then(|h| sh.store.db.property_int_value_cf(h, name).ok().flatten())
             .unwrap_or(0)
     };
-    let families = crate::families::ALL
+    let families = crate::store::families::ALL
         .iter()
         .map(|&f| FamilyStats {
             name: f.name().to_string(),
@@ -195,16 +195,23 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
             pending_compaction_bytes: prop(f, "rocksdb.estimate-pending-compaction-bytes"),
         })
         .collect();
-    let dbprop = |name: &str| sh.db.property_int_value(name).ok().flatten().unwrap_or(0);
+    let dbprop = |name: &str| {
+        sh.store
+            .db
+            .property_int_value(name)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    };
     Stats {
         timing_total,
         topics,
         early_deliveries: early,
         families,
-        disk_bytes: retention::dir_bytes(&sh.path),
+        disk_bytes: crate::disk::dir_bytes(&sh.path),
         disk_high_watermark_bytes: sh.config.disk_high_watermark_bytes,
         disk_high_ratio: sh.config.disk_high_ratio,
-        filesystem: retention::fs_usage(&sh.path),
+        filesystem: crate::disk::fs_usage(&sh.path),
         storage_full: sh.storage_full.load(std::sync::atomic::Ordering::SeqCst),
         write_stopped: dbprop("rocksdb.is-write-stopped") != 0,
         delayed_write_rate: dbprop("rocksdb.actual-delayed-write-rate"),
@@ -212,9 +219,12 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
         running_compactions: dbprop("rocksdb.num-running-compactions"),
         running_flushes: dbprop("rocksdb.num-running-flushes"),
         // The cache is shared: any family reports it whole.
-        block_cache_bytes: prop(crate::families::META, "rocksdb.block-cache-usage"),
-        block_cache_pinned_bytes: prop(crate::families::META, "rocksdb.block-cache-pinned-usage"),
-        table_readers_bytes: crate::families::ALL
+        block_cache_bytes: prop(crate::store::families::META, "rocksdb.block-cache-usage"),
+        block_cache_pinned_bytes: prop(
+            crate::store::families::META,
+            "rocksdb.block-cache-pinned-usage",
+        ),
+        table_readers_bytes: crate::store::families::ALL
             .iter()
             .map(|&f| prop(f, "rocksdb.estimate-table-readers-mem"))
             .sum(),

@@ -1,10 +1,13 @@
 //! Topics and consumer groups: creation, deletion, offsets.
 
 use crate::error::{Error, Result};
-use crate::families::{ACKED, INFLIGHT, READY};
-use crate::keys::{self, GroupId, TopicId};
-use crate::records;
+use crate::inflight;
+use crate::ready_log;
 use crate::state::{GroupCursor, GroupRecord, TopicCounters, TopicRecord};
+use crate::store::families::READY;
+use crate::store::keys::{self, GroupId, TopicId};
+use crate::store::records;
+use crate::store::Read;
 use crate::types::{validate_name, GroupInfo, GroupStart, TagFilter, TopicInfo, TopicKind};
 use crate::writer::Ctx;
 
@@ -43,25 +46,10 @@ pub(crate) fn add_topic(ctx: &mut Ctx<'_>, name: &str, kind: TopicKind) -> Resul
 pub(crate) fn delete_topic(ctx: &mut Ctx<'_>, name: &str) -> Result<()> {
     let id = ctx.st.topic_by_name(name)?.rec.id;
     let groups = ctx.st.remove_topic(id);
-    ctx.delete_range(READY, keys::ready(id, 0), keys::ready(id, u64::MAX))?;
-    ctx.delete(READY, keys::ready(id, u64::MAX))?;
+    ready_log::delete_range(ctx, id, 0, u64::MAX)?;
     for g in groups {
-        clear_group_data(ctx, g, 0)?;
+        inflight::clear_group(ctx, g, 0)?;
     }
-    Ok(())
-}
-
-/// Deletes a group's inflight records, leases and visibility index, and its acks from
-/// `from_offset`.
-fn clear_group_data(ctx: &mut Ctx<'_>, g: GroupId, from_offset: u64) -> Result<()> {
-    let (lo, hi) = keys::inflight_range(g);
-    ctx.delete_range(INFLIGHT, lo, hi)?;
-    let (lo, hi) = keys::visible_range(g);
-    ctx.delete_range(INFLIGHT, lo, hi)?;
-    let (lo, hi) = keys::lease_range(g);
-    ctx.delete_range(INFLIGHT, lo, hi)?;
-    ctx.delete_range(ACKED, keys::acked(g, from_offset), keys::acked(g, u64::MAX))?;
-    ctx.delete(ACKED, keys::acked(g, u64::MAX))?;
     Ok(())
 }
 
@@ -155,7 +143,6 @@ fn first_offset_at(ctx: &Ctx<'_>, topic: TopicId, head: u64, end: u64, ts: u64) 
 /// the new offset. Everything before it counts as consumed, everything from it on is
 /// delivered again; outstanding receipts of the group become stale.
 pub(crate) fn reset_offset(ctx: &mut Ctx<'_>, topic: &str, group: &str, to_ms: u64) -> Result<u64> {
-    ctx.prepare_read()?;
     let t = ctx.st.topic_by_name(topic)?;
     let (tid, head, end) = (t.rec.id, t.rec.counters.head, t.rec.counters.ready_end);
     let gid = *t
@@ -163,7 +150,7 @@ pub(crate) fn reset_offset(ctx: &mut Ctx<'_>, topic: &str, group: &str, to_ms: u
         .get(group)
         .ok_or_else(|| Error::NotFound(format!("group {group:?} of topic {topic:?}")))?;
     let offset = first_offset_at(ctx, tid, head, end, to_ms)?;
-    clear_group_data(ctx, gid, offset)?;
+    inflight::clear_group(ctx, gid, offset)?;
     let now = ctx.now;
     if let Some(g) = ctx.st.group_mut(gid) {
         let c = &mut g.rec.cursor;

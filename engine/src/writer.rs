@@ -2,27 +2,31 @@
 //! many callers gathered from the queue go to RocksDB together and share one WAL sync,
 //! and no caller of a durable operation hears "done" before that sync.
 //!
-//! Atomicity: a job's writes accumulate in the current WriteBatch together with the
-//! records (topics, groups, counters) it changed; a job that must read the store first
-//! writes the batch gathered so far (unsynced) so that it reads every earlier job's
-//! effect. Each written batch is therefore a consistent state on its own, and RocksDB's
-//! WAL recovery restores a prefix of them.
+//! Atomicity: the jobs of a round write into one in-memory [`Round`], whose reads see
+//! the round's own writes, and the round reaches RocksDB as one WriteBatch together
+//! with the records (topics, groups, counters) it changed. Each written batch is
+//! therefore a consistent state on its own, and RocksDB's WAL recovery restores a
+//! prefix of them. A round the file system has no room for is not written at all:
+//! memory goes back to where it was before the round and its callers are refused with
+//! `StorageFull`.
 //!
 //! Syncs run on their own thread: the writer writes a round (unsynced) and hands its
 //! answers to the syncer, which syncs the WAL (one sync covers every round written
 //! before it) and only then answers. Meanwhile the writer already applies the next
 //! round, so a burst is not paced by the disk's sync latency. A later round may read
 //! what an earlier, not yet synced round wrote; its own answers wait for a sync that
-//! covers both. If a write or a sync fails, the engine is poisoned: every caller still
-//! waiting for a sync gets the error and later writes are refused until the engine is
-//! reopened.
+//! covers both. If a write fails for any reason but a full disk, or a sync fails, or
+//! a job panics, the engine is poisoned: every caller still waiting for a sync gets the
+//! error and later writes are refused until the engine is reopened.
 
 use crate::error::{Error, Result};
 use crate::failpoints;
-use crate::families::{self, Family};
 use crate::state::State;
+use crate::store::families::{self, Family};
+use crate::store::keys::TopicId;
+use crate::store::{Read, Round, Row, Rows};
 use crate::Shared;
-use rocksdb::{ColumnFamily, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamily, WriteOptions};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -82,8 +86,37 @@ impl<T> Pending<T> {
     pub fn wait(self) -> Result<T> {
         match (self.rx, self.early) {
             (_, Some(e)) => Err(e),
-            (Some(rx), None) => rx.blocking_recv().unwrap_or(Err(Error::ShuttingDown)),
+            (Some(rx), None) => rx.blocking_recv().unwrap_or_else(|_| Err(unanswered())),
             (None, None) => Err(Error::ShuttingDown),
+        }
+    }
+}
+
+/// The error of a job whose answer was dropped: the writer or the syncer panicked on
+/// it (the engine drains every queued job before it closes, so nothing else drops one).
+fn unanswered() -> Error {
+    Error::Poisoned("an engine thread failed before answering (see the log)".into())
+}
+
+/// Poisons the engine if the thread holding it panics, so no caller goes on with
+/// half-applied state (held by the writer, the syncer, the pump and maintenance).
+pub(crate) struct PoisonOnPanic<'a> {
+    sh: &'a Shared,
+    thread: &'static str,
+}
+
+impl<'a> PoisonOnPanic<'a> {
+    /// Guards the current thread, named `thread` in the poison reason.
+    pub fn new(sh: &'a Shared, thread: &'static str) -> Self {
+        PoisonOnPanic { sh, thread }
+    }
+}
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.sh
+                .poison(&format!("the engine's {} thread panicked", self.thread));
         }
     }
 }
@@ -110,7 +143,7 @@ impl<T> Future for PendingFuture<T> {
         match self.inner.rx.as_mut() {
             Some(rx) => Pin::new(rx)
                 .poll(cx)
-                .map(|r| r.unwrap_or(Err(Error::ShuttingDown))),
+                .map(|r| r.unwrap_or_else(|_| Err(unanswered()))),
             None => Poll::Ready(Err(Error::ShuttingDown)),
         }
     }
@@ -155,12 +188,12 @@ where
     }
 }
 
-/// What a job sees: the store, the state, and the batch being built.
+/// What a job sees: the engine, the state, and the round being built. Reads through it
+/// ([`Read`]) see every earlier job's writes of the round.
 pub(crate) struct Ctx<'a> {
     pub sh: &'a Shared,
-    handles: [&'a ColumnFamily; 7],
+    round: Round<'a>,
     pub st: &'a mut State,
-    batch: WriteBatch,
     /// The engine's time for the current job (never goes back).
     pub now: u64,
     job_wrote: bool,
@@ -168,6 +201,9 @@ pub(crate) struct Ctx<'a> {
     pub ready_changed: bool,
     /// Set when the pump should re-check its next due time.
     pub kick_pump: bool,
+    /// Messages made Ready this round, with their lateness, for the observer: told
+    /// only once the round is stored, so a refused round counts nothing.
+    pub readied: Vec<(TopicId, u64)>,
     /// Whether anything was written to RocksDB this round.
     wrote: bool,
     replies: Vec<Answer>,
@@ -178,13 +214,13 @@ impl<'a> Ctx<'a> {
     fn new(sh: &'a Shared, handles: [&'a ColumnFamily; 7], st: &'a mut State) -> Self {
         Ctx {
             sh,
-            handles,
+            round: Round::new(&sh.store.db, handles),
             st,
-            batch: WriteBatch::default(),
             now: 0,
             job_wrote: false,
             ready_changed: false,
             kick_pump: false,
+            readied: Vec::new(),
             wrote: false,
             replies: Vec::new(),
             failed: None,
@@ -209,7 +245,7 @@ impl<'a> Ctx<'a> {
         match &r {
             Ok(_) => {}
             Err(e) if self.job_wrote => {
-                // A job that fails after it started writing leaves memory and batch out
+                // A job that fails after it started writing leaves memory and round out
                 // of step: nothing of this round is written, and everything is refused
                 // until reopen rather than guessed at.
                 let why = format!("a write failed half-way: {e}");
@@ -219,6 +255,17 @@ impl<'a> Ctx<'a> {
             Err(_) => {}
         }
         r
+    }
+
+    /// Runs one job; a panic in it poisons the engine (the round is not written).
+    fn run_guarded(&mut self, job: Job) {
+        let run = job.run;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(self)));
+        if let Err(payload) = r {
+            let why = format!("an engine job panicked: {}", panic_message(&*payload));
+            self.sh.poison(&why);
+            self.failed = Some(Error::Poisoned(why));
+        }
     }
 
     /// A result that arrives once this round is durable, for a job answered before its
@@ -235,21 +282,14 @@ impl<'a> Ctx<'a> {
         Pending::waiting(rx)
     }
 
-    /// A column family handle.
-    pub fn cf(&self, f: Family) -> Result<&'a ColumnFamily> {
-        Ok(self.handles[f.0])
-    }
-
     pub fn put(&mut self, cf: Family, k: impl AsRef<[u8]>, v: impl AsRef<[u8]>) -> Result<()> {
-        let h = self.cf(cf)?;
-        self.batch.put_cf(h, k, v);
+        self.round.put(cf, k.as_ref(), v.as_ref());
         self.job_wrote = true;
         Ok(())
     }
 
     pub fn delete(&mut self, cf: Family, k: impl AsRef<[u8]>) -> Result<()> {
-        let h = self.cf(cf)?;
-        self.batch.delete_cf(h, k);
+        self.round.delete(cf, k.as_ref());
         self.job_wrote = true;
         Ok(())
     }
@@ -257,79 +297,127 @@ impl<'a> Ctx<'a> {
     /// Deletes a key that was put exactly once and never overwritten (timer keys): its
     /// tombstone vanishes together with the value instead of piling up.
     pub fn single_delete(&mut self, cf: Family, k: impl AsRef<[u8]>) -> Result<()> {
-        let h = self.cf(cf)?;
-        self.batch.single_delete_cf(h, k);
+        self.round.single_delete(cf, k.as_ref());
         self.job_wrote = true;
         Ok(())
     }
 
     pub fn delete_range<A: AsRef<[u8]>>(&mut self, cf: Family, from: A, to: A) -> Result<()> {
-        let h = self.cf(cf)?;
-        self.batch.delete_range_cf(h, from, to);
+        self.round.delete_range(cf, from.as_ref(), to.as_ref());
         self.job_wrote = true;
         Ok(())
     }
 
-    /// Makes every earlier job's writes readable before this job reads the store.
-    pub fn prepare_read(&mut self) -> Result<()> {
-        if self.batch.is_empty() && !self.st.has_dirty() {
-            return Ok(());
-        }
-        self.write_batch()
-    }
-
-    pub fn get(&self, cf: Family, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        Ok(self.sh.db.get_cf(self.cf(cf)?, k)?)
-    }
-
-    /// The length of a stored value, without copying it.
-    pub fn value_len(&self, cf: Family, k: impl AsRef<[u8]>) -> Result<Option<usize>> {
-        Ok(self.sh.db.get_pinned_cf(self.cf(cf)?, k)?.map(|v| v.len()))
-    }
-
-    /// Keys and values of `cf` in `[lower, upper)`, at most `limit`.
-    pub fn scan(
-        &self,
+    /// Calls `f` for every row of `cf` in `[lower, upper)` in key order until it
+    /// returns false; `f` may write (rows are read `chunk` at a time, so a write to `cf`
+    /// above the current row may be seen later in the walk).
+    pub fn walk(
+        &mut self,
         cf: Family,
         lower: &[u8],
         upper: &[u8],
-        limit: usize,
-    ) -> Result<crate::Rows> {
-        self.sh.scan(cf, lower, upper, limit)
-    }
-
-    /// Writes the batch gathered so far, unsynced; a failure poisons the engine and
-    /// the round.
-    fn write_batch(&mut self) -> Result<()> {
-        for (k, v) in self.st.take_dirty()? {
-            let meta = self.cf(families::META)?;
-            match v {
-                Some(v) => self.batch.put_cf(meta, k, v),
-                None => self.batch.delete_cf(meta, k),
+        chunk: usize,
+        mut f: impl FnMut(&mut Self, &[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let chunk = chunk.max(1);
+        let mut from = lower.to_vec();
+        loop {
+            let rows = self.round.scan(cf, &from, upper, chunk)?;
+            let Some((last, _)) = rows.last() else {
+                return Ok(());
+            };
+            from.clear();
+            from.extend_from_slice(last);
+            from.push(0);
+            let full = rows.len() == chunk;
+            for (k, v) in &rows {
+                if !f(self, k, v)? {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
             }
         }
-        let batch = std::mem::take(&mut self.batch);
-        let mut wo = WriteOptions::default();
-        wo.set_sync(false);
-        if let Err(e) = self.sh.db.write_opt(batch, &wo) {
-            let why = format!("write failed: {e}");
-            self.sh.poison(&why);
-            self.failed = Some(Error::Poisoned(why.clone()));
-            return Err(Error::Poisoned(why));
-        }
-        self.wrote = true;
-        Ok(())
     }
 
-    /// Ends the round: writes what is left (the syncer makes it durable).
+    /// Ends the round: writes it in one batch, unsynced (the syncer makes it durable).
+    /// On failure nothing of it is stored: a full file system refuses the round's
+    /// callers with `StorageFull` and sends until there is room again; any other
+    /// failure poisons the engine.
     fn commit(&mut self) -> Option<Error> {
         if let Some(e) = &self.failed {
             return Some(e.clone());
         }
-        if !self.batch.is_empty() || self.st.has_dirty() {
-            return self.write_batch().err();
+        let meta = families::META;
+        let dirty = match self.st.take_dirty() {
+            Ok(d) => d,
+            Err(e) => return Some(e),
+        };
+        for (k, v) in dirty {
+            match v {
+                Some(v) => self.round.put_unread(meta, &k, &v),
+                None => self.round.delete_unread(meta, &k),
+            }
         }
-        None
+        if self.round.is_empty() {
+            return None;
+        }
+        let batch = self.round.take_batch();
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        let r = if failpoints::fires(failpoints::WRITE_NO_SPACE) {
+            Err(failpoints::no_space(failpoints::WRITE_NO_SPACE))
+        } else {
+            self.sh.store.db.write_opt(batch, &wo).map_err(Error::from)
+        };
+        match r {
+            Ok(()) => {
+                self.wrote = true;
+                None
+            }
+            Err(e) if e.is_no_space() => {
+                let why =
+                    format!("the file system is full; nothing of this write was stored ({e})");
+                self.sh.set_storage_full(why.clone());
+                self.sh.maintenance_wake.kick();
+                Some(Error::StorageFull(why))
+            }
+            Err(e) => {
+                let why = format!("write failed: {e}");
+                self.sh.poison(&why);
+                Some(Error::Poisoned(why))
+            }
+        }
+    }
+}
+
+impl Read for Ctx<'_> {
+    fn get(&self, f: Family, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        self.round.get(f, k)
+    }
+
+    fn value_len(&self, f: Family, k: impl AsRef<[u8]>) -> Result<Option<usize>> {
+        self.round.value_len(f, k)
+    }
+
+    fn scan(&self, f: Family, lower: &[u8], upper: &[u8], limit: usize) -> Result<Rows> {
+        self.round.scan(f, lower, upper, limit)
+    }
+
+    fn last_in(&self, f: Family, lower: &[u8], upper: &[u8]) -> Result<Option<Row>> {
+        self.round.last_in(f, lower, upper)
+    }
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".into()
     }
 }
 
@@ -344,6 +432,7 @@ struct Written {
 /// The syncer thread's loop: sync once for every round queued so far, then answer
 /// them in order. After a failed sync nothing written later is reported durable.
 fn sync_loop(sh: Arc<Shared>, rx: Receiver<Written>) {
+    let _dart = PoisonOnPanic::new(&sh, "WAL syncer");
     let mut synced = 0u64;
     let mut sync_failed: Option<Error> = None;
     while let Ok(first) = rx.recv() {
@@ -376,7 +465,7 @@ fn sync_wal(sh: &Shared) -> Result<()> {
     {
         Err(failpoints::injected(failpoints::WAL_SYNC))
     } else {
-        sh.db.flush_wal(true).map_err(Error::from)
+        sh.store.db.flush_wal(true).map_err(Error::from)
     };
     r.map_err(|e| {
         let why = format!("WAL sync failed: {e}");
@@ -388,7 +477,8 @@ fn sync_wal(sh: &Shared) -> Result<()> {
 /// The writer thread's loop: gather, apply, write, hand the answers to the syncer
 /// (answering at once those that need no sync).
 pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
-    let handles = match sh.handles() {
+    let _dart = PoisonOnPanic::new(&sh, "writer");
+    let handles = match sh.store.handles() {
         Ok(h) => h,
         Err(e) => {
             sh.poison(&e.to_string());
@@ -414,9 +504,11 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
     let mut written = 0u64;
     while let Some(jobs) = queue.next_round(&rx) {
         let mut guard = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+        // What memory goes back to if the round cannot be stored (a full disk).
+        let before = guard.clone();
         let mut ctx = Ctx::new(&sh, handles, &mut guard);
         for job in jobs {
-            (job.run)(&mut ctx);
+            ctx.run_guarded(job);
         }
         let fail = ctx.commit();
         if ctx.wrote {
@@ -424,7 +516,18 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
         }
         let replies = std::mem::take(&mut ctx.replies);
         let (ready_changed, kick) = (ctx.ready_changed, ctx.kick_pump);
+        let readied = std::mem::take(&mut ctx.readied);
         drop(ctx);
+        if let (None, Some(o)) = (&fail, sh.config_observer()) {
+            for (topic, lateness) in readied {
+                if let Some(t) = guard.topics.get(&topic) {
+                    o.ready(&t.rec.name, lateness);
+                }
+            }
+        }
+        if matches!(fail, Some(Error::StorageFull(_))) {
+            *guard = before;
+        }
         drop(guard);
         // Announce before answering, so a caller that got its answer also sees the
         // signal. Receives it wakes run in a later round, whose answers wait for a

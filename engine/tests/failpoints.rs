@@ -9,7 +9,7 @@ use std::sync::mpsc::channel;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use sundial_engine::failpoints::{self, configure};
-use sundial_engine::{Error, GroupStart, MessageState, TopicKind};
+use sundial_engine::{Error, GroupStart, MessageState, ReceiveRequest, TopicKind};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -239,4 +239,85 @@ fn a_failing_compaction_filter_keeps_entries_and_a_later_compaction_removes_them
 #[test]
 fn an_unknown_failpoint_name_is_refused() {
     assert!(configure("no::such", "return").is_err());
+}
+
+#[test]
+fn a_panicking_engine_job_poisons_the_engine_and_nothing_half_applied_is_kept() {
+    let _s = serial();
+    let mut h = Harness::new();
+    delay_topic(&h);
+    let kept = h.e().send(delay_msg("t", T0 + 1_000, "kept")).unwrap();
+    h.clock.advance(1_000);
+    {
+        // The pump's job runs on the writer thread: the panic happens there.
+        let _f = Set::new(failpoints::PUMP_MOVE, "panic");
+        let r = h.e().tick();
+        assert!(matches!(r, Err(Error::Poisoned(_))), "{r:?}");
+    }
+    let r = h.e().send(delay_msg("t", T0 + 5_000, "after"));
+    assert!(matches!(r, Err(Error::Poisoned(_))), "{r:?}");
+    let r = h.e().receive(ReceiveRequest::new("t", "g", 10));
+    assert!(matches!(r, Err(Error::Poisoned(_))), "{r:?}");
+    assert!(h.e().stats().poisoned);
+
+    h.reopen();
+    h.e().tick().unwrap();
+    let got = h.drain("t", "g");
+    let ids: Vec<_> = got.iter().map(|m| m.message_id).collect();
+    assert_eq!(ids, vec![kept.message_id], "the acknowledged send, once");
+}
+
+#[test]
+fn a_panic_in_the_wal_syncer_poisons_the_engine() {
+    let _s = serial();
+    let h = Harness::new();
+    delay_topic(&h);
+    h.e().send(delay_msg("t", T0 + 1_000, "kept")).unwrap();
+    {
+        let _f = Set::new(failpoints::WAL_SYNC, "panic");
+        let r = h.e().send(delay_msg("t", T0 + 1_000, "unanswered"));
+        assert!(matches!(r, Err(Error::Poisoned(_))), "{r:?}");
+    }
+    let r = h.e().send(delay_msg("t", T0 + 1_000, "after"));
+    assert!(matches!(r, Err(Error::Poisoned(_))), "{r:?}");
+    assert!(h.e().stats().poisoned);
+}
+
+#[test]
+fn a_full_file_system_refuses_the_round_keeps_counts_exact_and_writes_resume_without_restart() {
+    let _s = serial();
+    let h = Harness::with(|c| c.disk_high_watermark_bytes = Some(1 << 30));
+    delay_topic(&h);
+    h.e().send(delay_msg("t", T0, "before")).unwrap();
+    h.e().tick().unwrap();
+    let got = h.receive_inv("t", "g", 10, 10_000);
+    assert_eq!(got.len(), 1);
+    let receipt = got[0].receipt_handle.clone();
+    let counts = h.e().counters();
+    {
+        let _f = Set::new(failpoints::WRITE_NO_SPACE, "return");
+        let r = h.e().send(delay_msg("t", T0 + 1_000, "refused"));
+        assert!(matches!(r, Err(Error::StorageFull(_))), "{r:?}");
+        let r = h.e().ack("t", "g", &receipt);
+        assert!(matches!(r, Err(Error::StorageFull(_))), "{r:?}");
+    }
+    assert!(!h.e().stats().poisoned, "a full disk is not a crash");
+    assert_eq!(
+        h.e().counters(),
+        counts,
+        "refused writes leave every count as it was"
+    );
+    // Sends stay refused until maintenance finds room; what else can be written is.
+    let r = h.e().send(delay_msg("t", T0 + 1_000, "still refused"));
+    assert!(matches!(r, Err(Error::StorageFull(_))), "{r:?}");
+    h.e().ack("t", "g", &receipt).unwrap();
+    let report = h.e().maintain().unwrap();
+    assert!(!report.storage_full, "{report:?}");
+    let r = h.e().send(delay_msg("t", T0 + 1_000, "after")).unwrap();
+    h.advance(1_000);
+    let got = h.drain("t", "g");
+    let ids: Vec<_> = got.iter().map(|m| m.message_id).collect();
+    assert_eq!(ids, vec![r.message_id]);
+    let t = &h.e().counters().topics[0];
+    assert_eq!((t.sent, t.timing), (2, 0));
 }

@@ -1,3 +1,10 @@
+//! Inflight deliveries and acks: the only code that writes the `inflight` and `acked`
+//! families' records and visibility entries.
+//!
+//! An inflight record (`i group ‖ offset`) says a delivery is invisible to its group
+//! until `visible_at`; its visibility entry (`v group ‖ t ‖ offset`) orders the
+//! expiries. An ack entry (`acked`: group ‖ offset) says the group is done with it.
+//!
 //! Leases: the first delivery of a run of consecutive offsets that one receive hands to
 //! a group is one inflight record (`l group ‖ first`) and one visibility entry (marked
 //! [`MARKER`]), not two per message. A burst of a million messages received 1,024 at
@@ -11,12 +18,11 @@
 //! receipts (see [`convert`]), and the usual expiry and redelivery take over.
 
 use crate::error::Result;
-use crate::families::{ACKED, INFLIGHT, READY};
-use crate::keys::{self, GroupId};
-use crate::records::{self, Inflight, Lease};
-use crate::redeliver::{is_retry_at, uncount};
+use crate::store::families::{ACKED, INFLIGHT, READY};
+use crate::store::keys::{self, GroupId};
+use crate::store::records::{self, Finished, Inflight, Lease};
+use crate::store::Read;
 use crate::writer::Ctx;
-use crate::Shared;
 use std::collections::HashSet;
 
 /// The value of a lease's visibility entry (an ordinary entry's value is empty).
@@ -69,10 +75,10 @@ impl Run {
 }
 
 /// The lease whose run holds `offset`, as `(first, lease)`.
-pub(crate) fn covering(sh: &Shared, g: GroupId, offset: u64) -> Result<Option<(u64, Lease)>> {
+pub(crate) fn covering(r: &impl Read, g: GroupId, offset: u64) -> Result<Option<(u64, Lease)>> {
     let (lo, _) = keys::lease_range(g);
     let hi = keys::lease(g, offset.saturating_add(1));
-    let Some((k, v)) = sh.last_in(INFLIGHT, &lo, &hi)? else {
+    let Some((k, v)) = r.last_in(INFLIGHT, &lo, &hi)? else {
         return Ok(None);
     };
     let (Some(first), lease) = (keys::parse_lease(&k), records::decode_lease(&v)?) else {
@@ -82,8 +88,8 @@ pub(crate) fn covering(sh: &Shared, g: GroupId, offset: u64) -> Result<Option<(u
 }
 
 /// Whether `offset` of group `g` has an ack entry (acked or dead-lettered).
-pub(crate) fn is_finished(sh: &Shared, g: GroupId, offset: u64) -> Result<bool> {
-    Ok(sh.get(ACKED, keys::acked(g, offset))?.is_some())
+pub(crate) fn is_finished(r: &impl Read, g: GroupId, offset: u64) -> Result<bool> {
+    Ok(r.get(ACKED, keys::acked(g, offset))?.is_some())
 }
 
 /// Takes `offset` out of its lease (before a nack or a changed invisible time): fixes
@@ -255,4 +261,130 @@ pub(crate) fn convert(ctx: &mut Ctx<'_>, g: GroupId, first: u64, t: u64) -> Resu
     }
     ctx.delete(INFLIGHT, keys::lease(g, first))?;
     Ok(out)
+}
+
+/// The live inflight record a visibility entry `(t, offset)` stands for: an ordinary
+/// entry's record if it is still visible at `t`, or the first record of an expired
+/// lease after [`convert`] (which sets `converted` when it made others). Stale
+/// entries are deleted.
+pub(crate) fn entry_record(
+    ctx: &mut Ctx<'_>,
+    g: GroupId,
+    (k, v): (&[u8], &[u8]),
+    converted: &mut bool,
+) -> Result<Option<Inflight>> {
+    let Some((t, offset)) = keys::parse_visible(k) else {
+        return Ok(None);
+    };
+    if is_marker(v) {
+        let c = convert(ctx, g, offset, t)?;
+        *converted |= c.others;
+        return Ok(c.first);
+    }
+    let Some(v) = ctx.get(INFLIGHT, keys::inflight(g, offset))? else {
+        ctx.delete(INFLIGHT, k)?;
+        return Ok(None);
+    };
+    let rec = records::decode_inflight(&v)?;
+    if rec.visible_at_ms != t {
+        ctx.delete(INFLIGHT, k)?;
+        return Ok(None);
+    }
+    Ok(Some(rec))
+}
+
+/// The first visibility time at or after `from` in group `g`'s index.
+pub(crate) fn next_visible(r: &impl Read, g: GroupId, from: (u64, u64)) -> Result<Option<u64>> {
+    let lower = keys::visible(g, from.0, from.1);
+    let (_, upper) = keys::visible_range(g);
+    let first = r.scan(INFLIGHT, &lower, &upper, 1)?;
+    Ok(first
+        .first()
+        .and_then(|(k, _)| keys::parse_visible(k))
+        .map(|(t, _)| t))
+}
+
+/// Whether a visibility entry counts as a retry (expired and processed) for the group.
+pub(crate) fn is_retry(ctx: &Ctx<'_>, g: GroupId, rec: &Inflight, offset: u64) -> bool {
+    is_retry_at(ctx, g, rec.visible_at_ms, offset)
+}
+
+/// Whether the visibility entry `(visible_at_ms, offset)` was already processed by
+/// expiry (so what it holds counts as a retry, not as inflight).
+pub(crate) fn is_retry_at(ctx: &Ctx<'_>, g: GroupId, visible_at_ms: u64, offset: u64) -> bool {
+    ctx.st
+        .groups
+        .get(&g)
+        .is_some_and(|gs| (visible_at_ms, offset) < gs.rec.cursor.expired_to)
+}
+
+/// Takes one delivery out of the group's inflight (or retry) count.
+pub(crate) fn uncount(ctx: &mut Ctx<'_>, g: GroupId, retry: bool) {
+    if let Some(gs) = ctx.st.group_mut(g) {
+        let c = &mut gs.rec.cursor;
+        if retry {
+            c.retry = c.retry.saturating_sub(1);
+        } else {
+            c.inflight = c.inflight.saturating_sub(1);
+        }
+    }
+}
+
+/// Removes a group's inflight record and its index entry, fixing the counters.
+pub(crate) fn remove_inflight(
+    ctx: &mut Ctx<'_>,
+    g: GroupId,
+    offset: u64,
+    rec: &Inflight,
+) -> Result<()> {
+    let retry = is_retry(ctx, g, rec, offset);
+    ctx.delete(INFLIGHT, keys::inflight(g, offset))?;
+    ctx.delete(INFLIGHT, keys::visible(g, rec.visible_at_ms, offset))?;
+    uncount(ctx, g, retry);
+    Ok(())
+}
+
+/// Writes delivery `rec` of `offset` to group `g`: its inflight record and its entry
+/// in the visibility index (replacing any earlier record of the offset).
+pub(crate) fn put_record(ctx: &mut Ctx<'_>, g: GroupId, offset: u64, rec: &Inflight) -> Result<()> {
+    ctx.put(
+        INFLIGHT,
+        keys::inflight(g, offset),
+        records::encode_inflight(rec),
+    )?;
+    ctx.put(INFLIGHT, keys::visible(g, rec.visible_at_ms, offset), [])
+}
+
+/// Deletes a visibility entry by its key (stale, or taken by a redelivery).
+pub(crate) fn delete_entry(ctx: &mut Ctx<'_>, entry_key: &[u8]) -> Result<()> {
+    ctx.delete(INFLIGHT, entry_key)
+}
+
+/// Records that group `g` is done with `offset` (acked or dead-lettered): final.
+pub(crate) fn finish(
+    ctx: &mut Ctx<'_>,
+    g: GroupId,
+    offset: u64,
+    how: Finished,
+    ready_at_ms: u64,
+) -> Result<()> {
+    ctx.put(
+        ACKED,
+        keys::acked(g, offset),
+        records::encode_acked(how, ready_at_ms),
+    )
+}
+
+/// Deletes a group's inflight records, leases and visibility index, and its ack
+/// entries from `from_offset` (a deleted group, or an offset reset).
+pub(crate) fn clear_group(ctx: &mut Ctx<'_>, g: GroupId, from_offset: u64) -> Result<()> {
+    let (lo, hi) = keys::inflight_range(g);
+    ctx.delete_range(INFLIGHT, lo, hi)?;
+    let (lo, hi) = keys::visible_range(g);
+    ctx.delete_range(INFLIGHT, lo, hi)?;
+    let (lo, hi) = keys::lease_range(g);
+    ctx.delete_range(INFLIGHT, lo, hi)?;
+    ctx.delete_range(ACKED, keys::acked(g, from_offset), keys::acked(g, u64::MAX))?;
+    ctx.delete(ACKED, keys::acked(g, u64::MAX))?;
+    Ok(())
 }

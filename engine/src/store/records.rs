@@ -2,7 +2,7 @@
 //! one field they need without decoding the rest.
 
 use crate::error::{Error, Result};
-use crate::keys::TopicId;
+use crate::store::keys::TopicId;
 use crate::types::MessageId;
 use std::collections::BTreeMap;
 

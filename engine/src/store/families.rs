@@ -10,7 +10,7 @@
 //! | `acked`    | group ‖ offset                        | acked or dead-lettered        |
 //! | `keys`     | topic ‖ len ‖ key ‖ id                | deliver_at                    |
 
-use crate::retention::{self, Horizon};
+use crate::store::filters::{self, Horizon};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options};
 use std::sync::Arc;
 
@@ -99,19 +99,19 @@ pub(crate) fn descriptors(
                     t.set_block_size(16 << 10);
                     o.set_block_based_table_factory(&t);
                     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-                    retention::install_message_filter(&mut o, horizon.clone());
+                    filters::install_message_filter(&mut o, horizon.clone());
                 }
-                READY => retention::install_ready_at_filter(
+                READY => filters::install_ready_at_filter(
                     &mut o,
                     "sundial-ready-retention",
                     horizon.clone(),
                 ),
-                ACKED => retention::install_ready_at_filter(
+                ACKED => filters::install_ready_at_filter(
                     &mut o,
                     "sundial-acked-retention",
                     horizon.clone(),
                 ),
-                KEYS => retention::install_keys_filter(&mut o, horizon.clone()),
+                KEYS => filters::install_keys_filter(&mut o, horizon.clone()),
                 _ => {}
             }
             if f != META && f != TIMER {

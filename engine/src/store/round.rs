@@ -1,0 +1,336 @@
+//! A writer round: the writes of every job in one group commit, gathered in memory
+//! and written to RocksDB in one batch when the round commits. Reads through the round
+//! see its own writes on top of the committed store, so a job sees what the jobs
+//! before it in the round did without anything reaching RocksDB early. A round that
+//! fails to commit leaves the store as it was.
+//!
+//! Each family keeps a log of its writes (keys and values in one arena). The sorted
+//! index over that log is built only when the round reads the family, so a round that
+//! only writes (a batch of sends) pays for nothing but the copy.
+
+use super::families::Family;
+use super::{bounded, Read, Row, Rows};
+use crate::error::Result;
+use rocksdb::{ColumnFamily, WriteBatch, DB};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Put,
+    Delete,
+}
+
+/// One write: where its key and value are in the arena.
+struct Op {
+    kind: Kind,
+    key: (usize, usize),
+    value: (usize, usize),
+}
+
+/// A deleted range, and how many of the family's writes came before it (those it
+/// covers are gone; later ones are not).
+struct DeletedRange {
+    lower: Box<[u8]>,
+    upper: Box<[u8]>,
+    after: usize,
+}
+
+impl DeletedRange {
+    fn covers(&self, k: &[u8]) -> bool {
+        *self.lower <= *k && *k < *self.upper
+    }
+}
+
+/// A key the round wrote, and its value (`None`: deleted).
+type Written = (Box<[u8]>, Option<Box<[u8]>>);
+
+/// The key → latest write index over the first `indexed` writes.
+#[derive(Default)]
+struct Index {
+    latest: BTreeMap<Box<[u8]>, usize>,
+    indexed: usize,
+}
+
+/// One family's writes in this round.
+#[derive(Default)]
+struct FamilyLog {
+    arena: Vec<u8>,
+    ops: Vec<Op>,
+    ranges: Vec<DeletedRange>,
+    index: RefCell<Index>,
+}
+
+impl FamilyLog {
+    fn push(&mut self, kind: Kind, k: &[u8], v: &[u8]) {
+        let ks = self.arena.len();
+        self.arena.extend_from_slice(k);
+        let vs = self.arena.len();
+        self.arena.extend_from_slice(v);
+        self.ops.push(Op {
+            kind,
+            key: (ks, k.len()),
+            value: (vs, v.len()),
+        });
+    }
+
+    fn bytes(&self, (at, len): (usize, usize)) -> &[u8] {
+        &self.arena[at..at + len]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.ranges.is_empty()
+    }
+
+    /// Brings the index up to date with the log.
+    fn sync(&self) {
+        let mut ix = self.index.borrow_mut();
+        let from = ix.indexed;
+        for (i, op) in self.ops.iter().enumerate().skip(from) {
+            ix.latest.insert(Box::from(self.bytes(op.key)), i);
+        }
+        ix.indexed = self.ops.len();
+    }
+
+    /// What write `i` leaves for its key: the value, or `None` if deleted (by itself
+    /// or by a later range deletion).
+    fn outcome(&self, i: usize, k: &[u8]) -> Option<&[u8]> {
+        let op = &self.ops[i];
+        let deleted =
+            op.kind == Kind::Delete || self.ranges.iter().any(|r| r.after > i && r.covers(k));
+        (!deleted).then(|| self.bytes(op.value))
+    }
+
+    /// Whether a committed key is deleted by this round's range deletions.
+    fn range_deleted(&self, k: &[u8]) -> bool {
+        self.ranges.iter().any(|r| r.covers(k))
+    }
+
+    /// This round's word on `k`: `None` if it did not touch it, `Some(None)` if it
+    /// deleted it, `Some(Some(v))` if it wrote `v`.
+    fn lookup(&self, k: &[u8]) -> Option<Option<Vec<u8>>> {
+        if self.is_empty() {
+            return None;
+        }
+        self.sync();
+        let i = self.index.borrow().latest.get(k).copied();
+        match i {
+            Some(i) => Some(self.outcome(i, k).map(<[u8]>::to_vec)),
+            None => self.range_deleted(k).then_some(None),
+        }
+    }
+
+    /// This round's writes with keys in `[lower, upper)`, in key order (or reverse), as
+    /// (key, outcome).
+    fn written_in(&self, lower: &[u8], upper: &[u8], reverse: bool) -> Vec<Written> {
+        self.sync();
+        let ix = self.index.borrow();
+        let range = ix
+            .latest
+            .range::<[u8], _>((Bound::Included(lower), Bound::Excluded(upper)));
+        let one =
+            |k: &[u8], i: usize| -> Written { (Box::from(k), self.outcome(i, k).map(Box::from)) };
+        if reverse {
+            range.rev().map(|(k, &i)| one(k, i)).collect()
+        } else {
+            range.map(|(k, &i)| one(k, i)).collect()
+        }
+    }
+}
+
+/// What a merged walk takes next.
+enum Step {
+    /// The committed row under the iterator.
+    Committed,
+    /// The round's next write; `replaces`: the committed row has the same key.
+    Written { replaces: bool },
+}
+
+fn step_on(it: &mut rocksdb::DBRawIterator<'_>, reverse: bool) {
+    if reverse {
+        it.prev()
+    } else {
+        it.next()
+    }
+}
+
+/// The writes of one round, and reads that see them.
+pub(crate) struct Round<'a> {
+    db: &'a DB,
+    handles: [&'a ColumnFamily; 7],
+    batch: WriteBatch,
+    logs: [FamilyLog; 7],
+}
+
+impl<'a> Round<'a> {
+    /// An empty round over `db` (handles in `families::ALL` order).
+    pub fn new(db: &'a DB, handles: [&'a ColumnFamily; 7]) -> Self {
+        Round {
+            db,
+            handles,
+            batch: WriteBatch::default(),
+            logs: Default::default(),
+        }
+    }
+
+    /// Writes `v` under `k`.
+    pub fn put(&mut self, f: Family, k: &[u8], v: &[u8]) {
+        self.batch.put_cf(self.handles[f.0], k, v);
+        self.logs[f.0].push(Kind::Put, k, v);
+    }
+
+    /// Deletes `k`.
+    pub fn delete(&mut self, f: Family, k: &[u8]) {
+        self.batch.delete_cf(self.handles[f.0], k);
+        self.logs[f.0].push(Kind::Delete, k, &[]);
+    }
+
+    /// Deletes a key that was put exactly once and never overwritten (timer keys): its
+    /// tombstone vanishes together with the value instead of piling up.
+    pub fn single_delete(&mut self, f: Family, k: &[u8]) {
+        self.batch.single_delete_cf(self.handles[f.0], k);
+        self.logs[f.0].push(Kind::Delete, k, &[]);
+    }
+
+    /// Deletes every key in `[lower, upper)`.
+    pub fn delete_range(&mut self, f: Family, lower: &[u8], upper: &[u8]) {
+        self.batch.delete_range_cf(self.handles[f.0], lower, upper);
+        let log = &mut self.logs[f.0];
+        let after = log.ops.len();
+        log.ranges.push(DeletedRange {
+            lower: Box::from(lower),
+            upper: Box::from(upper),
+            after,
+        });
+    }
+
+    /// Writes a record that no job of the round reads back (topic, group and engine
+    /// records, which live in memory): into the batch only.
+    pub fn put_unread(&mut self, f: Family, k: &[u8], v: &[u8]) {
+        self.batch.put_cf(self.handles[f.0], k, v);
+    }
+
+    /// Deletes a record that no job of the round reads back.
+    pub fn delete_unread(&mut self, f: Family, k: &[u8]) {
+        self.batch.delete_cf(self.handles[f.0], k);
+    }
+
+    /// Whether the round has written anything.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// The batch to commit, leaving the round empty.
+    pub fn take_batch(&mut self) -> WriteBatch {
+        self.logs = Default::default();
+        std::mem::take(&mut self.batch)
+    }
+
+    /// Merges the committed rows of `[lower, upper)` with this round's writes, in key
+    /// order (or reverse), until `want` returns false.
+    fn merged(
+        &self,
+        f: Family,
+        lower: &[u8],
+        upper: &[u8],
+        reverse: bool,
+        mut want: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let log = &self.logs[f.0];
+        let written = if log.is_empty() {
+            Vec::new()
+        } else {
+            log.written_in(lower, upper, reverse)
+        };
+        let mut written = written.into_iter().peekable();
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(self.handles[f.0], bounded(lower, upper));
+        if reverse {
+            it.seek_to_last();
+        } else {
+            it.seek_to_first();
+        }
+        // The order the walk goes in: `a` comes before `b`.
+        let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
+        loop {
+            let step = {
+                let committed = if it.valid() { it.key() } else { None };
+                match (committed, written.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => Step::Committed,
+                    (None, Some(_)) => Step::Written { replaces: false },
+                    (Some(ck), Some((wk, _))) if before(ck, wk) => Step::Committed,
+                    (Some(ck), Some((wk, _))) => Step::Written {
+                        replaces: ck == &**wk,
+                    },
+                }
+            };
+            match step {
+                Step::Committed => {
+                    if let (Some(ck), Some(cv)) = (it.key(), it.value()) {
+                        if !log.range_deleted(ck) && !want(ck, cv) {
+                            return Ok(());
+                        }
+                    }
+                    step_on(&mut it, reverse);
+                }
+                Step::Written { replaces } => {
+                    if replaces {
+                        // The round's write stands for the committed row.
+                        step_on(&mut it, reverse);
+                    }
+                    if let Some((wk, Some(wv))) = written.next() {
+                        if !want(&wk, &wv) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        it.status()?;
+        Ok(())
+    }
+}
+
+impl Read for Round<'_> {
+    fn get(&self, f: Family, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let k = k.as_ref();
+        match self.logs[f.0].lookup(k) {
+            Some(v) => Ok(v),
+            None => Ok(self.db.get_cf(self.handles[f.0], k)?),
+        }
+    }
+
+    fn value_len(&self, f: Family, k: impl AsRef<[u8]>) -> Result<Option<usize>> {
+        let k = k.as_ref();
+        match self.logs[f.0].lookup(k) {
+            Some(v) => Ok(v.map(|v| v.len())),
+            None => Ok(self
+                .db
+                .get_pinned_cf(self.handles[f.0], k)?
+                .map(|v| v.len())),
+        }
+    }
+
+    fn scan(&self, f: Family, lower: &[u8], upper: &[u8], limit: usize) -> Result<Rows> {
+        let mut out = Vec::new();
+        if limit > 0 {
+            self.merged(f, lower, upper, false, |k, v| {
+                out.push((Box::from(k), Box::from(v)));
+                out.len() < limit
+            })?;
+        }
+        Ok(out)
+    }
+
+    fn last_in(&self, f: Family, lower: &[u8], upper: &[u8]) -> Result<Option<Row>> {
+        let mut last = None;
+        self.merged(f, lower, upper, true, |k, v| {
+            last = Some((Box::from(k), Box::from(v)));
+            false
+        })?;
+        Ok(last)
+    }
+}
