@@ -334,3 +334,110 @@ impl Read for Round<'_> {
         Ok(last)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::families::{self, READY};
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum W {
+        Put(u8, u8),
+        Delete(u8),
+        DeleteRange(u8, u8),
+    }
+
+    fn key(k: u8) -> [u8; 2] {
+        [b'k', k]
+    }
+
+    fn writes() -> impl Strategy<Value = W> {
+        prop_oneof![
+            4 => (0u8..24, any::<u8>()).prop_map(|(k, v)| W::Put(k, v)),
+            2 => (0u8..24).prop_map(W::Delete),
+            1 => (0u8..24, 0u8..24).prop_map(|(a, b)| W::DeleteRange(a.min(b), a.max(b))),
+        ]
+    }
+
+    fn open(dir: &std::path::Path) -> DB {
+        let mut o = rocksdb::Options::default();
+        o.create_if_missing(true);
+        o.create_missing_column_families(true);
+        let names: Vec<_> = families::ALL.iter().map(|f| f.name()).collect();
+        DB::open_cf(&o, dir, names).expect("open")
+    }
+
+    fn rows(r: &Rows) -> Vec<(Vec<u8>, Vec<u8>)> {
+        r.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Reads through a round equal reads of a model of committed rows plus the
+        /// round's writes in order, and the committed batch leaves exactly that model.
+        #[test]
+        fn reads_see_the_rounds_own_writes_and_the_batch_stores_the_same(
+            committed in proptest::collection::btree_map(0u8..24, any::<u8>(), 0..12),
+            ws in proptest::collection::vec(writes(), 0..40),
+            scans in proptest::collection::vec((0u8..26, 0u8..26, 1usize..8), 1..6),
+        ) {
+            let dir = tempfile::tempdir().expect("dir");
+            let db = open(dir.path());
+            let cf = db.cf_handle(READY.name()).expect("cf");
+            for (k, v) in &committed {
+                db.put_cf(cf, key(*k), [*v]).expect("put");
+            }
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> =
+                committed.iter().map(|(k, v)| (key(*k).to_vec(), vec![*v])).collect();
+            let handles: Vec<_> = families::ALL
+                .iter()
+                .map(|f| db.cf_handle(f.name()).expect("cf"))
+                .collect();
+            let Ok(handles) = <[&ColumnFamily; 7]>::try_from(handles) else {
+                panic!("seven families");
+            };
+            let mut round = Round::new(&db, handles);
+            for w in &ws {
+                match *w {
+                    W::Put(k, v) => {
+                        round.put(READY, &key(k), &[v]);
+                        model.insert(key(k).to_vec(), vec![v]);
+                    }
+                    W::Delete(k) => {
+                        round.delete(READY, &key(k));
+                        model.remove(key(k).as_slice());
+                    }
+                    W::DeleteRange(a, b) => {
+                        round.delete_range(READY, &key(a), &key(b));
+                        model.retain(|k, _| !(k.as_slice() >= key(a).as_slice() && k.as_slice() < key(b).as_slice()));
+                    }
+                }
+                // Reads in between writes see everything so far.
+                for k in 0u8..24 {
+                    prop_assert_eq!(round.get(READY, key(k)).expect("get"), model.get(key(k).as_slice()).cloned());
+                }
+            }
+            for (a, b, limit) in scans {
+                let (lo, hi) = (key(a.min(b)), key(a.max(b)));
+                let want: Vec<_> = model
+                    .range(lo.to_vec()..hi.to_vec())
+                    .take(limit)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                prop_assert_eq!(rows(&round.scan(READY, &lo, &hi, limit).expect("scan")), want);
+                let last = model.range(lo.to_vec()..hi.to_vec()).next_back().map(|(k, v)| (k.clone(), v.clone()));
+                let got = round.last_in(READY, &lo, &hi).expect("last").map(|(k, v)| (k.to_vec(), v.to_vec()));
+                prop_assert_eq!(got, last);
+            }
+            let batch = round.take_batch();
+            db.write(batch).expect("write");
+            let stored: BTreeMap<Vec<u8>, Vec<u8>> = db
+                .iterator_cf(cf, rocksdb::IteratorMode::Start)
+                .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("row"))
+                .collect();
+            prop_assert_eq!(stored, model);
+        }
+    }
+}
