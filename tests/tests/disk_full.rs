@@ -224,3 +224,128 @@ async fn a_full_disk_refuses_sends_keeps_consumers_working_and_recovers() {
     drop(d);
     drop(mount);
 }
+
+/// Sends until one is refused with `StorageFull` (within `limit`); returns the ids of
+/// those accepted on the way.
+async fn send_until_refused(c: &sundial_wire::Client, limit: Duration) -> (Vec<String>, bool) {
+    let mut accepted = Vec::new();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match c.send(OutgoingMessage::new("d", vec![7u8; 4096])).await {
+            Ok(r) => accepted.push(r.message_id.to_string()),
+            Err(ClientError::Refused(f)) if f.code == ErrorCode::StorageFull => {
+                return (accepted, true)
+            }
+            Err(e) => panic!("a full disk must refuse with StorageFull, not {e}"),
+        }
+    }
+    (accepted, false)
+}
+
+/// Another process fills the file system under the data directory, then frees it: the
+/// daemon refuses sends with `StorageFull` (not a crash, not a poisoned store), its
+/// counts stay exact, and once the space is back sends and acks work again without a
+/// restart; a restart afterwards finds every acknowledged send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_system_filled_from_outside_refuses_sends_until_freed_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = Tmpfs::mount(&dir.path().join("fs"), "64m") else {
+        eprintln!("not root: no tmpfs to fill from outside; skipped");
+        return;
+    };
+    let data = mount.0.join("data");
+    let mut d = Daemon::start(&data, &[]);
+    let c = d.client().await;
+    c.create_topic("d", TopicType::Mixed).await.unwrap();
+    c.create_group("d", "g", StartFrom::Earliest, None)
+        .await
+        .unwrap();
+    let mut accepted: Vec<String> = Vec::new();
+    for i in 0..6 {
+        let r = c
+            .send(OutgoingMessage::new("d", format!("m{i}")))
+            .await
+            .unwrap();
+        accepted.push(r.message_id.to_string());
+    }
+    let o = ReceiveOptions {
+        max_messages: 2,
+        wait: Duration::from_millis(500),
+        invisible: Duration::from_secs(600),
+        ..ReceiveOptions::default()
+    };
+    let held = c.receive("d", "g", &o).await.unwrap();
+    assert_eq!(held.len(), 2);
+
+    // Fill the file system from outside until dd itself runs out of space.
+    let filler = mount.0.join("filler");
+    let dd = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .status()
+        .expect("run dd");
+    assert!(!dd.success(), "dd stops with 'no space left'");
+    let (more, refused) = send_until_refused(&c, Duration::from_secs(30)).await;
+    accepted.extend(more);
+    assert!(refused, "sends were never refused\n{}", d.log_text());
+    assert_eq!(
+        d.metric("sundial_storage_poisoned"),
+        Some(0.0),
+        "a full disk does not poison the store\n{}",
+        d.log_text()
+    );
+    let sent =
+        |s: &sundial_wire::StatsReport| s.topics.iter().find(|t| t.topic == "d").map(|t| t.sent);
+    assert_eq!(
+        sent(&c.stats().await.unwrap()),
+        Some(accepted.len() as u64),
+        "a refused send is not counted"
+    );
+
+    // Free the space: writes resume by themselves, in the same process.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut resumed = None;
+    while resumed.is_none() && Instant::now() < deadline {
+        match c.send(OutgoingMessage::new("d", "after")).await {
+            Ok(r) => resumed = Some(r.message_id.to_string()),
+            Err(ClientError::Refused(f)) if f.code == ErrorCode::StorageFull => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("{e}\n{}", d.log_text()),
+        }
+    }
+    let resumed = resumed.unwrap_or_else(|| panic!("sends still refused\n{}", d.log_text()));
+    accepted.push(resumed);
+    let receipts = held.iter().map(|m| m.receipt_handle.clone()).collect();
+    for r in c.ack("d", "g", receipts).await.unwrap() {
+        r.unwrap();
+    }
+    assert_eq!(sent(&c.stats().await.unwrap()), Some(accepted.len() as u64));
+
+    // Nothing acknowledged was lost, also across a restart.
+    d.stop();
+    let d = Daemon::start(&data, &[]);
+    let c = d.client().await;
+    let mut seen: HashSet<String> = held.iter().map(|m| m.message_id.to_string()).collect();
+    let o = ReceiveOptions {
+        max_messages: 64,
+        wait: Duration::from_millis(200),
+        ..ReceiveOptions::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < accepted.len() && Instant::now() < deadline {
+        let got = c.receive("d", "g", &o).await.unwrap();
+        let receipts = got.iter().map(|m| m.receipt_handle.clone()).collect();
+        seen.extend(got.iter().map(|m| m.message_id.to_string()));
+        for r in c.ack("d", "g", receipts).await.unwrap() {
+            r.unwrap();
+        }
+    }
+    let missing: Vec<_> = accepted.iter().filter(|id| !seen.contains(*id)).collect();
+    assert!(missing.is_empty(), "lost {missing:?}");
+    eprintln!(
+        "filled from outside: {} sends accepted in all, every one delivered after a restart",
+        accepted.len()
+    );
+}
