@@ -298,9 +298,6 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
             },
         ))
     };
-    tracing::info!(%addr, metrics = %maddr, data_dir = %cfg.data_dir.display(), tls = cfg.tls.is_some(), "sundial serving");
-    // One line on stdout for scripts and tests that bind port 0.
-    println!("sundial listening on {addr}, metrics on http://{maddr}/metrics");
     let broker = Arc::new(broker::Broker::new(engine.clone(), live.clone()));
     let opts = native::ServerOptions {
         max_connections: cfg.max_connections,
@@ -311,6 +308,11 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
         write_timeout: cfg.write_timeout,
         max_in_flight: 256,
     };
+    // Before the line below, so the first scrape already sees every op's series.
+    metrics::serving(&native::OPS);
+    tracing::info!(%addr, metrics = %maddr, data_dir = %cfg.data_dir.display(), tls = cfg.tls.is_some(), "sundial serving");
+    // One line on stdout for scripts and tests that bind port 0.
+    println!("sundial listening on {addr}, metrics on http://{maddr}/metrics");
     tokio::join!(native::run(listener, broker.clone(), opts, live), async {
         shutdown_signal().await;
         broker.shut_down();

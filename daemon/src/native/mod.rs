@@ -6,4 +6,5 @@ mod convert;
 mod requests;
 mod server;
 
+pub use requests::OPS;
 pub use server::{run, ServerOptions};

@@ -42,7 +42,6 @@ pub struct ServerOptions {
 /// Runs until the broker shuts down, then stops accepting, lets every connection finish
 /// the requests it has read (long polls end early), and returns.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, opts: ServerOptions, live: Arc<Live>) {
-    metrics::serving(&requests::OPS);
     let limit = Arc::new(Semaphore::new(opts.max_connections));
     // Refusals are answered by a few tasks at most; beyond that, sockets just close.
     let refusals = Arc::new(Semaphore::new(64));
