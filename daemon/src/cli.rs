@@ -210,33 +210,8 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("property {s:?} is not k=v"))
 }
 
-/// A client command, ready to run.
-#[derive(Debug)]
-pub enum Command {
-    /// topic ...
-    Topic(TopicCmd),
-    /// group ...
-    Group(GroupCmd),
-    /// send
-    Send(SendArgs),
-    /// receive
-    Receive(ReceiveArgs),
-    /// ack
-    Ack(SettleArgs),
-    /// nack
-    Nack(SettleArgs),
-    /// recall
-    Recall(String),
-    /// reschedule
-    Reschedule(RescheduleArgs),
-    /// message ...
-    Message(MessageCmd),
-    /// stats
-    Stats,
-}
-
 /// Why a command failed: an error code and a message.
-struct Failure {
+pub struct Failure {
     code: String,
     message: String,
 }
@@ -273,7 +248,7 @@ impl From<ClientError> for Failure {
 }
 
 /// What a command prints: the JSON value, and the human form.
-struct Output {
+pub struct Output {
     json: Value,
     human: String,
     /// Some item failed (an ack of several receipts, say): exit non-zero.
@@ -290,8 +265,21 @@ impl Output {
     }
 }
 
-/// Runs a client command; returns the process exit status.
-pub fn run(args: ClientArgs, cmd: Command) -> i32 {
+/// What a client subcommand's function returns.
+pub type Outcome = Result<Output, Failure>;
+
+/// Connects as `args` say, runs one subcommand's function with the client and prints
+/// its output; returns the process exit status. Logs go to stderr at `log_level`
+/// (warnings by default).
+pub fn run<Fut>(
+    log_level: Option<String>,
+    args: ClientArgs,
+    command: impl FnOnce(Client) -> Fut,
+) -> i32
+where
+    Fut: std::future::Future<Output = Outcome>,
+{
+    crate::init_logs(log_level.as_deref().unwrap_or("warn"));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -303,7 +291,8 @@ pub fn run(args: ClientArgs, cmd: Command) -> i32 {
         }
     };
     let json = args.json;
-    match rt.block_on(execute(args, cmd)) {
+    let outcome = rt.block_on(async move { command(connect(&args).await?).await });
+    match outcome {
         Ok(out) => {
             if json {
                 println!("{}", out.json);
@@ -323,7 +312,7 @@ pub fn run(args: ClientArgs, cmd: Command) -> i32 {
     }
 }
 
-async fn execute(args: ClientArgs, cmd: Command) -> Result<Output, Failure> {
+async fn connect(args: &ClientArgs) -> Result<Client, Failure> {
     let tls = match &args.tls_ca {
         None => None,
         Some(ca) => {
@@ -342,235 +331,264 @@ async fn execute(args: ClientArgs, cmd: Command) -> Result<Output, Failure> {
         tls,
         ..ClientOptions::default()
     };
-    let c = Client::connect(&args.addr, opts).await?;
-    Ok(match cmd {
-        Command::Topic(TopicCmd::Create {
-            topic,
-            message_type,
-        }) => {
-            let t = c.create_topic(&topic, message_type).await?;
-            let human = format!("created topic {} ({})\n", t.name, t.message_type);
-            Output::new(to_json(&t), human)
+    Ok(Client::connect(&args.addr, opts).await?)
+}
+
+/// `sundial topic create`
+pub async fn create_topic(c: Client, topic: String, message_type: TopicType) -> Outcome {
+    let t = c.create_topic(&topic, message_type).await?;
+    let human = format!("created topic {} ({})\n", t.name, t.message_type);
+    Ok(Output::new(to_json(&t), human))
+}
+
+/// `sundial topic list`
+pub async fn list_topics(c: Client) -> Outcome {
+    let ts = c.list_topics().await?;
+    let rows = ts
+        .iter()
+        .map(|t| vec![t.name.clone(), t.message_type.clone(), time(t.created_ms)])
+        .collect();
+    Ok(Output::new(
+        to_json(&ts),
+        table(&["TOPIC", "TYPE", "CREATED"], rows),
+    ))
+}
+
+/// `sundial topic show`
+pub async fn show_topic(c: Client, topic: String) -> Outcome {
+    let t = c.show_topic(&topic).await?;
+    let mut human = format!(
+        "topic {} ({}): timing {}, ready total {}, sent {}, recalled {}, purged {}, dropped {}\n",
+        t.topic, t.message_type, t.timing, t.ready_total, t.sent, t.recalled, t.purged, t.dropped
+    );
+    let rows = t
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.group.clone(),
+                g.ready.to_string(),
+                g.inflight.to_string(),
+                g.retry.to_string(),
+                g.acked.to_string(),
+                g.dead_lettered.to_string(),
+            ]
+        })
+        .collect();
+    human.push_str(&table(
+        &[
+            "GROUP",
+            "READY",
+            "INFLIGHT",
+            "RETRY",
+            "ACKED",
+            "DEAD-LETTERED",
+        ],
+        rows,
+    ));
+    Ok(Output::new(to_json(&t), human))
+}
+
+/// `sundial topic delete`
+pub async fn delete_topic(c: Client, topic: String) -> Outcome {
+    c.delete_topic(&topic).await?;
+    Ok(Output::new(
+        json!({"deleted": topic}),
+        format!("deleted topic {topic}\n"),
+    ))
+}
+
+/// `sundial group create`
+pub async fn create_group(
+    c: Client,
+    group: String,
+    topic: String,
+    from: StartFrom,
+    filter: Option<String>,
+) -> Outcome {
+    let g = c
+        .create_group(&topic, &group, from, filter.as_deref())
+        .await?;
+    let human = format!(
+        "group {} on topic {} (filter {})\n",
+        g.group, g.topic, g.filter
+    );
+    Ok(Output::new(to_json(&g), human))
+}
+
+/// `sundial group list`
+pub async fn list_groups(c: Client, topic: Option<String>) -> Outcome {
+    let gs = c.list_groups(topic.as_deref()).await?;
+    let rows = gs
+        .iter()
+        .map(|g| {
+            vec![
+                g.group.clone(),
+                g.topic.clone(),
+                g.filter.clone(),
+                time(g.created_ms),
+            ]
+        })
+        .collect();
+    Ok(Output::new(
+        to_json(&gs),
+        table(&["GROUP", "TOPIC", "FILTER", "CREATED"], rows),
+    ))
+}
+
+/// `sundial group reset-offset`
+pub async fn reset_offset(c: Client, group: String, topic: String, to: u64) -> Outcome {
+    let o = c.reset_offset(&topic, &group, to).await?;
+    Ok(Output::new(
+        json!({"topic": topic, "group": group, "to_ms": to, "next_offset": o}),
+        format!("group {group} of {topic} now reads from offset {o}\n"),
+    ))
+}
+
+/// `sundial receive`
+pub async fn receive(c: Client, a: ReceiveArgs) -> Outcome {
+    let o = ReceiveOptions {
+        filter: a.filter,
+        max_messages: a.max,
+        invisible: a.invisible,
+        wait: a.wait,
+    };
+    let ms = c.receive(&a.topic, &a.group, &o).await?;
+    let human = if ms.is_empty() {
+        "no messages\n".to_string()
+    } else {
+        ms.iter().map(human_message).collect()
+    };
+    Ok(Output::new(
+        Value::Array(ms.iter().map(message_json).collect()),
+        human,
+    ))
+}
+
+/// `sundial recall`
+pub async fn recall(c: Client, handle: String) -> Outcome {
+    c.recall(&handle).await?;
+    Ok(Output::new(
+        json!({"recalled": handle}),
+        format!("recalled {handle}\n"),
+    ))
+}
+
+/// `sundial reschedule`
+pub async fn reschedule(c: Client, a: RescheduleArgs) -> Outcome {
+    let at = when(a.delay, a.deliver_at).unwrap_or_else(sundial_wire::now_ms);
+    let r = c.reschedule(&a.handle, at).await?;
+    let human = format!(
+        "rescheduled {} to {} ({}), new recall handle {}\n",
+        r.message_id,
+        r.deliver_at_ms,
+        time(r.deliver_at_ms),
+        r.recall_handle
+    );
+    Ok(Output::new(to_json(&r), human))
+}
+
+/// `sundial message show`
+pub async fn show_message(c: Client, id: String) -> Outcome {
+    let m = c.show_message(&id).await?;
+    let mut human = format!(
+        "message {} on {}: {}, due {} ({}){}\n",
+        m.message_id,
+        m.topic,
+        m.state,
+        m.deliver_at_ms,
+        time(m.deliver_at_ms),
+        m.ready_at_ms
+            .map(|r| format!(", Ready at {r}"))
+            .unwrap_or_default()
+    );
+    let rows = m
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.group.clone(),
+                g.state.clone(),
+                g.attempt.map(|a| a.to_string()).unwrap_or_default(),
+                g.visible_at_ms.map(time).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if !m.groups.is_empty() {
+        human.push_str(&table(&["GROUP", "STATE", "ATTEMPT", "VISIBLE AT"], rows));
+    }
+    Ok(Output::new(to_json(&m), human))
+}
+
+/// `sundial message find`
+pub async fn find_messages(c: Client, topic: String, key: String) -> Outcome {
+    let ids = c.find_messages(&topic, &key).await?;
+    let human = if ids.is_empty() {
+        "no messages\n".into()
+    } else {
+        ids.iter().map(|i| format!("{i}\n")).collect()
+    };
+    Ok(Output::new(json!(ids), human))
+}
+
+/// `sundial stats`
+pub async fn stats(c: Client) -> Outcome {
+    let s = c.stats().await?;
+    let mut human = format!(
+        "timing {}, early deliveries {}, disk {} bytes{}, connections {}, up {} s{}{}\n",
+        s.timing_total,
+        s.early_deliveries,
+        s.disk_bytes,
+        s.disk_high_watermark_bytes
+            .map(|w| format!(" of {w}"))
+            .unwrap_or_default(),
+        s.connections,
+        s.uptime_s,
+        if s.storage_full { ", STORAGE FULL" } else { "" },
+        if s.poisoned {
+            ", WRITES REFUSED after a storage failure"
+        } else {
+            ""
+        },
+    );
+    let mut rows = Vec::new();
+    for t in &s.topics {
+        rows.push(vec![
+            t.topic.clone(),
+            String::new(),
+            t.timing.to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+            t.sent.to_string(),
+        ]);
+        for g in &t.groups {
+            rows.push(vec![
+                t.topic.clone(),
+                g.group.clone(),
+                String::new(),
+                g.ready.to_string(),
+                g.inflight.to_string(),
+                g.acked.to_string(),
+                String::new(),
+            ]);
         }
-        Command::Topic(TopicCmd::List) => {
-            let ts = c.list_topics().await?;
-            let rows = ts
-                .iter()
-                .map(|t| vec![t.name.clone(), t.message_type.clone(), time(t.created_ms)])
-                .collect();
-            Output::new(to_json(&ts), table(&["TOPIC", "TYPE", "CREATED"], rows))
-        }
-        Command::Topic(TopicCmd::Show { topic }) => {
-            let t = c.show_topic(&topic).await?;
-            let mut human = format!(
-                "topic {} ({}): timing {}, ready total {}, sent {}, recalled {}, purged {}, dropped {}\n",
-                t.topic, t.message_type, t.timing, t.ready_total, t.sent, t.recalled, t.purged, t.dropped
-            );
-            let rows = t
-                .groups
-                .iter()
-                .map(|g| {
-                    vec![
-                        g.group.clone(),
-                        g.ready.to_string(),
-                        g.inflight.to_string(),
-                        g.retry.to_string(),
-                        g.acked.to_string(),
-                        g.dead_lettered.to_string(),
-                    ]
-                })
-                .collect();
-            human.push_str(&table(
-                &[
-                    "GROUP",
-                    "READY",
-                    "INFLIGHT",
-                    "RETRY",
-                    "ACKED",
-                    "DEAD-LETTERED",
-                ],
-                rows,
-            ));
-            Output::new(to_json(&t), human)
-        }
-        Command::Topic(TopicCmd::Delete { topic }) => {
-            c.delete_topic(&topic).await?;
-            Output::new(
-                json!({"deleted": topic}),
-                format!("deleted topic {topic}\n"),
-            )
-        }
-        Command::Group(GroupCmd::Create {
-            group,
-            topic,
-            from,
-            filter,
-        }) => {
-            let g = c
-                .create_group(&topic, &group, from, filter.as_deref())
-                .await?;
-            let human = format!(
-                "group {} on topic {} (filter {})\n",
-                g.group, g.topic, g.filter
-            );
-            Output::new(to_json(&g), human)
-        }
-        Command::Group(GroupCmd::List { topic }) => {
-            let gs = c.list_groups(topic.as_deref()).await?;
-            let rows = gs
-                .iter()
-                .map(|g| {
-                    vec![
-                        g.group.clone(),
-                        g.topic.clone(),
-                        g.filter.clone(),
-                        time(g.created_ms),
-                    ]
-                })
-                .collect();
-            Output::new(
-                to_json(&gs),
-                table(&["GROUP", "TOPIC", "FILTER", "CREATED"], rows),
-            )
-        }
-        Command::Group(GroupCmd::ResetOffset { group, topic, to }) => {
-            let o = c.reset_offset(&topic, &group, to).await?;
-            Output::new(
-                json!({"topic": topic, "group": group, "to_ms": to, "next_offset": o}),
-                format!("group {group} of {topic} now reads from offset {o}\n"),
-            )
-        }
-        Command::Send(a) => send(&c, a).await?,
-        Command::Receive(a) => {
-            let o = ReceiveOptions {
-                filter: a.filter,
-                max_messages: a.max,
-                invisible: a.invisible,
-                wait: a.wait,
-            };
-            let ms = c.receive(&a.topic, &a.group, &o).await?;
-            let human = if ms.is_empty() {
-                "no messages\n".to_string()
-            } else {
-                ms.iter().map(human_message).collect()
-            };
-            Output::new(Value::Array(ms.iter().map(message_json).collect()), human)
-        }
-        Command::Ack(a) => settle(&c, a, true).await?,
-        Command::Nack(a) => settle(&c, a, false).await?,
-        Command::Recall(handle) => {
-            c.recall(&handle).await?;
-            Output::new(json!({"recalled": handle}), format!("recalled {handle}\n"))
-        }
-        Command::Reschedule(a) => {
-            let at = when(a.delay, a.deliver_at).unwrap_or_else(sundial_wire::now_ms);
-            let r = c.reschedule(&a.handle, at).await?;
-            let human = format!(
-                "rescheduled {} to {} ({}), new recall handle {}\n",
-                r.message_id,
-                r.deliver_at_ms,
-                time(r.deliver_at_ms),
-                r.recall_handle
-            );
-            Output::new(to_json(&r), human)
-        }
-        Command::Message(MessageCmd::Show { id }) => {
-            let m = c.show_message(&id).await?;
-            let mut human = format!(
-                "message {} on {}: {}, due {} ({}){}\n",
-                m.message_id,
-                m.topic,
-                m.state,
-                m.deliver_at_ms,
-                time(m.deliver_at_ms),
-                m.ready_at_ms
-                    .map(|r| format!(", Ready at {r}"))
-                    .unwrap_or_default()
-            );
-            let rows = m
-                .groups
-                .iter()
-                .map(|g| {
-                    vec![
-                        g.group.clone(),
-                        g.state.clone(),
-                        g.attempt.map(|a| a.to_string()).unwrap_or_default(),
-                        g.visible_at_ms.map(time).unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            if !m.groups.is_empty() {
-                human.push_str(&table(&["GROUP", "STATE", "ATTEMPT", "VISIBLE AT"], rows));
-            }
-            Output::new(to_json(&m), human)
-        }
-        Command::Message(MessageCmd::Find { topic, key }) => {
-            let ids = c.find_messages(&topic, &key).await?;
-            let human = if ids.is_empty() {
-                "no messages\n".into()
-            } else {
-                ids.iter().map(|i| format!("{i}\n")).collect()
-            };
-            Output::new(json!(ids), human)
-        }
-        Command::Stats => {
-            let s = c.stats().await?;
-            let mut human = format!(
-                "timing {}, early deliveries {}, disk {} bytes{}, connections {}, up {} s{}{}\n",
-                s.timing_total,
-                s.early_deliveries,
-                s.disk_bytes,
-                s.disk_high_watermark_bytes
-                    .map(|w| format!(" of {w}"))
-                    .unwrap_or_default(),
-                s.connections,
-                s.uptime_s,
-                if s.storage_full { ", STORAGE FULL" } else { "" },
-                if s.poisoned {
-                    ", WRITES REFUSED after a storage failure"
-                } else {
-                    ""
-                },
-            );
-            let mut rows = Vec::new();
-            for t in &s.topics {
-                rows.push(vec![
-                    t.topic.clone(),
-                    String::new(),
-                    t.timing.to_string(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    t.sent.to_string(),
-                ]);
-                for g in &t.groups {
-                    rows.push(vec![
-                        t.topic.clone(),
-                        g.group.clone(),
-                        String::new(),
-                        g.ready.to_string(),
-                        g.inflight.to_string(),
-                        g.acked.to_string(),
-                        String::new(),
-                    ]);
-                }
-            }
-            human.push_str(&table(
-                &[
-                    "TOPIC", "GROUP", "TIMING", "READY", "INFLIGHT", "ACKED", "SENT",
-                ],
-                rows,
-            ));
-            Output::new(to_json(&s), human)
-        }
-    })
+    }
+    human.push_str(&table(
+        &[
+            "TOPIC", "GROUP", "TIMING", "READY", "INFLIGHT", "ACKED", "SENT",
+        ],
+        rows,
+    ));
+    Ok(Output::new(to_json(&s), human))
 }
 
 fn when(delay: Option<Duration>, deliver_at: Option<i64>) -> Option<i64> {
     deliver_at.or(delay.map(deliver_at_after))
 }
 
-async fn send(c: &Client, a: SendArgs) -> Result<Output, Failure> {
+/// `sundial send`
+pub async fn send(c: Client, a: SendArgs) -> Outcome {
     let body = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(p)) if p.as_os_str() == "-" => {
@@ -607,7 +625,8 @@ async fn send(c: &Client, a: SendArgs) -> Result<Output, Failure> {
     Ok(Output::new(to_json(&r), human))
 }
 
-async fn settle(c: &Client, a: SettleArgs, ack: bool) -> Result<Output, Failure> {
+/// `sundial ack` (`ack` true) and `sundial nack`
+pub async fn settle(c: Client, a: SettleArgs, ack: bool) -> Outcome {
     let receipts = a.receipts.clone();
     let results = if ack {
         c.ack(&a.topic, &a.group, a.receipts).await?

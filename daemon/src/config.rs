@@ -1,5 +1,7 @@
-//! `sundial serve` settings: flags, then `SUNDIAL_*` environment variables (both read by
-//! clap), then the TOML file given with `--config`, then SPEC §7's defaults.
+//! `sundial serve` settings, defined once in [`ServeArgs`]: each is a flag, a
+//! `SUNDIAL_*` environment variable (both read by clap) and a key of the TOML file given
+//! with `--config` (read by serde). Flags win over the environment, the environment over
+//! the file, the file over SPEC §7's defaults.
 
 use clap::Args;
 use serde::Deserialize;
@@ -8,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use sundial_engine::{Config, OverMaxDelay, StoragePolicy};
 
-/// Flags of `sundial serve`; each can also come from its `SUNDIAL_*` variable or the
-/// TOML file (same name, with underscores).
-#[derive(Args, Debug, Default, Clone)]
+/// Every setting of `sundial serve`: a flag `--x-y`, a variable `SUNDIAL_X_Y` and a TOML
+/// key `x_y`, durations written as `24h`.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (flags and environment win over it).
     #[arg(long, env = "SUNDIAL_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Data directory [default: ./sundial-data].
     #[arg(long, env = "SUNDIAL_DATA_DIR")]
@@ -60,10 +64,10 @@ pub struct ServeArgs {
     /// Deliveries before a message goes to %DLQ%<group> [default: 17].
     #[arg(long, env = "SUNDIAL_MAX_DELIVERY_ATTEMPTS")]
     pub max_delivery_attempts: Option<u32>,
-    /// Retry backoff after nacks, comma-separated; the last repeats
+    /// Retry backoff after nacks, comma-separated (a list in TOML); the last repeats
     /// [default: 10s,30s,1m,2m,...,30m,1h,2h].
-    #[arg(long, env = "SUNDIAL_RETRY_BACKOFF")]
-    pub retry_backoff: Option<String>,
+    #[arg(long, env = "SUNDIAL_RETRY_BACKOFF", value_delimiter = ',')]
+    pub retry_backoff: Option<Vec<String>>,
     /// How long data is kept after it became Ready [default: 72h].
     #[arg(long, env = "SUNDIAL_RETENTION")]
     pub retention: Option<String>,
@@ -76,33 +80,10 @@ pub struct ServeArgs {
     /// Over the watermark: reject (StorageFull) or drop-oldest [default: reject].
     #[arg(long, env = "SUNDIAL_STORAGE_POLICY")]
     pub storage_policy: Option<String>,
-}
-
-/// The TOML file: the same settings, durations as strings (`"24h"`).
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
-    listen: Option<String>,
-    metrics_listen: Option<String>,
-    max_connections: Option<usize>,
-    max_frame_bytes: Option<usize>,
-    token: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    handshake_timeout: Option<String>,
-    write_timeout: Option<String>,
-    max_delay: Option<String>,
-    over_max_delay: Option<String>,
-    precision_ms: Option<u64>,
-    max_body_bytes: Option<usize>,
-    max_delivery_attempts: Option<u32>,
-    retry_backoff: Option<Vec<String>>,
-    retention: Option<String>,
-    disk_high_watermark_bytes: Option<u64>,
-    disk_high_ratio: Option<f64>,
-    storage_policy: Option<String>,
-    log_level: Option<String>,
+    /// Log level; the flag is the global `--log-level` (`SUNDIAL_LOG_LEVEL`), which
+    /// every subcommand takes [default: info].
+    #[arg(skip)]
+    pub log_level: Option<String>,
 }
 
 /// Everything `serve` runs with, resolved.
@@ -126,7 +107,7 @@ pub struct ServeConfig {
     pub handshake_timeout: Duration,
     /// Unread-response deadline.
     pub write_timeout: Duration,
-    /// Log level from the file, when the flag was not given.
+    /// Log level, when one was given.
     pub log_level: Option<String>,
     /// The engine's settings.
     pub engine: Config,
@@ -157,24 +138,52 @@ fn check_addr(what: &str, a: &str) -> Result<(), ConfigError> {
 }
 
 impl ServeArgs {
+    /// Each setting given here, else the one in `file`.
+    fn or(self, file: ServeArgs) -> ServeArgs {
+        // A struct literal without `..`: a new setting that is not merged does not compile.
+        ServeArgs {
+            config: self.config,
+            data_dir: self.data_dir.or(file.data_dir),
+            listen: self.listen.or(file.listen),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
+            token: self.token.or(file.token),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            handshake_timeout: self.handshake_timeout.or(file.handshake_timeout),
+            write_timeout: self.write_timeout.or(file.write_timeout),
+            max_delay: self.max_delay.or(file.max_delay),
+            over_max_delay: self.over_max_delay.or(file.over_max_delay),
+            precision_ms: self.precision_ms.or(file.precision_ms),
+            max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
+            max_delivery_attempts: self.max_delivery_attempts.or(file.max_delivery_attempts),
+            retry_backoff: self.retry_backoff.or(file.retry_backoff),
+            retention: self.retention.or(file.retention),
+            disk_high_watermark_bytes: self
+                .disk_high_watermark_bytes
+                .or(file.disk_high_watermark_bytes),
+            disk_high_ratio: self.disk_high_ratio.or(file.disk_high_ratio),
+            storage_policy: self.storage_policy.or(file.storage_policy),
+            log_level: self.log_level.or(file.log_level),
+        }
+    }
+
     /// Merges flags and environment over the file over the defaults.
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
-        let f = match &self.config {
-            Some(p) => read_file(p)?,
-            None => FileConfig::default(),
+        let s = match &self.config {
+            Some(p) => {
+                let file = read_file(p)?;
+                self.or(file)
+            }
+            None => self,
         };
         let d = Config::default();
-        let listen = self
-            .listen
-            .or(f.listen)
-            .unwrap_or_else(|| "127.0.0.1:7700".into());
-        let metrics_listen = self
-            .metrics_listen
-            .or(f.metrics_listen)
-            .unwrap_or_else(|| "127.0.0.1:7701".into());
+        let listen = s.listen.unwrap_or_else(|| "127.0.0.1:7700".into());
+        let metrics_listen = s.metrics_listen.unwrap_or_else(|| "127.0.0.1:7701".into());
         check_addr("listen", &listen)?;
         check_addr("metrics_listen", &metrics_listen)?;
-        let over_max_delay = match self.over_max_delay.or(f.over_max_delay).as_deref() {
+        let over_max_delay = match s.over_max_delay.as_deref() {
             None | Some("deliver-now") => OverMaxDelay::DeliverNow,
             Some("reject") => OverMaxDelay::Reject,
             Some(o) => {
@@ -183,7 +192,7 @@ impl ServeArgs {
                 )))
             }
         };
-        let storage_policy = match self.storage_policy.or(f.storage_policy).as_deref() {
+        let storage_policy = match s.storage_policy.as_deref() {
             None | Some("reject") => StoragePolicy::Reject,
             Some("drop-oldest") => StoragePolicy::DropOldest,
             Some(o) => {
@@ -192,25 +201,15 @@ impl ServeArgs {
                 )))
             }
         };
-        let backoff: Option<Vec<String>> = self
-            .retry_backoff
-            .map(|s| s.split(',').map(str::to_string).collect())
-            .or(f.retry_backoff);
-        let retry_backoff = match backoff {
+        let retry_backoff = match s.retry_backoff {
             None => d.retry_backoff.clone(),
             Some(v) => v
                 .iter()
                 .map(|s| parse_duration(s).map_err(|e| ConfigError(format!("retry_backoff: {e}"))))
                 .collect::<Result<Vec<_>, _>>()?,
         };
-        let max_frame_bytes = self
-            .max_frame_bytes
-            .or(f.max_frame_bytes)
-            .unwrap_or(sundial_wire::DEFAULT_MAX_FRAME);
-        let max_body_bytes = self
-            .max_body_bytes
-            .or(f.max_body_bytes)
-            .unwrap_or(d.max_body_bytes);
+        let max_frame_bytes = s.max_frame_bytes.unwrap_or(sundial_wire::DEFAULT_MAX_FRAME);
+        let max_body_bytes = s.max_body_bytes.unwrap_or(d.max_body_bytes);
         let most = sundial_wire::MAX_DECODE - sundial_wire::RESPONSE_HEADROOM;
         if !(1024..=most).contains(&max_frame_bytes) {
             return Err(ConfigError(format!(
@@ -226,44 +225,28 @@ impl ServeArgs {
             )));
         }
         let engine = Config {
-            max_delay: duration("max_delay", self.max_delay.or(f.max_delay), d.max_delay)?,
+            max_delay: duration("max_delay", s.max_delay, d.max_delay)?,
             over_max_delay,
-            precision_ms: self
-                .precision_ms
-                .or(f.precision_ms)
-                .unwrap_or(d.precision_ms),
+            precision_ms: s.precision_ms.unwrap_or(d.precision_ms),
             max_body_bytes,
-            max_delivery_attempts: self
-                .max_delivery_attempts
-                .or(f.max_delivery_attempts)
-                .unwrap_or(d.max_delivery_attempts),
+            max_delivery_attempts: s.max_delivery_attempts.unwrap_or(d.max_delivery_attempts),
             retry_backoff,
-            retention: duration("retention", self.retention.or(f.retention), d.retention)?,
-            disk_high_watermark_bytes: self
-                .disk_high_watermark_bytes
-                .or(f.disk_high_watermark_bytes),
-            disk_high_ratio: self
-                .disk_high_ratio
-                .or(f.disk_high_ratio)
-                .unwrap_or(d.disk_high_ratio),
+            retention: duration("retention", s.retention, d.retention)?,
+            disk_high_watermark_bytes: s.disk_high_watermark_bytes,
+            disk_high_ratio: s.disk_high_ratio.unwrap_or(d.disk_high_ratio),
             storage_policy,
             ..d
         };
         Ok(ServeConfig {
-            data_dir: self
+            data_dir: s
                 .data_dir
-                .or(f.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./sundial-data")),
             listen,
             metrics_listen,
-            max_connections: self
-                .max_connections
-                .or(f.max_connections)
-                .unwrap_or(4096)
-                .max(1),
+            max_connections: s.max_connections.unwrap_or(4096).max(1),
             max_frame_bytes,
-            token: self.token.or(f.token).filter(|t| !t.is_empty()),
-            tls: match (self.tls_cert.or(f.tls_cert), self.tls_key.or(f.tls_key)) {
+            token: s.token.filter(|t| !t.is_empty()),
+            tls: match (s.tls_cert, s.tls_key) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
                 _ => {
@@ -274,21 +257,17 @@ impl ServeArgs {
             },
             handshake_timeout: duration(
                 "handshake_timeout",
-                self.handshake_timeout.or(f.handshake_timeout),
+                s.handshake_timeout,
                 Duration::from_secs(10),
             )?,
-            write_timeout: duration(
-                "write_timeout",
-                self.write_timeout.or(f.write_timeout),
-                Duration::from_secs(30),
-            )?,
-            log_level: f.log_level,
+            write_timeout: duration("write_timeout", s.write_timeout, Duration::from_secs(30))?,
+            log_level: s.log_level,
             engine,
         })
     }
 }
 
-fn read_file(p: &Path) -> Result<FileConfig, ConfigError> {
+fn read_file(p: &Path) -> Result<ServeArgs, ConfigError> {
     let text = std::fs::read_to_string(p)
         .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
     toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", p.display())))
@@ -368,6 +347,35 @@ mod tests {
         assert_eq!(c.engine.retention, d.engine.retention);
         assert_eq!(c.handshake_timeout, d.handshake_timeout);
         assert_eq!(c.log_level.as_deref(), Some("info"));
+    }
+
+    /// The settings' three names agree: `--x-y`, `SUNDIAL_X_Y` and the TOML key `x_y`
+    /// (the field's name).
+    #[test]
+    fn every_setting_is_a_flag_a_variable_and_a_toml_key() {
+        use clap::{Args as _, Command};
+        let cmd = ServeArgs::augment_args(Command::new("serve"));
+        let mut n = 0;
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            assert_eq!(a.get_long(), Some(id.replace('_', "-").as_str()), "{id}");
+            let env = a.get_env().and_then(|e| e.to_str());
+            assert_eq!(env, Some(format!("SUNDIAL_{}", id.to_uppercase()).as_str()));
+            n += 1;
+        }
+        assert!(n >= 21, "only {n} settings");
+        let m = cmd
+            .try_get_matches_from(["serve", "--retry-backoff", "1s,2s", "--precision-ms", "10"])
+            .unwrap();
+        let c = <ServeArgs as clap::FromArgMatches>::from_arg_matches(&m)
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            c.engine.retry_backoff,
+            vec![Duration::from_secs(1), Duration::from_secs(2)]
+        );
+        assert_eq!(c.engine.precision_ms, 10);
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! The `sundial` binary: `sundial serve` runs the daemon; every other subcommand is a
 //! client of a running daemon (`--addr`, default 127.0.0.1:7700).
 
+mod broker;
 mod cli;
 mod config;
-mod handler;
+mod errors;
 mod metrics;
-mod server;
+mod native;
 
 use clap::{Parser, Subcommand};
-use cli::{ClientArgs, Command, GroupCmd, MessageCmd, TopicCmd};
+use cli::{ClientArgs, GroupCmd, MessageCmd, TopicCmd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,39 +127,62 @@ fn init_logs(level: &str) {
 
 fn main() {
     let cli = Cli::parse();
+    let level = cli.log_level;
     let code = match cli.cmd {
-        Cmd::Serve(args) => serve(*args, cli.log_level),
+        Cmd::Serve(mut args) => {
+            args.log_level = level;
+            serve(*args)
+        }
         Cmd::Demo {
             data_dir,
             messages,
             spacing_ms,
         } => {
-            init_logs(cli.log_level.as_deref().unwrap_or("warn"));
+            init_logs(level.as_deref().unwrap_or("warn"));
             match demo(data_dir, messages, spacing_ms) {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("error: {} ({:?})", e, handler::error_code(&e));
+                    eprintln!("error: {} ({})", e, errors::code(&e));
                     1
                 }
             }
         }
-        client_cmd => {
-            init_logs(cli.log_level.as_deref().unwrap_or("warn"));
-            let (client, cmd) = match client_cmd {
-                Cmd::Topic { client, cmd } => (client, Command::Topic(cmd)),
-                Cmd::Group { client, cmd } => (client, Command::Group(cmd)),
-                Cmd::Send { client, args } => (client, Command::Send(args)),
-                Cmd::Receive { client, args } => (client, Command::Receive(args)),
-                Cmd::Ack { client, args } => (client, Command::Ack(args)),
-                Cmd::Nack { client, args } => (client, Command::Nack(args)),
-                Cmd::Recall { client, handle } => (client, Command::Recall(handle)),
-                Cmd::Reschedule { client, args } => (client, Command::Reschedule(args)),
-                Cmd::Message { client, cmd } => (client, Command::Message(cmd)),
-                Cmd::Stats { client } => (client, Command::Stats),
-                Cmd::Serve(_) | Cmd::Demo { .. } => unreachable!("handled above"),
-            };
-            cli::run(client, cmd)
-        }
+        Cmd::Topic { client, cmd } => match cmd {
+            TopicCmd::Create {
+                topic,
+                message_type,
+            } => cli::run(level, client, |c| cli::create_topic(c, topic, message_type)),
+            TopicCmd::List => cli::run(level, client, cli::list_topics),
+            TopicCmd::Show { topic } => cli::run(level, client, |c| cli::show_topic(c, topic)),
+            TopicCmd::Delete { topic } => cli::run(level, client, |c| cli::delete_topic(c, topic)),
+        },
+        Cmd::Group { client, cmd } => match cmd {
+            GroupCmd::Create {
+                group,
+                topic,
+                from,
+                filter,
+            } => cli::run(level, client, |c| {
+                cli::create_group(c, group, topic, from, filter)
+            }),
+            GroupCmd::List { topic } => cli::run(level, client, |c| cli::list_groups(c, topic)),
+            GroupCmd::ResetOffset { group, topic, to } => {
+                cli::run(level, client, |c| cli::reset_offset(c, group, topic, to))
+            }
+        },
+        Cmd::Send { client, args } => cli::run(level, client, |c| cli::send(c, args)),
+        Cmd::Receive { client, args } => cli::run(level, client, |c| cli::receive(c, args)),
+        Cmd::Ack { client, args } => cli::run(level, client, |c| cli::settle(c, args, true)),
+        Cmd::Nack { client, args } => cli::run(level, client, |c| cli::settle(c, args, false)),
+        Cmd::Recall { client, handle } => cli::run(level, client, |c| cli::recall(c, handle)),
+        Cmd::Reschedule { client, args } => cli::run(level, client, |c| cli::reschedule(c, args)),
+        Cmd::Message { client, cmd } => match cmd {
+            MessageCmd::Show { id } => cli::run(level, client, |c| cli::show_message(c, id)),
+            MessageCmd::Find { topic, key } => {
+                cli::run(level, client, |c| cli::find_messages(c, topic, key))
+            }
+        },
+        Cmd::Stats { client } => cli::run(level, client, cli::stats),
     };
     std::process::exit(code);
 }
@@ -176,7 +200,7 @@ fn release_free_memory() {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit status.
-fn serve(args: config::ServeArgs, log_level: Option<String>) -> i32 {
+fn serve(args: config::ServeArgs) -> i32 {
     let cfg = match args.resolve() {
         Ok(c) => c,
         Err(e) => {
@@ -184,12 +208,7 @@ fn serve(args: config::ServeArgs, log_level: Option<String>) -> i32 {
             return 2;
         }
     };
-    init_logs(
-        log_level
-            .as_deref()
-            .or(cfg.log_level.as_deref())
-            .unwrap_or("info"),
-    );
+    init_logs(cfg.log_level.as_deref().unwrap_or("info"));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sundial")
@@ -279,15 +298,8 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
             },
         ))
     };
-    tracing::info!(%addr, metrics = %maddr, data_dir = %cfg.data_dir.display(), tls = cfg.tls.is_some(), "sundial serving");
-    // One line on stdout for scripts and tests that bind port 0.
-    println!("sundial listening on {addr}, metrics on http://{maddr}/metrics");
-    let handler = Arc::new(handler::Handler::new(
-        engine.clone(),
-        live.clone(),
-        cfg.max_frame_bytes,
-    ));
-    let opts = server::ServerOptions {
+    let broker = Arc::new(broker::Broker::new(engine.clone(), live.clone()));
+    let opts = native::ServerOptions {
         max_connections: cfg.max_connections,
         max_frame: cfg.max_frame_bytes,
         token: cfg.token.clone(),
@@ -296,7 +308,17 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
         write_timeout: cfg.write_timeout,
         max_in_flight: 256,
     };
-    server::run(listener, handler, opts, live, shutdown_signal()).await;
+    // Before the line below, so the first scrape already sees every op's series.
+    metrics::serving(&native::OPS);
+    tracing::info!(%addr, metrics = %maddr, data_dir = %cfg.data_dir.display(), tls = cfg.tls.is_some(), "sundial serving");
+    // One line on stdout for scripts and tests that bind port 0.
+    println!("sundial listening on {addr}, metrics on http://{maddr}/metrics");
+    tokio::join!(native::run(listener, broker.clone(), opts, live), async {
+        shutdown_signal().await;
+        broker.shut_down();
+    });
+    // The broker holds an engine handle; the last one must close off the async threads.
+    drop(broker);
     let _ = stop_tx.send(true);
     let _ = metrics_task.await;
     upkeep.abort();

@@ -85,6 +85,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .inspect(|_| {
             // Unlabelled counters exist from the start, at 0, so a rate() or an alert on
             // them has a series before the first event.
+            counter!("sundial_connections_total").increment(0);
             counter!("sundial_connections_refused_total").increment(0);
             counter!("sundial_unauthorized_total").increment(0);
         })
@@ -121,6 +122,17 @@ impl Observer for LatenessObserver {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(topic.to_string(), h);
+    }
+}
+
+/// A front end serves these ops: each has a request-duration series and an `Internal`
+/// error series from the start, at 0, so the request panels have data before the first
+/// request or failure. `Internal` is the code that means the daemon's own fault, the one
+/// worth a line at 0; refusals get their series as they happen.
+pub fn serving(ops: &[&'static str]) {
+    for &op in ops {
+        let _ = histogram!("sundial_request_duration_seconds", "op" => op);
+        counter!("sundial_request_errors_total", "op" => op, "code" => "Internal").increment(0);
     }
 }
 
@@ -173,8 +185,14 @@ pub fn refresh(engine: &Engine, live: &Live, started: Instant) {
         counter!("sundial_sends_total", "topic" => topic.clone()).absolute(t.sent);
         counter!("sundial_recalls_total", "topic" => topic.clone()).absolute(t.recalled);
         gauge!("sundial_timing_messages", "topic" => topic.clone()).set(t.timing as f64);
+        // Families fed by events get their series with the topic or group, at 0, so a
+        // panel on them has data before the first event.
+        let _ = histogram!("sundial_delivery_lateness_seconds", "topic" => topic.clone());
+        let _ = histogram!("sundial_receive_lateness_seconds", "topic" => topic.clone());
         for g in &t.groups {
             let l = [("topic", topic.clone()), ("group", g.name.clone())];
+            counter!("sundial_receives_total", &l).increment(0);
+            counter!("sundial_nacks_total", &l).increment(0);
             counter!("sundial_acks_total", &l).absolute(g.acked);
             counter!("sundial_redeliveries_total", &l).absolute(g.redelivered);
             counter!("sundial_dead_letters_total", &l).absolute(g.dead_lettered);

@@ -223,6 +223,61 @@ async fn dashboard_is_provisionable_and_names_only_exported_metrics() {
     assert!(!is_exported("sundial_made_up_total", &families));
 }
 
+/// The sample lines of a scrape for the series name `name` (`_bucket` and the like
+/// are names of their own).
+fn samples<'a>(scrape: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+    scrape.lines().filter(move |l| {
+        l.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+    })
+}
+
+fn has_series(scrape: &str, name: &str) -> bool {
+    samples(scrape, name).next().is_some()
+}
+
+/// No panel of a new deployment shows "No data": a fresh daemon has a series of every
+/// name the dashboard uses before the first event. Before anything is created, all but
+/// the per-topic families have one; once a topic and a group exist (no message sent,
+/// received or nacked, no request refused), every family has one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_daemon_has_a_series_of_every_name_the_dashboard_uses() {
+    let mut used = BTreeSet::new();
+    for (_, e) in queries(&dashboard()) {
+        used.extend(metric_names(&e));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
+    let missing = |scrape: &str| -> Vec<String> {
+        used.iter()
+            .filter(|n| !has_series(scrape, n))
+            .cloned()
+            .collect()
+    };
+    let before = missing(&daemon.scrape());
+
+    let c = daemon.client().await;
+    c.create_topic("orders", TopicType::Delay).await.unwrap();
+    c.create_group("orders", "billing", StartFrom::Latest, None)
+        .await
+        .unwrap();
+    let scrape = daemon.scrape();
+    assert_eq!(
+        missing(&scrape),
+        Vec::<String>::new(),
+        "no series with a topic and a group:\n{scrape}"
+    );
+    for name in &before {
+        let per_topic = samples(&scrape, name).all(|l| l.contains("topic=\""));
+        assert!(
+            per_topic,
+            "{name} has no series on a fresh daemon and is not per topic"
+        );
+    }
+    // And the check itself can fail.
+    assert!(!has_series(&scrape, "sundial_made_up_total"));
+}
+
 /// A Prometheus server on 127.0.0.1, killed when dropped.
 struct Prometheus {
     child: Child,

@@ -2,7 +2,8 @@
 //! many are open, shakes hands, reads pipelined requests and answers each as soon as it
 //! is done (out of order), and drains on shutdown.
 
-use crate::handler::{self, Handler};
+use super::requests;
+use crate::broker::Broker;
 use crate::metrics::{self, Live};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
@@ -10,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use sundial_wire::tls::{BoxedIo, TlsAcceptor};
 use sundial_wire::{
-    decode, encode, ErrorCode, Frame, FrameCodec, Inbound, Request, Response, WireError,
-    WireFailure, HEADER_LEN, RESPONSE_HEADROOM,
+    decode, encode, ErrorCode, Frame, FrameCodec, Inbound, Request, Response, Welcome, WireError,
+    WireFailure, HEADER_LEN, PROTOCOL_VERSION, RESPONSE_HEADROOM,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
@@ -38,23 +39,16 @@ pub struct ServerOptions {
     pub max_in_flight: usize,
 }
 
-/// Runs until `shutdown` resolves, then stops accepting, lets every connection finish
+/// Runs until the broker shuts down, then stops accepting, lets every connection finish
 /// the requests it has read (long polls end early), and returns.
-pub async fn run(
-    listener: TcpListener,
-    handler: Arc<Handler>,
-    opts: ServerOptions,
-    live: Arc<Live>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+pub async fn run(listener: TcpListener, broker: Arc<Broker>, opts: ServerOptions, live: Arc<Live>) {
     let limit = Arc::new(Semaphore::new(opts.max_connections));
     // Refusals are answered by a few tasks at most; beyond that, sockets just close.
     let refusals = Arc::new(Semaphore::new(64));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut stopping = broker.stopping();
     // Every connection holds a clone; recv() returns None once all have finished.
     let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
     let opts = Arc::new(opts);
-    tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -66,7 +60,7 @@ pub async fn run(
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = stopping.wait_for(|s| *s) => break,
         };
         let _ = stream.set_nodelay(true);
         // Peers that vanish without a close free their connection slot in about a minute.
@@ -91,18 +85,13 @@ pub async fn run(
             continue;
         };
         metrics::connection(true);
-        let (handler, opts, live, stop, drain) = (
-            handler.clone(),
-            opts.clone(),
-            live.clone(),
-            stop_rx.clone(),
-            drain_tx.clone(),
-        );
+        let (broker, opts, live, drain) =
+            (broker.clone(), opts.clone(), live.clone(), drain_tx.clone());
         tokio::spawn(async move {
             live.connections.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "connection opened");
             if let Some(io) = secure(stream, &opts).await {
-                serve_connection(io, handler, &opts, stop).await;
+                serve_connection(io, broker, &opts).await;
             }
             live.connections.fetch_sub(1, Ordering::Relaxed);
             tracing::debug!(%peer, "connection closed");
@@ -111,7 +100,6 @@ pub async fn run(
         });
     }
     tracing::info!("shutting down: no new connections; finishing requests in progress");
-    let _ = stop_tx.send(true);
     drop(drain_tx);
     let _ = drain_rx.recv().await;
 }
@@ -208,18 +196,14 @@ async fn secure(stream: TcpStream, opts: &ServerOptions) -> Option<BoxedIo> {
     }
 }
 
-async fn serve_connection(
-    stream: BoxedIo,
-    handler: Arc<Handler>,
-    opts: &ServerOptions,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOptions) {
     let max_answer = opts.max_frame + RESPONSE_HEADROOM;
     let codec = FrameCodec::new(opts.max_frame).with_max_outgoing(max_answer);
     let mut framed = Framed::new(stream, codec);
-    if !handshake(&mut framed, &handler, opts).await {
+    if !handshake(&mut framed, opts).await {
         return;
     }
+    let mut stop = broker.stopping();
     let (mut sink, mut frames) = framed.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Frame>(64);
     let closing = CancellationToken::new();
@@ -257,7 +241,7 @@ async fn serve_connection(
     loop {
         let next = tokio::select! {
             f = frames.next() => f,
-            _ = stop.changed() => break,
+            _ = stop.wait_for(|s| *s) => break,
             _ = closing.cancelled() => break,
         };
         let frame = match next {
@@ -296,7 +280,7 @@ async fn serve_connection(
             _ = closing.cancelled() => break,
         };
         while tasks.try_join_next().is_some() {}
-        let (handler, out, stop) = (handler.clone(), out_tx.clone(), stop.clone());
+        let (broker, out, max_frame) = (broker.clone(), out_tx.clone(), opts.max_frame);
         tasks.spawn(async move {
             let _permit = permit;
             let Frame {
@@ -306,11 +290,7 @@ async fn serve_connection(
             let decoded = decode::<Request>(&payload);
             drop(payload);
             let resp = match decoded {
-                Ok(Request::Hello(_)) => Response::Failed(WireFailure::new(
-                    ErrorCode::BadRequest,
-                    "the handshake was already made on this connection",
-                )),
-                Ok(req) => handler.handle(req, stop).await,
+                Ok(req) => requests::answer(&broker, max_frame, req).await,
                 Err(e) => {
                     metrics::request_done(
                         "undecodable",
@@ -339,11 +319,7 @@ async fn serve_connection(
 
 /// Reads the first frame, which must be a [`Request::Hello`] with the right version and
 /// token. Returns whether the connection may go on.
-async fn handshake(
-    framed: &mut Framed<BoxedIo, FrameCodec>,
-    handler: &Handler,
-    opts: &ServerOptions,
-) -> bool {
+async fn handshake(framed: &mut Framed<BoxedIo, FrameCodec>, opts: &ServerOptions) -> bool {
     let first = match tokio::time::timeout(opts.handshake_timeout, framed.next()).await {
         Err(_) => {
             tracing::debug!("no handshake in time; closing");
@@ -373,11 +349,15 @@ async fn handshake(
                 Some(t) => h
                     .token
                     .as_deref()
-                    .is_some_and(|given| handler::same_secret(given, t)),
+                    .is_some_and(|given| same_secret(given, t)),
             };
             if token_ok {
                 tracing::debug!(client = %h.client, "handshake");
-                let welcome = handler.welcome(opts.max_frame);
+                let welcome = Response::Welcome(Welcome {
+                    version: PROTOCOL_VERSION,
+                    server: format!("sundial {}", env!("CARGO_PKG_VERSION")),
+                    max_frame: opts.max_frame as u64,
+                });
                 return send_briefly(
                     framed,
                     response_frame(first.request_id, &welcome, usize::MAX),
@@ -413,5 +393,24 @@ async fn send_briefly(framed: &mut Framed<BoxedIo, FrameCodec>, f: Frame) -> Res
     match tokio::time::timeout(Duration::from_secs(5), framed.send(f)).await {
         Ok(r) => r,
         Err(_) => Err(WireError::Malformed("the peer does not read".into())),
+    }
+}
+
+/// Compares secrets without stopping at the first differing byte.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
+        assert!(!same_secret("", "a"));
     }
 }
