@@ -80,6 +80,9 @@ pub(crate) struct Shared {
     poisoned: Mutex<Option<String>>,
     pub fail_next_sync: AtomicBool,
     pub storage_full: AtomicBool,
+    /// Set when a write found the file system full, cleared by the next write that
+    /// succeeds: a WAL sync failing meanwhile waits for room instead of poisoning.
+    pub out_of_space: AtomicBool,
     storage_full_why: Mutex<String>,
     /// Send bytes allowed before the next disk measurement (see `disk::DiskGuard`).
     pub disk_guard: disk::DiskGuard,
@@ -292,6 +295,7 @@ impl Engine {
             poisoned: Mutex::new(None),
             fail_next_sync: AtomicBool::new(false),
             storage_full: AtomicBool::new(false),
+            out_of_space: AtomicBool::new(false),
             storage_full_why: Mutex::new(String::new()),
             disk_guard: disk::DiskGuard::default(),
             horizon,

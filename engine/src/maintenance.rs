@@ -3,7 +3,7 @@
 //! demand ([`crate::Engine::maintain`]).
 
 use crate::disk;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pump;
 use crate::retention;
 use crate::store::families;
@@ -32,7 +32,12 @@ pub struct MaintenanceReport {
 
 /// One maintenance pass; see [`Engine::maintain`].
 pub(crate) fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
-    let _ = writer::submit(sh, false, pump::tick).wait()?;
+    match writer::submit(sh, false, pump::tick).wait() {
+        // A full file system refuses the pump's round too; the pass still measures the
+        // disk, which is what lifts the refusal once there is room.
+        Ok(_) | Err(Error::StorageFull(_)) => {}
+        Err(e) => return Err(e),
+    }
     let (now, cps) = {
         let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
         (st.engine.last_now, st.checkpoints.clone())

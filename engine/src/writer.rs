@@ -374,13 +374,15 @@ impl<'a> Ctx<'a> {
         match r {
             Ok(()) => {
                 self.wrote = true;
+                self.sh.out_of_space.store(false, Ordering::SeqCst);
                 None
             }
             Err(e) if e.is_no_space() => {
+                self.sh.out_of_space.store(true, Ordering::SeqCst);
                 let why =
                     format!("the file system is full; nothing of this write was stored ({e})");
+                // The next maintenance pass lifts the refusal once it finds room.
                 self.sh.set_storage_full(why.clone());
-                self.sh.maintenance_wake.kick();
                 Some(Error::StorageFull(why))
             }
             Err(e) => {
@@ -458,20 +460,45 @@ fn sync_loop(sh: Arc<Shared>, rx: Receiver<Written>) {
     }
 }
 
-/// Syncs the WAL (every write made before the call); a failure poisons the engine.
+/// Syncs the WAL (every write made before the call). A sync that fails because the
+/// file system ran out of space (RocksDB then fails every WAL operation until it has
+/// resumed) is tried again until RocksDB has resumed and it succeeds: the rounds it
+/// covers are in RocksDB's memtables, which its resume flushes, so they do become
+/// durable and their callers are answered then. Any other failure poisons the engine.
 fn sync_wal(sh: &Shared) -> Result<()> {
-    let r = if sh.fail_next_sync.swap(false, Ordering::SeqCst)
-        || failpoints::fires(failpoints::WAL_SYNC)
-    {
-        Err(failpoints::injected(failpoints::WAL_SYNC))
-    } else {
-        sh.store.db.flush_wal(true).map_err(Error::from)
+    let sync = || {
+        if sh.fail_next_sync.swap(false, Ordering::SeqCst)
+            || failpoints::fires(failpoints::WAL_SYNC)
+        {
+            Err(failpoints::injected(failpoints::WAL_SYNC))
+        } else {
+            sh.store.db.flush_wal(true).map_err(Error::from)
+        }
     };
-    r.map_err(|e| {
-        let why = format!("WAL sync failed: {e}");
-        sh.poison(&why);
-        Error::Poisoned(why)
-    })
+    let Err(mut e) = sync() else {
+        return Ok(());
+    };
+    if !e.is_no_space() {
+        // The write that ran out of space may have failed a moment before its round
+        // marks the engine out of space.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if e.is_no_space() || sh.out_of_space.load(Ordering::SeqCst) {
+        tracing::warn!(error = %e, "WAL sync waits for free space");
+        while !sh.shutdown.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            match sync() {
+                Ok(()) => {
+                    tracing::info!("WAL sync done after the file system had room again");
+                    return Ok(());
+                }
+                Err(again) => e = again,
+            }
+        }
+    }
+    let why = format!("WAL sync failed: {e}");
+    sh.poison(&why);
+    Err(Error::Poisoned(why))
 }
 
 /// The writer thread's loop: gather, apply, write, hand the answers to the syncer
@@ -536,7 +563,10 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
         if ready_changed && fail.is_none() {
             sh.ready_tx.send_modify(|g| *g = g.wrapping_add(1));
         }
-        let (durable, now): (Vec<_>, Vec<_>) = replies.into_iter().partition(|a| a.durable);
+        // A refused round wrote nothing: its callers need not wait behind a sync.
+        let (durable, now): (Vec<_>, Vec<_>) = replies
+            .into_iter()
+            .partition(|a| a.durable && fail.is_none());
         for a in now {
             (a.reply)(fail.as_ref());
         }

@@ -249,11 +249,15 @@ async fn send_until_refused(c: &sundial_wire::Client, limit: Duration) -> (Vec<S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_system_filled_from_outside_refuses_sends_until_freed_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(mount) = Tmpfs::mount(&dir.path().join("fs"), "64m") else {
+    // RocksDB resumes writing after a full disk once one memtable's worth (64 MiB) is
+    // free, so the file system is larger than that.
+    let Some(mount) = Tmpfs::mount(&dir.path().join("fs"), "160m") else {
         eprintln!("not root: no tmpfs to fill from outside; skipped");
         return;
     };
-    let data = mount.0.join("data");
+    // The data directory is the tmpfs itself, so the daemon's log (written next to it)
+    // is not on the file system the test fills.
+    let data = mount.0.clone();
     let mut d = Daemon::start(&data, &[]);
     let c = d.client().await;
     c.create_topic("d", TopicType::Mixed).await.unwrap();
