@@ -24,7 +24,7 @@ use crate::failpoints;
 use crate::state::State;
 use crate::store::families::{self, Family};
 use crate::store::keys::TopicId;
-use crate::store::{Read, Round, Row, Rows};
+use crate::store::{Read, Round, Row, RowBuf, Rows};
 use crate::Shared;
 use rocksdb::{ColumnFamily, WriteOptions};
 use std::future::{Future, IntoFuture};
@@ -321,21 +321,23 @@ impl<'a> Ctx<'a> {
     ) -> Result<()> {
         let chunk = chunk.max(1);
         let mut from = lower.to_vec();
+        let mut rows = RowBuf::default();
         loop {
-            let rows = self.round.scan(cf, &from, upper, chunk)?;
-            let Some((last, _)) = rows.last() else {
+            self.round.scan_into(cf, &from, upper, chunk, &mut rows)?;
+            let n = rows.len();
+            if n == 0 {
                 return Ok(());
-            };
+            }
             from.clear();
-            from.extend_from_slice(last);
+            from.extend_from_slice(rows.row(n - 1).0);
             from.push(0);
-            let full = rows.len() == chunk;
-            for (k, v) in &rows {
+            for i in 0..n {
+                let (k, v) = rows.row(i);
                 if !f(self, k, v)? {
                     return Ok(());
                 }
             }
-            if !full {
+            if n < chunk {
                 return Ok(());
             }
         }

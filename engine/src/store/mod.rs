@@ -10,7 +10,7 @@ pub mod keys;
 pub(crate) mod records;
 mod round;
 
-pub(crate) use round::Round;
+pub(crate) use round::{Round, RowBuf};
 
 use crate::error::{Error, Result};
 use families::Family;

@@ -58,12 +58,22 @@ struct Index {
 struct FamilyLog {
     arena: Vec<u8>,
     ops: Vec<Op>,
+    /// Whether every write's key is above the one before (a ready log appended in
+    /// order, timer keys taken in order): then the log itself is sorted and is searched
+    /// without building the index.
+    ascending: bool,
     ranges: Vec<DeletedRange>,
     index: RefCell<Index>,
 }
 
 impl FamilyLog {
     fn push(&mut self, kind: Kind, k: &[u8], v: &[u8]) {
+        if self.ops.is_empty() {
+            self.ascending = true;
+        } else if self.ascending {
+            let last = self.ops[self.ops.len() - 1].key;
+            self.ascending = self.bytes(last) < k;
+        }
         let ks = self.arena.len();
         self.arena.extend_from_slice(k);
         let vs = self.arena.len();
@@ -113,8 +123,14 @@ impl FamilyLog {
         if self.is_empty() {
             return None;
         }
-        self.sync();
-        let i = self.index.borrow().latest.get(k).copied();
+        let i = if self.ascending {
+            self.ops
+                .binary_search_by(|op| self.bytes(op.key).cmp(k))
+                .ok()
+        } else {
+            self.sync();
+            self.index.borrow().latest.get(k).copied()
+        };
         match i {
             Some(i) => Some(self.outcome(i, k).map(<[u8]>::to_vec)),
             None => self.range_deleted(k).then_some(None),
@@ -124,18 +140,61 @@ impl FamilyLog {
     /// This round's writes with keys in `[lower, upper)`, in key order (or reverse), as
     /// (key, outcome).
     fn written_in(&self, lower: &[u8], upper: &[u8], reverse: bool) -> Vec<Written> {
+        let one =
+            |k: &[u8], i: usize| -> Written { (Box::from(k), self.outcome(i, k).map(Box::from)) };
+        if self.ascending {
+            let from = self.ops.partition_point(|op| self.bytes(op.key) < lower);
+            let to = self.ops.partition_point(|op| self.bytes(op.key) < upper);
+            let span = (from..to.max(from)).map(|i| one(self.bytes(self.ops[i].key), i));
+            return if reverse {
+                span.rev().collect()
+            } else {
+                span.collect()
+            };
+        }
         self.sync();
         let ix = self.index.borrow();
         let range = ix
             .latest
             .range::<[u8], _>((Bound::Included(lower), Bound::Excluded(upper)));
-        let one =
-            |k: &[u8], i: usize| -> Written { (Box::from(k), self.outcome(i, k).map(Box::from)) };
         if reverse {
             range.rev().map(|(k, &i)| one(k, i)).collect()
         } else {
             range.map(|(k, &i)| one(k, i)).collect()
         }
+    }
+}
+
+/// Rows read into one buffer (keys and values back to back), reused from one read to
+/// the next so a long walk does not allocate per row.
+#[derive(Default)]
+pub(crate) struct RowBuf {
+    bytes: Vec<u8>,
+    /// Start, key length and value length of each row.
+    rows: Vec<(usize, usize, usize)>,
+}
+
+impl RowBuf {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.rows.clear();
+    }
+
+    fn push(&mut self, k: &[u8], v: &[u8]) {
+        self.rows.push((self.bytes.len(), k.len(), v.len()));
+        self.bytes.extend_from_slice(k);
+        self.bytes.extend_from_slice(v);
+    }
+
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Row `i` as (key, value).
+    pub fn row(&self, i: usize) -> (&[u8], &[u8]) {
+        let (at, kl, vl) = self.rows[i];
+        (&self.bytes[at..at + kl], &self.bytes[at + kl..at + kl + vl])
     }
 }
 
@@ -294,6 +353,27 @@ impl<'a> Round<'a> {
     }
 }
 
+impl Round<'_> {
+    /// Like [`Read::scan`], into `out` (cleared first).
+    pub fn scan_into(
+        &self,
+        f: Family,
+        lower: &[u8],
+        upper: &[u8],
+        limit: usize,
+        out: &mut RowBuf,
+    ) -> Result<()> {
+        out.clear();
+        if limit > 0 {
+            self.merged(f, lower, upper, false, |k, v| {
+                out.push(k, v);
+                out.len() < limit
+            })?;
+        }
+        Ok(())
+    }
+}
+
 impl Read for Round<'_> {
     fn get(&self, f: Family, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         let k = k.as_ref();
@@ -382,7 +462,23 @@ mod tests {
             committed in proptest::collection::btree_map(0u8..24, any::<u8>(), 0..12),
             ws in proptest::collection::vec(writes(), 0..40),
             scans in proptest::collection::vec((0u8..26, 0u8..26, 1usize..8), 1..6),
+            ascending in any::<bool>(),
         ) {
+            // Writes in strictly ascending key order take the log's sorted path.
+            let ws: Vec<W> = if ascending {
+                let mut by_key = BTreeMap::new();
+                for w in ws {
+                    match w {
+                        W::Put(k, _) | W::Delete(k) => {
+                            by_key.insert(k, w);
+                        }
+                        W::DeleteRange(..) => {}
+                    }
+                }
+                by_key.into_values().collect()
+            } else {
+                ws
+            };
             let dir = tempfile::tempdir().expect("dir");
             let db = open(dir.path());
             let cf = db.cf_handle(READY.name()).expect("cf");
