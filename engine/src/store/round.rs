@@ -4,9 +4,10 @@
 //! before it in the round did without anything reaching RocksDB early. A round that
 //! fails to commit leaves the store as it was.
 //!
-//! Each family keeps a log of its writes (keys and values in one arena). The sorted
-//! index over that log is built only when the round reads the family, so a round that
-//! only writes (a batch of sends) pays for nothing but the copy.
+//! Each family keeps a log of its writes: keys in one arena, values as positions in the
+//! round's WriteBatch (which holds them anyway). The sorted index over that log is built
+//! only when the round reads the family and its writes did not come in key order, so a
+//! round that only writes (a batch of sends) pays for little more than the key copies.
 
 use super::families::Family;
 use super::{bounded, Read, Row, Rows};
@@ -67,7 +68,8 @@ struct FamilyLog {
 }
 
 impl FamilyLog {
-    fn push(&mut self, kind: Kind, k: &[u8], v: &[u8]) {
+    /// Logs a write of `k`; `value` is where its value is in the round's batch.
+    fn push(&mut self, kind: Kind, k: &[u8], value: (usize, usize)) {
         if self.ops.is_empty() {
             self.ascending = true;
         } else if self.ascending {
@@ -76,12 +78,10 @@ impl FamilyLog {
         }
         let ks = self.arena.len();
         self.arena.extend_from_slice(k);
-        let vs = self.arena.len();
-        self.arena.extend_from_slice(v);
         self.ops.push(Op {
             kind,
             key: (ks, k.len()),
-            value: (vs, v.len()),
+            value,
         });
     }
 
@@ -105,11 +105,12 @@ impl FamilyLog {
 
     /// What write `i` leaves for its key: the value, or `None` if deleted (by itself
     /// or by a later range deletion).
-    fn outcome(&self, i: usize, k: &[u8]) -> Option<&[u8]> {
+    fn outcome<'b>(&self, i: usize, k: &[u8], batch: &'b [u8]) -> Option<&'b [u8]> {
         let op = &self.ops[i];
         let deleted =
             op.kind == Kind::Delete || self.ranges.iter().any(|r| r.after > i && r.covers(k));
-        (!deleted).then(|| self.bytes(op.value))
+        let (at, len) = op.value;
+        (!deleted).then(|| batch.get(at..at + len).unwrap_or_default())
     }
 
     /// Whether a committed key is deleted by this round's range deletions.
@@ -119,7 +120,7 @@ impl FamilyLog {
 
     /// This round's word on `k`: `None` if it did not touch it, `Some(None)` if it
     /// deleted it, `Some(Some(v))` if it wrote `v`.
-    fn lookup(&self, k: &[u8]) -> Option<Option<Vec<u8>>> {
+    fn lookup(&self, k: &[u8], batch: &[u8]) -> Option<Option<Vec<u8>>> {
         if self.is_empty() {
             return None;
         }
@@ -132,16 +133,17 @@ impl FamilyLog {
             self.index.borrow().latest.get(k).copied()
         };
         match i {
-            Some(i) => Some(self.outcome(i, k).map(<[u8]>::to_vec)),
+            Some(i) => Some(self.outcome(i, k, batch).map(<[u8]>::to_vec)),
             None => self.range_deleted(k).then_some(None),
         }
     }
 
     /// This round's writes with keys in `[lower, upper)`, in key order (or reverse), as
     /// (key, outcome).
-    fn written_in(&self, lower: &[u8], upper: &[u8], reverse: bool) -> Vec<Written> {
-        let one =
-            |k: &[u8], i: usize| -> Written { (Box::from(k), self.outcome(i, k).map(Box::from)) };
+    fn written_in(&self, lower: &[u8], upper: &[u8], reverse: bool, batch: &[u8]) -> Vec<Written> {
+        let one = |k: &[u8], i: usize| -> Written {
+            (Box::from(k), self.outcome(i, k, batch).map(Box::from))
+        };
         if self.ascending {
             let from = self.ops.partition_point(|op| self.bytes(op.key) < lower);
             let to = self.ops.partition_point(|op| self.bytes(op.key) < upper);
@@ -236,20 +238,22 @@ impl<'a> Round<'a> {
     /// Writes `v` under `k`.
     pub fn put(&mut self, f: Family, k: &[u8], v: &[u8]) {
         self.batch.put_cf(self.handles[f.0], k, v);
-        self.logs[f.0].push(Kind::Put, k, v);
+        // A Put record ends with its value: the log points there instead of copying it.
+        let end = self.batch.data().len();
+        self.logs[f.0].push(Kind::Put, k, (end - v.len(), v.len()));
     }
 
     /// Deletes `k`.
     pub fn delete(&mut self, f: Family, k: &[u8]) {
         self.batch.delete_cf(self.handles[f.0], k);
-        self.logs[f.0].push(Kind::Delete, k, &[]);
+        self.logs[f.0].push(Kind::Delete, k, (0, 0));
     }
 
     /// Deletes a key that was put exactly once and never overwritten (timer keys): its
     /// tombstone vanishes together with the value instead of piling up.
     pub fn single_delete(&mut self, f: Family, k: &[u8]) {
         self.batch.single_delete_cf(self.handles[f.0], k);
-        self.logs[f.0].push(Kind::Delete, k, &[]);
+        self.logs[f.0].push(Kind::Delete, k, (0, 0));
     }
 
     /// Deletes every key in `[lower, upper)`.
@@ -300,7 +304,7 @@ impl<'a> Round<'a> {
         let written = if log.is_empty() {
             Vec::new()
         } else {
-            log.written_in(lower, upper, reverse)
+            log.written_in(lower, upper, reverse, self.batch.data())
         };
         let mut written = written.into_iter().peekable();
         let mut it = self
@@ -377,7 +381,7 @@ impl Round<'_> {
 impl Read for Round<'_> {
     fn get(&self, f: Family, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         let k = k.as_ref();
-        match self.logs[f.0].lookup(k) {
+        match self.logs[f.0].lookup(k, self.batch.data()) {
             Some(v) => Ok(v),
             None => Ok(self.db.get_cf(self.handles[f.0], k)?),
         }
@@ -385,7 +389,7 @@ impl Read for Round<'_> {
 
     fn value_len(&self, f: Family, k: impl AsRef<[u8]>) -> Result<Option<usize>> {
         let k = k.as_ref();
-        match self.logs[f.0].lookup(k) {
+        match self.logs[f.0].lookup(k, self.batch.data()) {
             Some(v) => Ok(v.map(|v| v.len())),
             None => Ok(self
                 .db
