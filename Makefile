@@ -48,13 +48,14 @@ bench: setup
 	$(CARGO_TARGET_DIR)/release/sundial-bench steady --peer redis
 	$(CARGO_TARGET_DIR)/release/sundial-bench flood
 
-## Fuzz the wire decoders (cargo-fuzz, libFuzzer), each target for FUZZ_SECONDS; inputs
-## that crash are saved under fuzz/artifacts/. Installs cargo-fuzz if missing. The
-## stable toolchain needs RUSTC_BOOTSTRAP=1 for the sanitizer flags.
+## Fuzz the wire decoders and the RocketMQ request decoder (cargo-fuzz, libFuzzer), each
+## target for FUZZ_SECONDS; inputs that crash are saved under fuzz/artifacts/. Installs
+## cargo-fuzz if missing. The stable toolchain needs RUSTC_BOOTSTRAP=1 for the sanitizer
+## flags.
 FUZZ_SECONDS ?= 120
 fuzz:
 	@command -v cargo-fuzz >/dev/null || env -u CARGO_TARGET_DIR cargo install cargo-fuzz --locked
-	cd fuzz && for t in frame_decoder request_decoder; do \
+	cd fuzz && for t in frame_decoder request_decoder rmq_request_decoder; do \
 	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(HOME)/.cache/sundial/fuzz-target \
 	    cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
 	done
