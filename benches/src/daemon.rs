@@ -9,6 +9,9 @@ use std::time::Duration;
 pub struct Daemon {
     child: Child,
     pub addr: String,
+    /// The RocketMQ gRPC address.
+    #[allow(dead_code)]
+    pub grpc_addr: Option<String>,
 }
 
 impl Drop for Daemon {
@@ -26,6 +29,8 @@ pub fn start_daemon(bin: &Path, data: &Path) -> Result<Daemon, String> {
             "--listen",
             "127.0.0.1:0",
             "--metrics-listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
             "127.0.0.1:0",
         ])
         .arg("--data-dir")
@@ -53,7 +58,12 @@ pub fn start_daemon(bin: &Path, data: &Path) -> Result<Daemon, String> {
         .and_then(|r| r.split(',').next())
         .ok_or_else(|| format!("unexpected daemon output {line:?}"))?
         .to_string();
-    Ok(Daemon { child, addr })
+    let grpc_addr = line.split("grpc on ").nth(1).map(|r| r.trim().to_string());
+    Ok(Daemon {
+        child,
+        addr,
+        grpc_addr,
+    })
 }
 
 impl Daemon {

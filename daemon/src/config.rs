@@ -25,6 +25,20 @@ pub struct ServeArgs {
     /// Protocol address [default: 127.0.0.1:7700].
     #[arg(long, env = "SUNDIAL_LISTEN")]
     pub listen: Option<String>,
+    /// RocketMQ 5 gRPC address, or `off` [default: 127.0.0.1:8081].
+    #[arg(long, env = "SUNDIAL_GRPC_LISTEN")]
+    pub grpc_listen: Option<String>,
+    /// Access key the RocketMQ clients must sign with (with --rmq-secret-key; needed on
+    /// the gRPC port when a token is set) [default: none].
+    #[arg(long, env = "SUNDIAL_RMQ_ACCESS_KEY")]
+    pub rmq_access_key: Option<String>,
+    /// Secret key of --rmq-access-key.
+    #[arg(long, env = "SUNDIAL_RMQ_SECRET_KEY", hide_env_values = true)]
+    pub rmq_secret_key: Option<String>,
+    /// How long a RocketMQ message id is remembered, so a retried send is stored once
+    /// [default: 2m].
+    #[arg(long, env = "SUNDIAL_DEDUPE_WINDOW")]
+    pub dedupe_window: Option<String>,
     /// Prometheus metrics address, served at /metrics [default: 127.0.0.1:7701].
     #[arg(long, env = "SUNDIAL_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -95,6 +109,12 @@ pub struct ServeConfig {
     pub listen: String,
     /// Metrics address.
     pub metrics_listen: String,
+    /// RocketMQ gRPC address; `None`: off.
+    pub grpc_listen: Option<String>,
+    /// The access key and secret RocketMQ clients sign with; `None`: no check.
+    pub rmq_credentials: Option<(String, String)>,
+    /// How long a RocketMQ message id is remembered for deduplication.
+    pub dedupe_window: Duration,
     /// Connection limit.
     pub max_connections: usize,
     /// Frame limit.
@@ -146,6 +166,10 @@ impl ServeArgs {
             data_dir: self.data_dir.or(file.data_dir),
             listen: self.listen.or(file.listen),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            grpc_listen: self.grpc_listen.or(file.grpc_listen),
+            rmq_access_key: self.rmq_access_key.or(file.rmq_access_key),
+            rmq_secret_key: self.rmq_secret_key.or(file.rmq_secret_key),
+            dedupe_window: self.dedupe_window.or(file.dedupe_window),
             max_connections: self.max_connections.or(file.max_connections),
             max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
             token: self.token.or(file.token),
@@ -183,6 +207,35 @@ impl ServeArgs {
         let metrics_listen = s.metrics_listen.unwrap_or_else(|| "127.0.0.1:7701".into());
         check_addr("listen", &listen)?;
         check_addr("metrics_listen", &metrics_listen)?;
+        let grpc_listen = match s.grpc_listen.as_deref() {
+            Some("off") => None,
+            Some(a) => Some(a.to_string()),
+            None => Some("127.0.0.1:8081".to_string()),
+        };
+        if let Some(a) = &grpc_listen {
+            check_addr("grpc_listen", a)?;
+        }
+        let rmq_credentials = match (s.rmq_access_key, s.rmq_secret_key) {
+            (Some(ak), Some(sk)) if !ak.is_empty() && !sk.is_empty() => Some((ak, sk)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "rmq_access_key and rmq_secret_key go together, and neither may be empty"
+                        .into(),
+                ))
+            }
+        };
+        if s.token.as_deref().is_some_and(|t| !t.is_empty())
+            && rmq_credentials.is_none()
+            && grpc_listen.is_some()
+        {
+            return Err(ConfigError(
+                "a token protects the native port, so the gRPC port needs credentials too: \
+                 set rmq_access_key and rmq_secret_key, or grpc_listen = \"off\""
+                    .into(),
+            ));
+        }
+        let dedupe_window = duration("dedupe_window", s.dedupe_window, Duration::from_secs(120))?;
         let over_max_delay = match s.over_max_delay.as_deref() {
             None | Some("deliver-now") => OverMaxDelay::DeliverNow,
             Some("reject") => OverMaxDelay::Reject,
@@ -243,6 +296,9 @@ impl ServeArgs {
                 .unwrap_or_else(|| PathBuf::from("./sundial-data")),
             listen,
             metrics_listen,
+            grpc_listen,
+            rmq_credentials,
+            dedupe_window,
             max_connections: s.max_connections.unwrap_or(4096).max(1),
             max_frame_bytes,
             token: s.token.filter(|t| !t.is_empty()),

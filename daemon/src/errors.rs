@@ -2,6 +2,7 @@
 //! the RocketMQ gRPC port's `Status` codes (SPEC §8) map from these codes beside it.
 
 use sundial_engine::{Error, StorageErrorKind};
+use sundial_rmq_proto::v2::Code;
 use sundial_wire::ErrorCode;
 
 /// The SPEC §6 code of an engine error.
@@ -27,9 +28,54 @@ pub fn code(e: &Error) -> ErrorCode {
     }
 }
 
+/// The RocketMQ 5 `Status` code (SPEC §8) of a SPEC §6 code: what the gRPC port answers
+/// in band for every refusal.
+pub fn rmq_code(code: ErrorCode) -> Code {
+    // Every code is named, so a new one has to be given its RocketMQ code here.
+    match code {
+        ErrorCode::BadRequest | ErrorCode::Malformed | ErrorCode::TopicExists => Code::BadRequest,
+        ErrorCode::FrameTooLarge => Code::PayloadTooLarge,
+        ErrorCode::TopicNotFound => Code::TopicNotFound,
+        ErrorCode::TopicTypeMismatch => Code::MessagePropertyConflictWithType,
+        ErrorCode::BadDeliveryTime => Code::IllegalDeliveryTime,
+        ErrorCode::BadInvisibleDuration => Code::IllegalInvisibleTime,
+        ErrorCode::BadReceiptHandle => Code::InvalidReceiptHandle,
+        ErrorCode::NotFound => Code::NotFound,
+        ErrorCode::MessageTooLarge => Code::MessageBodyTooLarge,
+        ErrorCode::StorageFull | ErrorCode::Throttled => Code::TooManyRequests,
+        ErrorCode::Unauthorized => Code::Unauthorized,
+        ErrorCode::ShuttingDown | ErrorCode::Internal => Code::InternalServerError,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_codes_map_to_the_rocketmq_codes_of_spec_8() {
+        let pairs = [
+            (ErrorCode::TopicNotFound, 40402),
+            (ErrorCode::TopicTypeMismatch, 40014),
+            (ErrorCode::BadDeliveryTime, 40012),
+            (ErrorCode::BadInvisibleDuration, 40011),
+            (ErrorCode::BadReceiptHandle, 40013),
+            (ErrorCode::MessageTooLarge, 41301),
+            (ErrorCode::BadRequest, 40000),
+            (ErrorCode::Unauthorized, 40100),
+            (ErrorCode::Throttled, 42900),
+            (ErrorCode::StorageFull, 42900),
+            (ErrorCode::NotFound, 40400),
+            (ErrorCode::Internal, 50001),
+            (ErrorCode::ShuttingDown, 50001),
+        ];
+        for (c, n) in pairs {
+            assert_eq!(rmq_code(c) as i32, n, "{c:?}");
+        }
+        // A disk out of space is "too many requests", not a server fault.
+        let full = Error::storage(StorageErrorKind::NoSpace, "x");
+        assert_eq!(rmq_code(code(&full)), Code::TooManyRequests);
+    }
 
     #[test]
     fn every_engine_error_maps_to_a_spec_code() {

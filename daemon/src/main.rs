@@ -7,6 +7,7 @@ mod config;
 mod errors;
 mod metrics;
 mod native;
+mod rmq;
 
 use clap::{Parser, Subcommand};
 use cli::{ClientArgs, GroupCmd, MessageCmd, TopicCmd};
@@ -258,6 +259,14 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
     let metrics_listener = tokio::net::TcpListener::bind(&cfg.metrics_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.metrics_listen))?;
+    let grpc_listener = match &cfg.grpc_listen {
+        None => None,
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen for gRPC on {a}: {e}"))?,
+        ),
+    };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let maddr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
     if cfg!(feature = "failpoints") {
@@ -299,6 +308,25 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
         ))
     };
     let broker = Arc::new(broker::Broker::new(engine.clone(), live.clone()));
+    let grpc = match grpc_listener {
+        None => None,
+        Some(l) => {
+            let gaddr = l.local_addr().map_err(|e| e.to_string())?;
+            let opts = rmq::Options {
+                settings: rmq::Settings {
+                    credentials: cfg.rmq_credentials.clone(),
+                    dedupe_window: cfg.dedupe_window,
+                    max_body_bytes: cfg.engine.max_body_bytes,
+                    max_delivery_attempts: cfg.engine.max_delivery_attempts,
+                    retry_backoff: cfg.engine.retry_backoff.clone(),
+                },
+                tls: tls.clone(),
+                max_connections: cfg.max_connections,
+                handshake_timeout: cfg.handshake_timeout,
+            };
+            Some((l, gaddr, opts))
+        }
+    };
     let opts = native::ServerOptions {
         max_connections: cfg.max_connections,
         max_frame: cfg.max_frame_bytes,
@@ -310,13 +338,29 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
     };
     // Before the line below, so the first scrape already sees every op's series.
     metrics::serving(&native::OPS);
-    tracing::info!(%addr, metrics = %maddr, data_dir = %cfg.data_dir.display(), tls = cfg.tls.is_some(), "sundial serving");
+    metrics::serving(&rmq::OPS);
+    let gaddr = grpc.as_ref().map(|(_, a, _)| a.to_string());
+    tracing::info!(%addr, metrics = %maddr, grpc = gaddr.as_deref().unwrap_or("off"), data_dir = %cfg.data_dir.display(), tls = cfg.tls.is_some(), "sundial serving");
     // One line on stdout for scripts and tests that bind port 0.
-    println!("sundial listening on {addr}, metrics on http://{maddr}/metrics");
-    tokio::join!(native::run(listener, broker.clone(), opts, live), async {
-        shutdown_signal().await;
-        broker.shut_down();
-    });
+    match &gaddr {
+        Some(g) => {
+            println!("sundial listening on {addr}, metrics on http://{maddr}/metrics, grpc on {g}")
+        }
+        None => println!("sundial listening on {addr}, metrics on http://{maddr}/metrics"),
+    }
+    let grpc_task = async {
+        if let Some((l, _, opts)) = grpc {
+            rmq::run(l, broker.clone(), opts).await;
+        }
+    };
+    tokio::join!(
+        native::run(listener, broker.clone(), opts, live),
+        grpc_task,
+        async {
+            shutdown_signal().await;
+            broker.shut_down();
+        }
+    );
     // The broker holds an engine handle; the last one must close off the async threads.
     drop(broker);
     let _ = stop_tx.send(true);

@@ -27,6 +27,7 @@ pub const FAMILIES: &[&str] = &[
     "sundial_redeliveries_total",
     "sundial_dead_letters_total",
     "sundial_recalls_total",
+    "sundial_deduplicated_sends_total",
     "sundial_timing_messages",
     "sundial_ready_messages",
     "sundial_inflight_messages",
@@ -49,6 +50,8 @@ pub const FAMILIES: &[&str] = &[
     "sundial_connections_total",
     "sundial_connections_refused_total",
     "sundial_unauthorized_total",
+    "sundial_grpc_clients",
+    "sundial_grpc_renewing_deliveries",
     "sundial_disk_bytes",
     "sundial_disk_high_watermark_bytes",
     "sundial_filesystem_used_bytes",
@@ -88,6 +91,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
             counter!("sundial_connections_total").increment(0);
             counter!("sundial_connections_refused_total").increment(0);
             counter!("sundial_unauthorized_total").increment(0);
+            grpc_sessions(0, 0);
         })
 }
 
@@ -156,6 +160,18 @@ pub fn delivered(topic: &str, group: &str, n: u64, first_lateness_ms: impl Itera
         .increment(n);
 }
 
+/// A send retried with a client id already stored was answered with the first receipt.
+pub fn deduplicated(topic: &str) {
+    counter!("sundial_deduplicated_sends_total", "topic" => topic.to_string()).increment(1);
+}
+
+/// RocketMQ clients with a Telemetry stream open, and the auto-renew deliveries kept
+/// invisible for them.
+pub fn grpc_sessions(clients: usize, renewing: usize) {
+    gauge!("sundial_grpc_clients").set(clients as f64);
+    gauge!("sundial_grpc_renewing_deliveries").set(renewing as f64);
+}
+
 /// Deliveries given back by a group.
 pub fn nacked(topic: &str, group: &str, n: u64) {
     counter!("sundial_nacks_total", "topic" => topic.to_string(), "group" => group.to_string())
@@ -184,6 +200,7 @@ pub fn refresh(engine: &Engine, live: &Live, started: Instant) {
         let topic = t.name.clone();
         counter!("sundial_sends_total", "topic" => topic.clone()).absolute(t.sent);
         counter!("sundial_recalls_total", "topic" => topic.clone()).absolute(t.recalled);
+        counter!("sundial_deduplicated_sends_total", "topic" => topic.clone()).increment(0);
         gauge!("sundial_timing_messages", "topic" => topic.clone()).set(t.timing as f64);
         // Families fed by events get their series with the topic or group, at 0, so a
         // panel on them has data before the first event.

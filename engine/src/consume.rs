@@ -558,6 +558,18 @@ pub(crate) fn nack(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -
     Ok(())
 }
 
+/// Moves a delivery to the dead-letter topic at once, whatever its attempt (what a
+/// client asks for when it gives up on a message itself).
+pub(crate) fn dead_letter_now(
+    ctx: &mut Ctx<'_>,
+    topic: &str,
+    group: &str,
+    receipt: &str,
+) -> Result<()> {
+    let (r, rec) = take(ctx, topic, group, receipt)?;
+    dead_letter(ctx, r.group, r.offset, &rec, true)
+}
+
 /// Moves a delivery's visibility to `now + d` and returns its new receipt.
 pub(crate) fn change_invisible(
     ctx: &mut Ctx<'_>,

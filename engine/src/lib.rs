@@ -526,6 +526,7 @@ impl Engine {
                 body: m.body,
                 deliver_at_ms: d.deliver_at_ms,
                 ready_at_ms: d.ready_at_ms,
+                born_ms: m.born_ms,
                 delivery_attempt: d.attempt,
                 receipt_handle: d.receipt.encode(),
             });
@@ -613,6 +614,16 @@ impl Engine {
         let (topic, group, receipt) = (topic.to_string(), group.to_string(), receipt.to_string());
         writer::submit(self.sh(), true, move |ctx| {
             consume::nack(ctx, &topic, &group, &receipt)
+        })
+        .wait()
+    }
+
+    /// Moves a delivery to `%DLQ%<group>` now, whatever its attempt; its receipt
+    /// becomes stale.
+    pub fn dead_letter(&self, topic: &str, group: &str, receipt: &str) -> Result<()> {
+        let (topic, group, receipt) = (topic.to_string(), group.to_string(), receipt.to_string());
+        writer::submit(self.sh(), true, move |ctx| {
+            consume::dead_letter_now(ctx, &topic, &group, &receipt)
         })
         .wait()
     }

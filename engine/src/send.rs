@@ -83,7 +83,7 @@ pub fn effective_time(requested: Option<i64>, now: u64, cfg: &Config) -> Result<
 }
 
 /// The recall handle: effective time and id, enough to find the timer entry.
-pub(crate) fn recall_handle(deliver_at_ms: u64, id: MessageId) -> String {
+pub fn recall_handle(deliver_at_ms: u64, id: MessageId) -> String {
     format!("{deliver_at_ms:016x}{id}")
 }
 

@@ -251,6 +251,8 @@ pub struct ReceivedMessage {
     pub deliver_at_ms: u64,
     /// When it became Ready (Unix ms).
     pub ready_at_ms: u64,
+    /// When the broker accepted it (Unix ms).
+    pub born_ms: u64,
     /// 1 for the first delivery to this group.
     pub delivery_attempt: u32,
     /// The handle for ack, nack and change_invisible_duration.

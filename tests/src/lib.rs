@@ -49,6 +49,8 @@ pub struct Daemon {
     pub addr: String,
     /// `http://host:port/metrics`.
     pub metrics_url: String,
+    /// The RocketMQ gRPC address, when it is on.
+    pub grpc_addr: Option<String>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Where its stderr goes.
@@ -100,13 +102,16 @@ impl Daemon {
         let metrics_url = line
             .split("metrics on ")
             .nth(1)
+            .and_then(|r| r.split(',').next())
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .trim()
             .to_string();
+        let grpc_addr = line.split("grpc on ").nth(1).map(|r| r.trim().to_string());
         Daemon {
             child: Some(child),
             addr,
             metrics_url,
+            grpc_addr,
             data_dir: data_dir.to_path_buf(),
             log,
         }
@@ -214,14 +219,20 @@ fn serve_command(data_dir: &Path, listen: &str, extra: &[&str], log: &Path) -> C
     ])
     .arg("--data-dir")
     .arg(data_dir)
-    .args(extra)
-    .env("SUNDIAL_LOG_LEVEL", "info")
-    // The filesystem is the host's, shared with whatever else runs there: at the
-    // default 0.90 a host disk that happens to be 90 % full would refuse the tests'
-    // sends. Tests of the disk guard pass their own budget as a flag, which wins.
-    .env("SUNDIAL_DISK_HIGH_RATIO", "0.995")
-    .stdin(Stdio::null())
-    .stderr(std::fs::File::create(log).expect("log file"));
+    .args(extra);
+    // The gRPC port on a free port of its own, unless the test chose; off for tests of
+    // a token-protected native port that give no RocketMQ credentials.
+    if !extra.contains(&"--grpc-listen") {
+        let off = extra.contains(&"--token") && !extra.contains(&"--rmq-access-key");
+        c.args(["--grpc-listen", if off { "off" } else { "127.0.0.1:0" }]);
+    }
+    c.env("SUNDIAL_LOG_LEVEL", "info")
+        // The filesystem is the host's, shared with whatever else runs there: at the
+        // default 0.90 a host disk that happens to be 90 % full would refuse the tests'
+        // sends. Tests of the disk guard pass their own budget as a flag, which wins.
+        .env("SUNDIAL_DISK_HIGH_RATIO", "0.995")
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"));
     c
 }
 

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 /// Every error code of SPEC §6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum ErrorCode {
     /// Well-formed but unacceptable arguments.
     BadRequest,

@@ -60,4 +60,16 @@ impl Broker {
             .blocking(move |e| e.change_invisible_duration(&topic, &group, &receipt, invisible));
         self.measured(op, change).await
     }
+
+    /// Moves a delivery to the group's dead-letter topic now.
+    pub async fn dead_letter(
+        &self,
+        op: &'static str,
+        topic: String,
+        group: String,
+        receipt: String,
+    ) -> Result<(), Error> {
+        let dlq = self.blocking(move |e| e.dead_letter(&topic, &group, &receipt));
+        self.measured(op, dlq).await
+    }
 }

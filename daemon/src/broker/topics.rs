@@ -41,4 +41,10 @@ impl Broker {
         })
         .await
     }
+
+    /// One topic's name, message type and creation time (cheaper than its counters).
+    pub async fn topic_info(&self, op: &'static str, topic: String) -> Result<TopicInfo, Error> {
+        self.measured(op, self.blocking(move |e| e.topic(&topic)))
+            .await
+    }
 }
