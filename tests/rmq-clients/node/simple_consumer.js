@@ -5,7 +5,8 @@
 // --mode redeliver         receive one, do not ack, receive until it comes again
 //                          (delivery attempt 2), then ack that delivery
 // --mode change-invisible  receive one, changeInvisibleDuration (the client stores the
-//                          new receipt handle in the message), then ack with it
+//                          new receipt handle in the message), wait --ack-delay-seconds,
+//                          then ack with it
 //
 // The client's times are milliseconds; the options here are seconds, as in Python.
 
@@ -22,6 +23,7 @@ async function main() {
     batch: { type: 'string', default: '16' },
     'invisible-seconds': { type: 'string', default: '10' },
     'new-invisible-seconds': { type: 'string', default: '20' },
+    'ack-delay-seconds': { type: 'string', default: '0' },
     'await-seconds': { type: 'string', default: '5' },
     'max-errors': { type: 'string', default: '3' },
   });
@@ -94,9 +96,11 @@ async function main() {
       } else if (first) {
         try {
           const seconds = Number(a['new-invisible-seconds']);
+          const changeTimeMs = Date.now();
           await c.within(consumer.changeInvisibleDuration(first, seconds * 1000), reqMs + 2000,
             'changeInvisibleDuration');
-          c.emit('changed', { message_id: first.messageId, invisible_seconds: seconds });
+          c.emit('changed', { message_id: first.messageId, invisible_seconds: seconds, change_time_ms: changeTimeMs });
+          await sleep(Number(a['ack-delay-seconds']) * 1000);
           await ack(first);
         } catch (e) {
           c.error('change_invisible_duration', e);

@@ -6,7 +6,7 @@ Modes:
                     (delivery attempt 2), then ack that delivery
   change-invisible  receive a message, change_invisible_duration to
                     --new-invisible-seconds (the client stores the new receipt handle
-                    in the message), then ack with it
+                    in the message), wait --ack-delay-seconds, then ack with it
 
 Every receive long-polls at most --await-seconds; the whole run ends by --timeout.
 """
@@ -26,6 +26,8 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--invisible-seconds", type=int, default=10)
     p.add_argument("--new-invisible-seconds", type=int, default=20)
+    p.add_argument("--ack-delay-seconds", type=float, default=0.0,
+                   help="change-invisible: wait this long between the change and the ack")
     p.add_argument("--await-seconds", type=int, default=5)
     p.add_argument("--max-errors", type=int, default=3,
                    help="failed receives after which the program gives up")
@@ -92,9 +94,12 @@ def main():
                     ack(again)
             elif first is not None:
                 try:
+                    change_time_ms = common.now_ms()
                     consumer.change_invisible_duration(first, args.new_invisible_seconds)
                     common.emit("changed", message_id=first.message_id,
-                                invisible_seconds=args.new_invisible_seconds)
+                                invisible_seconds=args.new_invisible_seconds,
+                                change_time_ms=change_time_ms)
+                    time.sleep(args.ack_delay_seconds)
                     ack(first)
                 except Exception as e:  # noqa: BLE001
                     common.error("change_invisible_duration", e)
