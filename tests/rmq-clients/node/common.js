@@ -95,10 +95,10 @@ function within(promise, ms, what) {
   return Promise.race([ promise, limit ]).finally(() => clearTimeout(timer));
 }
 
-async function shutdown(client, name) {
+async function shutdown(client, name, ms = 5000) {
   if (!client) return;
   try {
-    await within(client.shutdown(), 5000, 'shutdown');
+    await within(client.shutdown(), ms, 'shutdown');
     emit('shutdown', { client: name });
   } catch (e) {
     error('shutdown', e);
@@ -125,7 +125,8 @@ function received(m) {
     delivery_timestamp_ms: m.deliveryTimestamp ? m.deliveryTimestamp.getTime() : null,
     born_timestamp_ms: m.bornTimestamp ? m.bornTimestamp.getTime() : null,
     receive_time_ms: Date.now(),
-    corrupted: m.corrupted,
+    // The client sets it only when the digest does not match.
+    corrupted: m.corrupted === true,
   };
 }
 

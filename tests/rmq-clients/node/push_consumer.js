@@ -54,7 +54,9 @@ async function main() {
       c.emit('incomplete', { deliveries: seen, expected: Number(a.expect) });
     }
   }
-  await c.shutdown(consumer, 'push_consumer');
+  // This client's shutdown first waits for its receive calls in flight, each a long
+  // poll of up to the server's long_polling_timeout (20 s by default), then 1 s more.
+  await c.shutdown(consumer, 'push_consumer', 25000);
   c.finish();
 }
 
