@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the official RocketMQ 5 clients that the gRPC front end is tested against:
-# the Python client into a virtualenv and the Node.js client into a private npm prefix,
-# both under $HOME/.cache/sundial, so nothing on the system changes but Debian packages
-# the venv needs. Idempotent: a client already at the pinned version is left alone.
+# the Python client into a virtualenv, the Node.js client into a private npm prefix and
+# the Rust client as a built program, all under $HOME/.cache/sundial, so nothing on the
+# system changes but Debian packages the venv needs. Idempotent: a client already at the pinned version is left alone.
 # Prints where each one is, as shell assignments a test can source.
 set -euo pipefail
 
@@ -61,5 +61,24 @@ if [ "$have_node" != "$NODE_VERSION" ]; then
 fi
 (cd "$node_dir" && node -e "require('rocketmq-client-nodejs')")
 
+# Rust: the official client crate, built into a program of its own from the pinned
+# lock file in tests/rmq-clients/rust (minutes the first time, a no-op afterwards).
+rust_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/rmq-clients/rust"
+rust_target="$root/rmq-rust-target"
+command -v cargo >/dev/null 2>&1 || { echo "rocketmq-clients: cargo is missing" >&2; exit 1; }
+# Run from a cargo test, this script inherits that cargo's variables (CARGO_PKG_*,
+# CARGO_MANIFEST_DIR, ...); build without them, or they would force a rebuild.
+(
+    for v in $(compgen -e); do
+        case "$v" in
+            CARGO_HOME | CARGO_NET_* | CARGO_HTTP_* | CARGO_REGISTRIES_*) ;;
+            CARGO | CARGO_* | RUSTC* | RUSTDOC* | RUSTFLAGS | __CARGO*) unset "$v" ;;
+        esac
+    done
+    CARGO_TARGET_DIR="$rust_target" cargo build --quiet --locked \
+        --manifest-path "$rust_dir/Cargo.toml" >&2
+)
+
 echo "RMQ_PYTHON=$venv/bin/python"
 echo "RMQ_NODE_PATH=$node_dir/node_modules"
+echo "RMQ_RUST=$rust_target/debug/rmq-rust-client"

@@ -27,6 +27,7 @@ use sundial_tests::Daemon;
 struct Clients {
     python: PathBuf,
     node_path: PathBuf,
+    rust: PathBuf,
 }
 
 fn repo() -> PathBuf {
@@ -66,6 +67,7 @@ fn install() -> Result<Clients, String> {
     Ok(Clients {
         python: value("RMQ_PYTHON")?,
         node_path: value("RMQ_NODE_PATH")?,
+        rust: value("RMQ_RUST")?,
     })
 }
 
@@ -125,6 +127,8 @@ fn now_ms() -> u64 {
 enum Lang {
     Python,
     Node,
+    /// Producer and simple consumer only (5.0.0 has no push consumer).
+    Rust,
 }
 
 const BOTH: [Lang; 2] = [Lang::Python, Lang::Node];
@@ -134,6 +138,7 @@ impl Lang {
         match self {
             Lang::Python => "python",
             Lang::Node => "node",
+            Lang::Rust => "rust",
         }
     }
 }
@@ -164,6 +169,11 @@ fn start(c: &Clients, lang: Lang, prog: &str, endpoint: &str, timeout_s: u64, ar
         Lang::Python => {
             let mut cmd = Command::new(&c.python);
             cmd.arg(dir.join(format!("{prog}.py")));
+            cmd
+        }
+        Lang::Rust => {
+            let mut cmd = Command::new(&c.rust);
+            cmd.arg(prog);
             cmd
         }
         Lang::Node => {
@@ -587,6 +597,92 @@ fn node_example_delay_message_to_simple_and_push_consumers() {
     example(Lang::Node);
 }
 
+/// The Rust client's example: Producer and SimpleConsumer (its API takes and gives
+/// whole seconds), with a Python PushConsumer on a second group as the other side.
+#[test]
+fn rust_example_delay_message_to_simple_and_push_consumers() {
+    let Some(c) = clients() else { return };
+    let env = daemon(&[]);
+    let ep = env.ep();
+    env.topic("orders", "delay");
+    env.group("billing", "orders");
+    env.group("shipping", "orders");
+    let simple = start(
+        c,
+        Lang::Rust,
+        "simple_consumer",
+        &ep,
+        40,
+        "--topic orders --group billing",
+    );
+    let push = start(
+        c,
+        Lang::Python,
+        "push_consumer",
+        &ep,
+        40,
+        "--topic orders --group shipping --linger 2",
+    );
+    let producer = start(
+        c,
+        Lang::Rust,
+        "producer",
+        &ep,
+        30,
+        "--topic orders --tag TagA --keys order-42,customer-7 --property region=eu \
+         --delay-ms 3000 --body order-42-from-rust",
+    );
+    let p = producer.finish();
+    p.ok();
+    let sent = p.only("sent");
+    let id = s(&sent["message_id"]).to_string();
+    let at = n(&sent["deliver_at_ms"]);
+    assert!(
+        n(&sent["send_time_ms"]) < at,
+        "not sent ahead of its time: {p}"
+    );
+    assert_eq!(env.find("orders", &id).len(), 1);
+
+    let out = simple.finish();
+    out.ok();
+    let got = out.only("received");
+    assert_eq!(got["message_id"], id.as_str(), "{out}");
+    assert_eq!(got["body"], "order-42-from-rust", "{out}");
+    assert_eq!(got["tag"], "TagA", "{out}");
+    assert_eq!(
+        got["keys"],
+        serde_json::json!(["customer-7", "order-42"]),
+        "{out}"
+    );
+    assert_eq!(got["properties"]["region"], "eu", "{out}");
+    assert_eq!(n(&got["delivery_attempt"]), 1, "{out}");
+    assert_eq!(n(&got["delivery_timestamp_s"]) * 1000, at, "{out}");
+    let t = n(&got["receive_time_ms"]);
+    assert!(
+        (at..at + 5_000).contains(&t),
+        "received at {t}, due {at}: {out}"
+    );
+    assert_eq!(out.only("acked")["message_id"], id.as_str());
+
+    let out = push.finish();
+    out.ok();
+    let keys = ["customer-7", "order-42"];
+    let body = "order-42-from-rust";
+    assert_delivery(
+        out.only("received"),
+        &id,
+        body,
+        "TagA",
+        &keys,
+        ("region", "eu"),
+        at,
+        1,
+    );
+    for g in ["billing", "shipping"] {
+        env.group_until("orders", g, Duration::from_secs(5), |g| n(&g["acked"]) == 1);
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Invisibility: a message not acked comes back with attempt 2; a changed invisible
 // duration holds, and the ack goes with the new handle.
@@ -885,7 +981,7 @@ fn normal_message_to_delay_topic_is_refused_by_the_clients() {
         let e = out.failed_at("send");
         let class = match lang {
             Lang::Python => "IllegalArgumentException",
-            Lang::Node => "TypeError",
+            Lang::Node | Lang::Rust => "TypeError",
         };
         assert_eq!(e["class"], class, "{out}");
         env.assert_nothing_stored(&topic);
@@ -1415,7 +1511,7 @@ fn token_protected_daemon_requires_the_clients_credentials() {
         // Both clients fail on the route, which they fetch before any send.
         let e = match lang {
             Lang::Python => out.failed_at("send"),
-            Lang::Node => out.failed_at("startup"),
+            Lang::Node | Lang::Rust => out.failed_at("startup"),
         };
         assert!(
             s(&e["message"]).contains("route"),
