@@ -291,13 +291,13 @@ impl Service {
             content: Some(Content::Status(ok())),
         });
         for m in got {
-            let receipt = m.receipt_handle.clone();
             if req.auto_renew && !client.is_empty() {
-                self.sessions.renew(client, &topic, &group, &receipt);
+                self.sessions
+                    .renew(client, &topic, &group, &m.receipt_handle);
             }
             out.push(v2::ReceiveMessageResponse {
                 content: Some(Content::Message(convert::delivered(
-                    m, &namespace, receipt, invisible, form,
+                    m, &namespace, invisible, form,
                 ))),
             });
         }
