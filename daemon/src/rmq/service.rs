@@ -3,7 +3,7 @@
 //! in-band `Status` codes; gRPC statuses are left to the transport.
 
 use super::convert::{self, name_of, ok, status, Refusal};
-use super::sessions::{Sessions, RENEW_LEASE};
+use super::sessions::Sessions;
 use crate::broker::{Broker, MAX_BATCH, MAX_WAIT};
 use crate::metrics;
 use std::pin::Pin;
@@ -290,7 +290,7 @@ impl Service {
         };
         let invisible = match &req.invisible_duration {
             Some(d) => convert::duration(d, Code::IllegalInvisibleTime, "invisible duration")?,
-            None if req.auto_renew => RENEW_LEASE,
+            None if req.auto_renew => self.sessions.lease(),
             None => DEFAULT_INVISIBLE,
         };
         let mut wait = match &req.long_polling_timeout {
