@@ -332,12 +332,11 @@ impl Consumer {
                 let mut out = Vec::new();
                 while let Some(frame) = stream.message().await.map_err(|e| e.to_string())? {
                     match frame.content {
-                        Some(Content::Status(s)) => {
+                        Some(Content::Status(s))
                             if s.code != v2::Code::Ok as i32
-                                && s.code != v2::Code::MessageNotFound as i32
-                            {
-                                return Err(format!("receive: status {} {}", s.code, s.message));
-                            }
+                                && s.code != v2::Code::MessageNotFound as i32 =>
+                        {
+                            return Err(format!("receive: status {} {}", s.code, s.message));
                         }
                         Some(Content::Message(m)) => {
                             let sp = m.system_properties.unwrap_or_default();

@@ -215,6 +215,9 @@ fn sent_before(ctx: &Ctx<'_>, m: &NewMessage, once: Once<'_>) -> Result<Option<S
     let Some(client_id) = m.properties.get(once.property) else {
         return Ok(None);
     };
+    if once.window_ms == 0 {
+        return Ok(None);
+    }
     let Ok(t) = ctx.st.topic_by_name(&m.topic) else {
         // The send reports the missing topic.
         return Ok(None);

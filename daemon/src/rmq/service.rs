@@ -874,7 +874,7 @@ mod tests {
         let bad = Some(status(Code::InvalidReceiptHandle, "x"));
         assert_eq!(overall(&[Some(ok()), Some(ok())]).code, Code::Ok as i32);
         assert_eq!(
-            overall(&[bad.clone()]).code,
+            overall(std::slice::from_ref(&bad)).code,
             Code::InvalidReceiptHandle as i32
         );
         assert_eq!(
