@@ -24,7 +24,7 @@ use crate::failpoints;
 use crate::state::State;
 use crate::store::families::{self, Family};
 use crate::store::keys::TopicId;
-use crate::store::{Read, Round, Row, RowBuf, Rows};
+use crate::store::{Read, Round, Row, RowBuf, Rows, Spare};
 use crate::Shared;
 use rocksdb::{ColumnFamily, WriteOptions};
 use std::future::{Future, IntoFuture};
@@ -211,10 +211,15 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(sh: &'a Shared, handles: [&'a ColumnFamily; 7], st: &'a mut State) -> Self {
+    fn new(
+        sh: &'a Shared,
+        handles: [&'a ColumnFamily; 7],
+        st: &'a mut State,
+        spare: Spare,
+    ) -> Self {
         Ctx {
             sh,
-            round: Round::new(&sh.store.db, handles),
+            round: Round::new(&sh.store.db, handles, spare),
             st,
             now: 0,
             job_wrote: false,
@@ -283,13 +288,13 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn put(&mut self, cf: Family, k: impl AsRef<[u8]>, v: impl AsRef<[u8]>) -> Result<()> {
-        self.round.put(cf, k.as_ref(), v.as_ref());
+        self.round.put(cf, k.as_ref(), v.as_ref())?;
         self.job_wrote = true;
         Ok(())
     }
 
     pub fn delete(&mut self, cf: Family, k: impl AsRef<[u8]>) -> Result<()> {
-        self.round.delete(cf, k.as_ref());
+        self.round.delete(cf, k.as_ref())?;
         self.job_wrote = true;
         Ok(())
     }
@@ -297,13 +302,13 @@ impl<'a> Ctx<'a> {
     /// Deletes a key that was put exactly once and never overwritten (timer keys): its
     /// tombstone vanishes together with the value instead of piling up.
     pub fn single_delete(&mut self, cf: Family, k: impl AsRef<[u8]>) -> Result<()> {
-        self.round.single_delete(cf, k.as_ref());
+        self.round.single_delete(cf, k.as_ref())?;
         self.job_wrote = true;
         Ok(())
     }
 
     pub fn delete_range<A: AsRef<[u8]>>(&mut self, cf: Family, from: A, to: A) -> Result<()> {
-        self.round.delete_range(cf, from.as_ref(), to.as_ref());
+        self.round.delete_range(cf, from.as_ref(), to.as_ref())?;
         self.job_wrote = true;
         Ok(())
     }
@@ -357,9 +362,12 @@ impl<'a> Ctx<'a> {
             Err(e) => return Some(e),
         };
         for (k, v) in dirty {
-            match v {
+            let r = match v {
                 Some(v) => self.round.put_unread(meta, &k, &v),
                 None => self.round.delete_unread(meta, &k),
+            };
+            if let Err(e) = r {
+                return Some(e);
             }
         }
         if self.round.is_empty() {
@@ -514,6 +522,13 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
             return;
         }
     };
+    let mut spare = match Spare::new(&handles) {
+        Ok(s) => s,
+        Err(e) => {
+            sh.poison(&e.to_string());
+            return;
+        }
+    };
     let (sync_tx, sync_rx) = std::sync::mpsc::channel();
     let syncer = {
         let sh = sh.clone();
@@ -535,7 +550,7 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
         let mut guard = sh.state.lock().unwrap_or_else(|p| p.into_inner());
         // What memory goes back to if the round cannot be stored (a full disk).
         let before = guard.clone();
-        let mut ctx = Ctx::new(&sh, handles, &mut guard);
+        let mut ctx = Ctx::new(&sh, handles, &mut guard, spare);
         for job in jobs {
             ctx.run_guarded(job);
         }
@@ -546,7 +561,7 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
         let replies = std::mem::take(&mut ctx.replies);
         let (ready_changed, kick) = (ctx.ready_changed, ctx.kick_pump);
         let readied = std::mem::take(&mut ctx.readied);
-        drop(ctx);
+        spare = ctx.round.into_spare();
         if let (None, Some(o)) = (&fail, sh.config_observer()) {
             for (topic, lateness) in readied {
                 if let Some(t) = guard.topics.get(&topic) {
