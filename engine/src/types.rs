@@ -36,17 +36,20 @@ impl fmt::Display for MessageId {
 /// formatter was a visible share of a burst's request threads).
 pub(crate) fn write_hex(out: &mut [u8], v: u128) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    // Byte by byte from the least significant end (a u128 shift per digit cost as much
-    // as the rest of a send's receipt); nibbles above the 32nd are zero.
-    let mut bytes = v.to_le_bytes().into_iter();
-    let mut byte = 0u8;
-    for (i, b) in out.iter_mut().rev().enumerate() {
-        if i % 2 == 0 {
-            byte = bytes.next().unwrap_or(0);
-            *b = DIGITS[usize::from(byte & 0xf)];
-        } else {
-            *b = DIGITS[usize::from(byte >> 4)];
-        }
+    // Two digits per byte from the least significant end (a u128 shift per digit cost
+    // as much as the rest of a send's receipt); nibbles above the 32nd are zero.
+    let bytes = v.to_le_bytes();
+    let mut pairs = out.rchunks_exact_mut(2);
+    let mut i = 0;
+    for pair in &mut pairs {
+        let byte = bytes.get(i).copied().unwrap_or(0);
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+        i += 1;
+    }
+    if let [first] = pairs.into_remainder() {
+        let byte = bytes.get(i).copied().unwrap_or(0);
+        *first = DIGITS[usize::from(byte & 0xf)];
     }
 }
 

@@ -311,9 +311,9 @@ impl Spare {
 
 /// The family id of a batch's first record, a put.
 fn family_id(data: &[u8]) -> Option<u32> {
-    match data.get(HEADER)? {
-        &tag::DEFAULT_PUT => Some(0),
-        &tag::PUT => get_varint32(data, HEADER + 1).map(|(id, _)| id),
+    match *data.get(HEADER)? {
+        tag::DEFAULT_PUT => Some(0),
+        tag::PUT => get_varint32(data, HEADER + 1).map(|(id, _)| id),
         _ => None,
     }
 }
