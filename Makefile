@@ -55,7 +55,7 @@ bench: setup
 FUZZ_SECONDS ?= 120
 fuzz:
 	@command -v cargo-fuzz >/dev/null || env -u CARGO_TARGET_DIR cargo install cargo-fuzz --locked
-	cd fuzz && for t in frame_decoder request_decoder rmq_request_decoder; do \
+	cd fuzz && for t in frame_decoder request_decoder rmq_request_decoder rmq_message_conversion; do \
 	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(HOME)/.cache/sundial/fuzz-target \
 	    cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
 	done

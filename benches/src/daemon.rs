@@ -10,7 +10,6 @@ pub struct Daemon {
     child: Child,
     pub addr: String,
     /// The RocketMQ gRPC address.
-    #[allow(dead_code)]
     pub grpc_addr: Option<String>,
 }
 

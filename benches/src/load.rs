@@ -20,6 +20,13 @@ pub struct TargetArgs {
     /// Use a running daemon instead of starting one.
     #[arg(long)]
     pub addr: Option<String>,
+    /// The running daemon's RocketMQ gRPC address (with --addr).
+    #[arg(long)]
+    pub grpc_addr: Option<String>,
+    /// Skip the gRPC side (by default each scenario also runs over the daemon's
+    /// RocketMQ 5 gRPC port, in the same run).
+    #[arg(long)]
+    pub no_grpc: bool,
     /// Data directory for the daemon started here (a temporary one by default).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -28,6 +35,8 @@ pub struct TargetArgs {
 /// The daemon a scenario talks to; one started here stops when this is dropped.
 pub struct Target {
     pub addr: String,
+    /// The gRPC address, unless `--no-grpc` (or none was given with `--addr`).
+    pub grpc: Option<String>,
     _daemon: Option<Daemon>,
     _tmp: tempfile::TempDir,
 }
@@ -38,6 +47,7 @@ impl Target {
         if let Some(addr) = &a.addr {
             return Ok(Target {
                 addr: addr.clone(),
+                grpc: a.grpc_addr.clone().filter(|_| !a.no_grpc),
                 _daemon: None,
                 _tmp: tmp,
             });
@@ -46,6 +56,7 @@ impl Target {
         let d = start_daemon(&sundial_bin(&a.sundial)?, &dir)?;
         Ok(Target {
             addr: d.addr.clone(),
+            grpc: d.grpc_addr.clone().filter(|_| !a.no_grpc),
             _daemon: Some(d),
             _tmp: tmp,
         })

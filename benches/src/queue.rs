@@ -7,13 +7,23 @@ use redis::aio::MultiplexedConnection;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use sundial_rmq_proto::v2::{self, messaging_service_client::MessagingServiceClient};
 use sundial_wire::{Client, ClientOptions, OutgoingMessage, ReceiveOptions, StartFrom, TopicType};
+use tonic::transport::Channel;
 
 /// Which queue a workload runs against.
 #[derive(Clone)]
 pub enum Queue {
     /// A sundial daemon: one delay topic with the given consumer groups.
     Sundial { addr: String, topic: String },
+    /// The same daemon over its RocketMQ 5 gRPC port (a tonic client speaking what the
+    /// official clients speak); `admin` is a native connection for counters.
+    Grpc {
+        grpc: String,
+        topic: String,
+        admin: Client,
+        next_id: Arc<AtomicU64>,
+    },
     /// A Redis delay queue: sorted set `key`, ready list `key:ready`, moved by a task.
     Redis {
         url: String,
@@ -39,6 +49,7 @@ pub struct Got {
 #[derive(Clone)]
 pub enum Producer {
     Sundial(Client, String),
+    Grpc(MessagingServiceClient<Channel>, String, Arc<AtomicU64>),
     Redis(MultiplexedConnection, String, Arc<AtomicU64>),
 }
 
@@ -50,10 +61,61 @@ pub enum Consumer {
         group: String,
         invisible: Duration,
     },
+    Grpc {
+        client: MessagingServiceClient<Channel>,
+        topic: String,
+        group: String,
+        invisible: Duration,
+    },
     Redis(MultiplexedConnection, String),
 }
 
+/// A gRPC connection to the daemon's RocketMQ port.
+async fn grpc_connect(addr: &str) -> Result<MessagingServiceClient<Channel>, String> {
+    let c = MessagingServiceClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| format!("cannot connect to gRPC {addr}: {e}"))?;
+    Ok(c.max_decoding_message_size(64 << 20))
+}
+
+fn resource(name: &str) -> Option<v2::Resource> {
+    Some(v2::Resource {
+        resource_namespace: String::new(),
+        name: name.to_string(),
+    })
+}
+
+fn check(s: Option<v2::Status>, what: &str) -> Result<(), String> {
+    match s {
+        Some(s) if s.code == v2::Code::Ok as i32 => Ok(()),
+        Some(s) => Err(format!("{what}: status {} {}", s.code, s.message)),
+        None => Err(format!("{what}: no status")),
+    }
+}
+
 impl Queue {
+    /// A fresh delay topic named after `name`, created on the native port at `addr`, with
+    /// `groups` created from the start, used over the gRPC port at `grpc`.
+    pub async fn grpc(
+        addr: &str,
+        grpc: &str,
+        name: &str,
+        groups: &[String],
+    ) -> Result<Queue, String> {
+        let Queue::Sundial { topic, .. } = Queue::sundial(addr, name, groups).await? else {
+            return Err("not a sundial queue".into());
+        };
+        let admin = Client::connect(addr, ClientOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Queue::Grpc {
+            grpc: grpc.to_string(),
+            topic,
+            admin,
+            next_id: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
     /// A fresh topic named after `name` on the daemon at `addr`, with `groups` created
     /// from the start of its ready log.
     pub async fn sundial(addr: &str, name: &str, groups: &[String]) -> Result<Queue, String> {
@@ -97,6 +159,12 @@ impl Queue {
                     .map_err(|e| e.to_string())?,
                 topic.clone(),
             ),
+            Queue::Grpc {
+                grpc,
+                topic,
+                next_id,
+                ..
+            } => Producer::Grpc(grpc_connect(grpc).await?, topic.clone(), next_id.clone()),
             Queue::Redis {
                 url, key, next_id, ..
             } => Producer::Redis(redis_connect(url).await?, key.clone(), next_id.clone()),
@@ -114,6 +182,12 @@ impl Queue {
                 group: group.to_string(),
                 invisible,
             },
+            Queue::Grpc { grpc, topic, .. } => Consumer::Grpc {
+                client: grpc_connect(grpc).await?,
+                topic: topic.clone(),
+                group: group.to_string(),
+                invisible,
+            },
             Queue::Redis { url, key, .. } => {
                 Consumer::Redis(redis_connect(url).await?, ready_list(key))
             }
@@ -125,6 +199,11 @@ impl Queue {
     pub async fn ready_total(&self, probe: &Producer) -> Result<u64, String> {
         match (self, probe) {
             (Queue::Sundial { topic, .. }, Producer::Sundial(c, _)) => c
+                .show_topic(topic)
+                .await
+                .map(|t| t.ready_total)
+                .map_err(|e| e.to_string()),
+            (Queue::Grpc { topic, admin, .. }, _) => admin
                 .show_topic(topic)
                 .await
                 .map(|t| t.ready_total)
@@ -155,6 +234,22 @@ impl Producer {
                     r.as_ref().map_err(|e| e.to_string())?;
                 }
                 Ok(v.len() as u64)
+            }
+            Producer::Grpc(client, topic, next_id) => {
+                let first = next_id.fetch_add(at.len() as u64, Ordering::Relaxed);
+                let messages = at
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| grpc_message(topic, first + i as u64, *t, body))
+                    .collect();
+                let r = client
+                    .clone()
+                    .send_message(v2::SendMessageRequest { messages })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner();
+                check(r.status, "send")?;
+                Ok(r.entries.len() as u64)
             }
             Producer::Redis(con, key, next_id) => {
                 // One variadic ZADD per batch, scored by due time; the member carries the
@@ -205,6 +300,67 @@ impl Consumer {
                     })
                     .collect())
             }
+            Consumer::Grpc {
+                client,
+                topic,
+                group,
+                invisible,
+            } => {
+                use v2::receive_message_response::Content;
+                let mut req = tonic::Request::new(v2::ReceiveMessageRequest {
+                    group: resource(group),
+                    message_queue: Some(v2::MessageQueue {
+                        topic: resource(topic),
+                        ..Default::default()
+                    }),
+                    filter_expression: Some(v2::FilterExpression {
+                        r#type: v2::FilterType::Tag as i32,
+                        expression: "*".into(),
+                    }),
+                    batch_size: max.max(1) as i32,
+                    invisible_duration: proto_duration(*invisible),
+                    auto_renew: false,
+                    long_polling_timeout: proto_duration(wait),
+                    attempt_id: None,
+                });
+                req.set_timeout(wait + Duration::from_secs(3));
+                let mut stream = client
+                    .receive_message(req)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner();
+                let mut out = Vec::new();
+                while let Some(frame) = stream.message().await.map_err(|e| e.to_string())? {
+                    match frame.content {
+                        Some(Content::Status(s))
+                            if s.code != v2::Code::Ok as i32
+                                && s.code != v2::Code::MessageNotFound as i32 =>
+                        {
+                            return Err(format!("receive: status {} {}", s.code, s.message));
+                        }
+                        Some(Content::Message(m)) => {
+                            let sp = m.system_properties.unwrap_or_default();
+                            let id = sp.message_id;
+                            let tail = id.get(id.len().saturating_sub(32)..).unwrap_or("");
+                            let ms = |t: Option<prost_types::Timestamp>| {
+                                t.map(|t| {
+                                    (t.seconds * 1000 + i64::from(t.nanos / 1_000_000)) as u64
+                                })
+                            };
+                            out.push(Got {
+                                id: u128::from_str_radix(tail, 16).unwrap_or(0),
+                                deliver_at_ms: ms(sp.delivery_timestamp)
+                                    .or(ms(sp.born_timestamp))
+                                    .unwrap_or(0),
+                                ready_at_ms: None,
+                                receipt: sp.receipt_handle,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(out)
+            }
             Consumer::Redis(con, list) => {
                 // BLMPOP: a blocking pop of up to `max` members in one call.
                 let popped: Option<(String, Vec<Vec<u8>>)> = redis::cmd("BLMPOP")
@@ -225,6 +381,34 @@ impl Consumer {
 
     /// Acknowledges what `take` returned (sundial); a Redis pop is already final.
     pub async fn settle(&mut self, got: &[Got]) -> Result<(), String> {
+        if let Consumer::Grpc {
+            client,
+            topic,
+            group,
+            ..
+        } = self
+        {
+            let entries = got
+                .iter()
+                .filter_map(|g| {
+                    g.receipt.clone().map(|r| v2::AckMessageEntry {
+                        message_id: format!("{:032X}", g.id),
+                        receipt_handle: r,
+                        lite_topic: None,
+                    })
+                })
+                .collect();
+            let r = client
+                .ack_message(v2::AckMessageRequest {
+                    group: resource(group),
+                    topic: resource(topic),
+                    entries,
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            return check(r.status, "ack");
+        }
         if let Consumer::Sundial {
             client,
             topic,
@@ -242,6 +426,38 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+}
+
+fn proto_duration(d: Duration) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    })
+}
+
+/// A DELAY message as the official clients send it: a client-generated id ("01" and 32
+/// hex digits here, unique per queue), IDENTITY body, the delivery timestamp.
+fn grpc_message(topic: &str, n: u64, at: i64, body: &[u8]) -> v2::Message {
+    v2::Message {
+        topic: resource(topic),
+        user_properties: Default::default(),
+        system_properties: Some(v2::SystemProperties {
+            message_id: format!("01{n:032X}"),
+            message_type: v2::MessageType::Delay as i32,
+            body_encoding: v2::Encoding::Identity as i32,
+            born_timestamp: Some(prost_types::Timestamp {
+                seconds: (sundial_wire::now_ms() / 1000) as i64,
+                nanos: 0,
+            }),
+            born_host: "127.0.0.1".into(),
+            delivery_timestamp: Some(prost_types::Timestamp {
+                seconds: at.div_euclid(1000),
+                nanos: (at.rem_euclid(1000) as i32) * 1_000_000,
+            }),
+            ..Default::default()
+        }),
+        body: body.to_vec(),
     }
 }
 

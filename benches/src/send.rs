@@ -49,6 +49,13 @@ pub struct Args {
     /// shares its disk, so the ratio is indicative only).
     #[arg(long)]
     addr: Option<String>,
+    /// The running daemon's RocketMQ gRPC address (with --addr).
+    #[arg(long)]
+    grpc_addr: Option<String>,
+    /// Skip the gRPC side (by default the same sends also go over the daemon's
+    /// RocketMQ 5 gRPC port, in the same run).
+    #[arg(long)]
+    no_grpc: bool,
     /// Rounds; each rate is the median, latencies are over all rounds.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -96,6 +103,10 @@ struct Report {
     ratio_to_raw: f64,
     single_sends_per_s: Option<f64>,
     single_ratio_to_raw: Option<f64>,
+    /// The same sends over the RocketMQ 5 gRPC port.
+    grpc: Option<Side>,
+    /// gRPC single sends / native single sends.
+    grpc_single_ratio_to_native: Option<f64>,
     peers: Vec<Side>,
 }
 
@@ -217,11 +228,28 @@ fn single_count(a: &Args) -> u64 {
     a.single_messages / a.producers as u64 * a.producers as u64
 }
 
-/// One round against the daemon at `addr`; checks the stored count.
-async fn sundial_round(addr: &str, a: &Args, n: u64, runs: &mut Runs) -> Result<(), String> {
-    let q = Queue::sundial(addr, "send", &[]).await?;
+/// One round against the daemon at `addr` (over gRPC at `grpc` when given); checks the
+/// stored count.
+async fn sundial_round(
+    addr: &str,
+    grpc: Option<&str>,
+    a: &Args,
+    n: u64,
+    runs: &mut Runs,
+) -> Result<(), String> {
+    let q = match grpc {
+        None => Queue::sundial(addr, "send", &[]).await?,
+        Some(g) => Queue::grpc(addr, g, "send-grpc", &[]).await?,
+    };
     let expect = round(&q, a, n, runs).await?;
-    if let Producer::Sundial(c, topic) = q.producer().await? {
+    let probe = match &q {
+        Queue::Grpc { topic, admin, .. } => Some((admin.clone(), topic.clone())),
+        _ => match q.producer().await? {
+            Producer::Sundial(c, topic) => Some((c, topic)),
+            _ => None,
+        },
+    };
+    if let Some((c, topic)) = probe {
         let stored = c.show_topic(&topic).await.map_err(|e| e.to_string())?;
         if stored.sent != expect || stored.timing != expect {
             return Err(format!(
@@ -268,6 +296,8 @@ pub fn run(a: Args) -> Result<(), String> {
     };
     let mut raws = vec![];
     let mut sundial = Runs::new()?;
+    let mut grpc = Runs::new()?;
+    let mut grpc_ran = false;
     let mut peer_runs = peers
         .iter()
         .map(|_| Runs::new())
@@ -285,11 +315,26 @@ pub fn run(a: Args) -> Result<(), String> {
             a.producers,
         )?);
         match &a.addr {
-            Some(addr) => rt.block_on(sundial_round(addr, &a, n, &mut sundial))?,
+            Some(addr) => {
+                rt.block_on(sundial_round(addr, None, &a, n, &mut sundial))?;
+                if let Some(g) = a.grpc_addr.as_deref().filter(|_| !a.no_grpc) {
+                    rt.block_on(sundial_round(addr, Some(g), &a, n, &mut grpc))?;
+                    grpc_ran = true;
+                }
+            }
             None => {
                 let d = start_daemon(&bin, &dir.join("daemon"))?;
-                rt.block_on(sundial_round(&d.addr, &a, n, &mut sundial))?;
+                rt.block_on(sundial_round(&d.addr, None, &a, n, &mut sundial))?;
                 sundial.rss.push(rss_of(d.pid()));
+                drop(d);
+                if !a.no_grpc {
+                    // A daemon of its own, so both protocols start from an empty store.
+                    let d = start_daemon(&bin, &dir.join("daemon-grpc"))?;
+                    let g = d.grpc_addr.clone().ok_or("the daemon has no gRPC port")?;
+                    rt.block_on(sundial_round(&d.addr, Some(&g), &a, n, &mut grpc))?;
+                    grpc.rss.push(rss_of(d.pid()));
+                    grpc_ran = true;
+                }
             }
         }
         for (fsync, runs) in peers.iter().zip(peer_runs.iter_mut()) {
@@ -302,6 +347,15 @@ pub fn run(a: Args) -> Result<(), String> {
     let m = single_count(&a);
     let sundial = sundial.side("sundial", n, m, a.body)?;
     let single_rate = sundial.single_sends_per_s;
+    let grpc = if grpc_ran {
+        Some(grpc.side("sundial grpc", n, m, a.body)?)
+    } else {
+        None
+    };
+    let grpc_single_ratio_to_native = match (&grpc, single_rate) {
+        (Some(g), Some(s)) => g.single_sends_per_s.map(|x| x / s),
+        _ => None,
+    };
     let r = Report {
         machine: machine(),
         rounds: a.repeat.max(1),
@@ -315,6 +369,8 @@ pub fn run(a: Args) -> Result<(), String> {
         sundial,
         single_sends_per_s: single_rate,
         single_ratio_to_raw: single_rate.map(|s| s / raw_rate),
+        grpc,
+        grpc_single_ratio_to_native,
         peers: peers
             .iter()
             .zip(peer_runs.iter_mut())
@@ -347,7 +403,14 @@ fn print_table(r: &Report, single_inflight: usize) {
             q
         );
     }
+    if let Some(q) = r.grpc_single_ratio_to_native {
+        println!(
+            "{:<44} {:>12} {:>7.2}",
+            "gRPC single sends / native single sends", "", q
+        );
+    }
     let mut queues = vec![&r.sundial];
+    queues.extend(r.grpc.iter());
     queues.extend(r.peers.iter());
     let row = |figure: &str, decimals: usize, f: &dyn Fn(&Side) -> Option<f64>| Row {
         figure: figure.to_string(),

@@ -87,6 +87,12 @@ pub fn run(a: Args) -> Result<(), String> {
         let q = Queue::sundial(&target.addr, "steady", &["g".to_string()]).await?;
         steady(&q, "sundial", &a).await
     })?];
+    if let Some(grpc) = &target.grpc {
+        reports.push(rt.block_on(async {
+            let q = Queue::grpc(&target.addr, grpc, "steady-grpc", &["g".to_string()]).await?;
+            steady(&q, "sundial grpc", &a).await
+        })?);
+    }
     // The daemon stops before the peer runs, so each has the machine to itself.
     drop(target);
     if a.peer.peer.is_some() {

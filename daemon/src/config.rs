@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// [default: 2m].
     #[arg(long, env = "SUNDIAL_DEDUPE_WINDOW")]
     pub dedupe_window: Option<String>,
+    /// How long a RocketMQ push consumer's delivery stays invisible between renewals
+    /// (renewed while its client is connected) [default: 60s].
+    #[arg(long, env = "SUNDIAL_GRPC_RENEW_LEASE")]
+    pub grpc_renew_lease: Option<String>,
     /// Prometheus metrics address, served at /metrics [default: 127.0.0.1:7701].
     #[arg(long, env = "SUNDIAL_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -115,6 +119,8 @@ pub struct ServeConfig {
     pub rmq_credentials: Option<(String, String)>,
     /// How long a RocketMQ message id is remembered for deduplication.
     pub dedupe_window: Duration,
+    /// Invisible time of a push consumer's delivery between renewals.
+    pub grpc_renew_lease: Duration,
     /// Connection limit.
     pub max_connections: usize,
     /// Frame limit.
@@ -170,6 +176,7 @@ impl ServeArgs {
             rmq_access_key: self.rmq_access_key.or(file.rmq_access_key),
             rmq_secret_key: self.rmq_secret_key.or(file.rmq_secret_key),
             dedupe_window: self.dedupe_window.or(file.dedupe_window),
+            grpc_renew_lease: self.grpc_renew_lease.or(file.grpc_renew_lease),
             max_connections: self.max_connections.or(file.max_connections),
             max_frame_bytes: self.max_frame_bytes.or(file.max_frame_bytes),
             token: self.token.or(file.token),
@@ -236,6 +243,16 @@ impl ServeArgs {
             ));
         }
         let dedupe_window = duration("dedupe_window", s.dedupe_window, Duration::from_secs(120))?;
+        let grpc_renew_lease = duration(
+            "grpc_renew_lease",
+            s.grpc_renew_lease,
+            Duration::from_secs(60),
+        )?;
+        if !(Duration::from_secs(1)..=Duration::from_secs(12 * 3600)).contains(&grpc_renew_lease) {
+            return Err(ConfigError(format!(
+                "grpc_renew_lease {grpc_renew_lease:?} is outside 1s..=12h"
+            )));
+        }
         let over_max_delay = match s.over_max_delay.as_deref() {
             None | Some("deliver-now") => OverMaxDelay::DeliverNow,
             Some("reject") => OverMaxDelay::Reject,
@@ -299,6 +316,7 @@ impl ServeArgs {
             grpc_listen,
             rmq_credentials,
             dedupe_window,
+            grpc_renew_lease,
             max_connections: s.max_connections.unwrap_or(4096).max(1),
             max_frame_bytes,
             token: s.token.filter(|t| !t.is_empty()),
@@ -402,7 +420,49 @@ mod tests {
         assert_eq!(c.engine.max_delay, d.engine.max_delay);
         assert_eq!(c.engine.retention, d.engine.retention);
         assert_eq!(c.handshake_timeout, d.handshake_timeout);
+        assert_eq!(c.grpc_listen, d.grpc_listen);
+        assert_eq!(c.dedupe_window, d.dedupe_window);
+        assert_eq!(c.grpc_renew_lease, d.grpc_renew_lease);
         assert_eq!(c.log_level.as_deref(), Some("info"));
+    }
+
+    #[test]
+    fn grpc_settings_resolve_and_refuse_half_credentials() {
+        let d = ServeArgs::default().resolve().unwrap();
+        assert_eq!(d.grpc_listen.as_deref(), Some("127.0.0.1:8081"));
+        assert_eq!(d.rmq_credentials, None);
+        let off = ServeArgs {
+            grpc_listen: Some("off".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(off.resolve().unwrap().grpc_listen, None);
+        let half = ServeArgs {
+            rmq_access_key: Some("ak".into()),
+            ..ServeArgs::default()
+        };
+        assert!(half.resolve().is_err());
+        // A token protects the native port; the gRPC port must not stay open beside it.
+        let token_only = ServeArgs {
+            token: Some("t".into()),
+            ..ServeArgs::default()
+        };
+        let e = token_only.resolve().unwrap_err().to_string();
+        assert!(e.contains("rmq_access_key"), "{e}");
+        let both = ServeArgs {
+            token: Some("t".into()),
+            rmq_access_key: Some("ak".into()),
+            rmq_secret_key: Some("sk".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            both.resolve().unwrap().rmq_credentials,
+            Some(("ak".into(), "sk".into()))
+        );
+        let bad = ServeArgs {
+            grpc_listen: Some("nowhere".into()),
+            ..ServeArgs::default()
+        };
+        assert!(bad.resolve().is_err());
     }
 
     /// The settings' three names agree: `--x-y`, `SUNDIAL_X_Y` and the TOML key `x_y`

@@ -323,6 +323,7 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
                 tls: tls.clone(),
                 max_connections: cfg.max_connections,
                 handshake_timeout: cfg.handshake_timeout,
+                renew_lease: cfg.grpc_renew_lease,
             };
             Some((l, gaddr, opts))
         }

@@ -412,6 +412,8 @@ mod tests {
             connection(true);
             connection(false);
             unauthorized();
+            deduplicated("t");
+            grpc_sessions(1, 2);
             refresh(&engine, &Live::default(), Instant::now());
         });
         let text = handle.render();

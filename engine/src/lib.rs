@@ -467,6 +467,27 @@ impl Engine {
         })
     }
 
+    /// Queues a batch of sends named by their clients: each message carries its client's
+    /// id in property `id_property` and among its keys. A message whose id was stored
+    /// less than `window` ago (by an earlier round, or earlier in this batch) is not
+    /// stored again: it gets the first one's receipt, marked `true`. The check and the
+    /// write happen in one writer round, so concurrent retries cannot both store.
+    pub fn submit_send_once(
+        &self,
+        msgs: Vec<NewMessage>,
+        id_property: &'static str,
+        window: Duration,
+    ) -> Pending<Vec<Result<(SendReceipt, bool)>>> {
+        let weight = msgs.len();
+        let once = send::Once {
+            property: id_property,
+            window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+        };
+        writer::submit_weighted(self.sh(), true, weight, move |ctx| {
+            send::send_batch_once(ctx, msgs, Some(once))
+        })
+    }
+
     /// Receives up to `max_messages` Ready messages for a group (created from latest if
     /// unknown); returns at once, possibly with none (see [`Engine::ready_signal`]).
     pub fn receive(&self, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>> {

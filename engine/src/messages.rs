@@ -18,9 +18,10 @@ pub(crate) fn put(
     deliver_at_ms: u64,
     m: &MessageBody,
 ) -> Result<()> {
-    let value = records::encode_message(deliver_at_ms, m)?;
-    note_record_size(ctx, tid, value.len());
-    ctx.put(MESSAGES, keys::message(id), value)?;
+    let len = ctx.put_encoded(MESSAGES, keys::message(id), |v| {
+        records::encode_message_into(v, deliver_at_ms, m)
+    })?;
+    note_record_size(ctx, tid, len);
     for k in &m.keys {
         ctx.put(
             KEYS,

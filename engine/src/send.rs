@@ -4,11 +4,14 @@ use crate::disk::DiskGuard;
 use crate::error::{Error, Result};
 use crate::messages;
 use crate::ready_log;
-use crate::store::records::MessageBody;
+use crate::store::families::KEYS;
+use crate::store::keys;
+use crate::store::records::{self, MessageBody};
+use crate::store::Read;
 use crate::timer;
 use crate::types::{
-    validate_tag, Config, MessageId, NewMessage, OverMaxDelay, SendReceipt, StoragePolicy,
-    TopicKind,
+    validate_tag, write_hex, Config, MessageId, NewMessage, OverMaxDelay, SendReceipt,
+    StoragePolicy, TopicKind,
 };
 use crate::writer::Ctx;
 use std::sync::atomic::Ordering;
@@ -83,8 +86,13 @@ pub fn effective_time(requested: Option<i64>, now: u64, cfg: &Config) -> Result<
 }
 
 /// The recall handle: effective time and id, enough to find the timer entry.
-pub fn recall_handle(deliver_at_ms: u64, id: MessageId) -> String {
-    format!("{deliver_at_ms:016x}{id}")
+pub(crate) fn recall_handle(deliver_at_ms: u64, id: MessageId) -> String {
+    // Every send makes one, on the writer thread: the general formatter was a sixth of
+    // a send's instructions there.
+    let mut buf = [0u8; 48];
+    write_hex(&mut buf[..16], u128::from(deliver_at_ms));
+    write_hex(&mut buf[16..], id.0);
+    String::from_utf8(buf.to_vec()).unwrap_or_default()
 }
 
 /// Parses a recall handle.
@@ -151,9 +159,38 @@ pub(crate) fn send_batch(
     ctx: &mut Ctx<'_>,
     msgs: Vec<NewMessage>,
 ) -> Result<Vec<Result<SendReceipt>>> {
+    let out = send_batch_once(ctx, msgs, None)?;
+    Ok(out.into_iter().map(|r| r.map(|(r, _)| r)).collect())
+}
+
+/// How sends named by their clients are told apart (see [`Engine::submit_send_once`]).
+///
+/// [`Engine::submit_send_once`]: crate::Engine::submit_send_once
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Once<'a> {
+    /// The property that holds the client's id; the id is also one of the keys.
+    pub property: &'a str,
+    /// How long an id is remembered, in ms.
+    pub window_ms: u64,
+}
+
+/// Sends a batch, each message on its own; with `once`, a message whose client id was
+/// stored within the window (in an earlier round or earlier in this one) is not stored
+/// again and gets the first one's receipt, marked `true`.
+pub(crate) fn send_batch_once(
+    ctx: &mut Ctx<'_>,
+    msgs: Vec<NewMessage>,
+    once: Option<Once<'_>>,
+) -> Result<Vec<Result<(SendReceipt, bool)>>> {
     let sh = ctx.sh;
     let mut out = Vec::with_capacity(msgs.len());
     for m in msgs {
+        if let Some(once) = once {
+            if let Some(first) = sent_before(ctx, &m, once)? {
+                out.push(Ok((first, true)));
+                continue;
+            }
+        }
         if !sh.storage_full.load(Ordering::SeqCst)
             && !sh.disk_guard.charge(DiskGuard::cost(m.body.len()))
         {
@@ -170,10 +207,59 @@ pub(crate) fn send_batch(
         if sh.storage_full.load(Ordering::SeqCst) {
             out.push(Err(Error::StorageFull(sh.storage_full_reason())));
         } else {
-            out.push(send_one(ctx, m));
+            out.push(send_one(ctx, m).map(|r| (r, false)));
         }
     }
     Ok(out)
+}
+
+/// The receipt of the message stored with `m`'s client id within the window, if any:
+/// found through the key index (the id is one of the keys) and confirmed by the id
+/// property, so a user key that happens to equal an id is not taken for it.
+fn sent_before(ctx: &Ctx<'_>, m: &NewMessage, once: Once<'_>) -> Result<Option<SendReceipt>> {
+    let Some(client_id) = m.properties.get(once.property) else {
+        return Ok(None);
+    };
+    if once.window_ms == 0 {
+        return Ok(None);
+    }
+    let Ok(t) = ctx.st.topic_by_name(&m.topic) else {
+        // The send reports the missing topic.
+        return Ok(None);
+    };
+    let prefix = keys::key_index_prefix(t.rec.id, client_id);
+    // Each stored copy of an id is one entry; more than a few means it was reused on
+    // purpose, long apart, and the newest is the one to compare.
+    let rows = ctx.scan(KEYS, &prefix, &keys::prefix_end(&prefix), 64)?;
+    for (k, v) in rows.iter().rev() {
+        let Some(id) = k
+            .get(prefix.len()..)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(MessageId::from_bytes)
+        else {
+            continue;
+        };
+        let Some(body) = messages::get(ctx, id)? else {
+            continue;
+        };
+        if body.properties.get(once.property) != Some(client_id) {
+            continue;
+        }
+        if ctx.now.saturating_sub(body.born_ms) >= once.window_ms {
+            // Ids grow with time: every older copy is older still.
+            return Ok(None);
+        }
+        let deliver_at_ms = <[u8; 8]>::try_from(&v[..])
+            .map(u64::from_be_bytes)
+            .unwrap_or(body.born_ms);
+        return Ok(Some(SendReceipt {
+            message_id: id,
+            recall_handle: recall_handle(deliver_at_ms, id),
+            deliver_at_ms,
+            adjusted: body.adjusted,
+        }));
+    }
+    Ok(None)
 }
 
 /// Writes one message: its record, then a timer entry or (due now) its place in the
@@ -216,15 +302,38 @@ fn send_one(ctx: &mut Ctx<'_>, m: NewMessage) -> Result<SendReceipt> {
             true,
         )?;
     } else {
-        timer::add(ctx, tid, eff.deliver_at_ms, id, &timer::entry(tid, tag))?;
+        let mut buf = [0u8; 256];
+        match records::encode_timer_into(&mut buf, tid, tag) {
+            Some(v) => timer::add(ctx, tid, eff.deliver_at_ms, id, v)?,
+            None => timer::add(ctx, tid, eff.deliver_at_ms, id, &timer::entry(tid, tag))?,
+        }
     }
     if let Some(t) = ctx.st.topic_mut(tid) {
         t.rec.counters.sent += 1;
     }
+    ctx.spent.push(rec);
     Ok(SendReceipt {
         message_id: id,
         recall_handle: recall_handle(eff.deliver_at_ms, id),
         deliver_at_ms: eff.deliver_at_ms,
         adjusted: eff.adjusted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recall_handle_is_the_time_and_the_id_in_hex_and_parses_back() {
+        for (t, id) in [
+            (0u64, 0u128),
+            (1_700_000_000_123, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+            (u64::MAX, u128::MAX),
+        ] {
+            let h = recall_handle(t, MessageId(id));
+            assert_eq!(h, format!("{t:016x}{id:032x}"));
+            assert_eq!(parse_recall_handle(&h).expect("parses"), (t, MessageId(id)));
+        }
+    }
 }

@@ -36,10 +36,20 @@ impl fmt::Display for MessageId {
 /// formatter was a visible share of a burst's request threads).
 pub(crate) fn write_hex(out: &mut [u8], v: u128) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let n = out.len();
-    for (i, b) in out.iter_mut().enumerate() {
-        let shift = 4 * (n - 1 - i);
-        *b = DIGITS[((v >> shift) & 0xf) as usize];
+    // Two digits per byte from the least significant end (a u128 shift per digit cost
+    // as much as the rest of a send's receipt); nibbles above the 32nd are zero.
+    let bytes = v.to_le_bytes();
+    let mut pairs = out.rchunks_exact_mut(2);
+    let mut i = 0;
+    for pair in &mut pairs {
+        let byte = bytes.get(i).copied().unwrap_or(0);
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+        i += 1;
+    }
+    if let [first] = pairs.into_remainder() {
+        let byte = bytes.get(i).copied().unwrap_or(0);
+        *first = DIGITS[usize::from(byte & 0xf)];
     }
 }
 
@@ -461,4 +471,36 @@ pub struct MessageView {
     pub state: MessageState,
     /// Per group of its topic (Ready messages only).
     pub groups: Vec<(String, GroupMessageState)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_hex_prints_the_low_nibbles_most_significant_first() {
+        for v in [
+            0u128,
+            0xab,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+            u128::MAX,
+        ] {
+            for n in [1usize, 7, 8, 16, 24, 32] {
+                let mut out = vec![0u8; n];
+                write_hex(&mut out, v);
+                let mask = if n == 32 {
+                    u128::MAX
+                } else {
+                    (1u128 << (4 * n)) - 1
+                };
+                let want = format!("{:0n$x}", v & mask);
+                assert_eq!(
+                    std::str::from_utf8(&out).expect("ascii"),
+                    want,
+                    "{v:x} in {n}"
+                );
+            }
+        }
+        assert_eq!(MessageId(0xabc).to_string(), format!("{:032x}", 0xabc));
+    }
 }

@@ -24,7 +24,8 @@ use crate::failpoints;
 use crate::state::State;
 use crate::store::families::{self, Family};
 use crate::store::keys::TopicId;
-use crate::store::{Read, Round, Row, RowBuf, Rows};
+use crate::store::records::MessageBody;
+use crate::store::{Read, Round, Row, RowBuf, Rows, Spare};
 use crate::Shared;
 use rocksdb::{ColumnFamily, WriteOptions};
 use std::future::{Future, IntoFuture};
@@ -208,13 +209,24 @@ pub(crate) struct Ctx<'a> {
     wrote: bool,
     replies: Vec<Answer>,
     failed: Option<Error>,
+    /// A buffer values are encoded into before they go into the round.
+    scratch: Vec<u8>,
+    /// Sent messages, written and no longer needed: freed by the syncer once it has
+    /// answered, not on the writer thread (their memory was allocated by the callers'
+    /// threads, and freeing it was a twentieth of a send's time here).
+    pub spent: Vec<MessageBody>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(sh: &'a Shared, handles: [&'a ColumnFamily; 7], st: &'a mut State) -> Self {
+    fn new(
+        sh: &'a Shared,
+        handles: [&'a ColumnFamily; 7],
+        st: &'a mut State,
+        spare: Spare,
+    ) -> Self {
         Ctx {
             sh,
-            round: Round::new(&sh.store.db, handles),
+            round: Round::new(&sh.store.db, handles, spare),
             st,
             now: 0,
             job_wrote: false,
@@ -224,6 +236,8 @@ impl<'a> Ctx<'a> {
             wrote: false,
             replies: Vec::new(),
             failed: None,
+            scratch: Vec::new(),
+            spent: Vec::new(),
         }
     }
 
@@ -283,13 +297,29 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn put(&mut self, cf: Family, k: impl AsRef<[u8]>, v: impl AsRef<[u8]>) -> Result<()> {
-        self.round.put(cf, k.as_ref(), v.as_ref());
+        self.round.put(cf, k.as_ref(), v.as_ref())?;
         self.job_wrote = true;
         Ok(())
     }
 
+    /// Writes under `k` the value `encode` appends to an empty buffer, which the round
+    /// reuses (no allocation per record); returns the value's length.
+    pub fn put_encoded(
+        &mut self,
+        cf: Family,
+        k: impl AsRef<[u8]>,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<usize> {
+        let mut v = std::mem::take(&mut self.scratch);
+        v.clear();
+        let r = encode(&mut v).and_then(|()| self.put(cf, k, &v));
+        let len = v.len();
+        self.scratch = v;
+        r.map(|()| len)
+    }
+
     pub fn delete(&mut self, cf: Family, k: impl AsRef<[u8]>) -> Result<()> {
-        self.round.delete(cf, k.as_ref());
+        self.round.delete(cf, k.as_ref())?;
         self.job_wrote = true;
         Ok(())
     }
@@ -297,13 +327,13 @@ impl<'a> Ctx<'a> {
     /// Deletes a key that was put exactly once and never overwritten (timer keys): its
     /// tombstone vanishes together with the value instead of piling up.
     pub fn single_delete(&mut self, cf: Family, k: impl AsRef<[u8]>) -> Result<()> {
-        self.round.single_delete(cf, k.as_ref());
+        self.round.single_delete(cf, k.as_ref())?;
         self.job_wrote = true;
         Ok(())
     }
 
     pub fn delete_range<A: AsRef<[u8]>>(&mut self, cf: Family, from: A, to: A) -> Result<()> {
-        self.round.delete_range(cf, from.as_ref(), to.as_ref());
+        self.round.delete_range(cf, from.as_ref(), to.as_ref())?;
         self.job_wrote = true;
         Ok(())
     }
@@ -357,9 +387,12 @@ impl<'a> Ctx<'a> {
             Err(e) => return Some(e),
         };
         for (k, v) in dirty {
-            match v {
+            let r = match v {
                 Some(v) => self.round.put_unread(meta, &k, &v),
                 None => self.round.delete_unread(meta, &k),
+            };
+            if let Err(e) = r {
+                return Some(e);
             }
         }
         if self.round.is_empty() {
@@ -431,6 +464,8 @@ struct Written {
     sync_to: u64,
     fail: Option<Error>,
     replies: Vec<Reply>,
+    /// Memory to free once answered (see [`Ctx::spent`]).
+    spent: Vec<MessageBody>,
 }
 
 /// The syncer thread's loop: sync once for every round queued so far, then answer
@@ -458,6 +493,7 @@ fn sync_loop(sh: Arc<Shared>, rx: Receiver<Written>) {
             for reply in r.replies {
                 reply(fail);
             }
+            drop(r.spent);
         }
     }
 }
@@ -514,6 +550,13 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
             return;
         }
     };
+    let mut spare = match Spare::new(&handles) {
+        Ok(s) => s,
+        Err(e) => {
+            sh.poison(&e.to_string());
+            return;
+        }
+    };
     let (sync_tx, sync_rx) = std::sync::mpsc::channel();
     let syncer = {
         let sh = sh.clone();
@@ -535,7 +578,7 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
         let mut guard = sh.state.lock().unwrap_or_else(|p| p.into_inner());
         // What memory goes back to if the round cannot be stored (a full disk).
         let before = guard.clone();
-        let mut ctx = Ctx::new(&sh, handles, &mut guard);
+        let mut ctx = Ctx::new(&sh, handles, &mut guard, spare);
         for job in jobs {
             ctx.run_guarded(job);
         }
@@ -546,7 +589,8 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
         let replies = std::mem::take(&mut ctx.replies);
         let (ready_changed, kick) = (ctx.ready_changed, ctx.kick_pump);
         let readied = std::mem::take(&mut ctx.readied);
-        drop(ctx);
+        let spent = std::mem::take(&mut ctx.spent);
+        spare = ctx.round.into_spare();
         if let (None, Some(o)) = (&fail, sh.config_observer()) {
             for (topic, lateness) in readied {
                 if let Some(t) = guard.topics.get(&topic) {
@@ -577,6 +621,7 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
                 sync_to: written,
                 fail,
                 replies: durable.into_iter().map(|a| a.reply).collect(),
+                spent,
             };
             if let Err(std::sync::mpsc::SendError(round)) = sync_tx.send(round) {
                 let gone = Error::Poisoned("the WAL syncer stopped".into());

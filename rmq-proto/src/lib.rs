@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod auth;
+pub mod convert;
 pub mod decode;
 pub mod digest;
 pub mod time;

@@ -18,13 +18,12 @@ pub use stats::Report;
 
 use crate::errors;
 use crate::metrics::{self, Live};
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sundial_engine::{Engine, Error};
 use sundial_wire::ErrorCode;
-use tokio::sync::{watch, Mutex, OwnedMutexGuard, Semaphore};
+use tokio::sync::{watch, Mutex, Semaphore};
 
 /// Longest long-poll wait a receive may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -46,8 +45,6 @@ pub struct Broker {
     stats: Mutex<Option<(Instant, Report)>>,
     /// Turns true when the daemon shuts down: long polls then return what they have.
     stop: watch::Sender<bool>,
-    /// Client ids being sent right now (see [`Broker::send_once`]).
-    sending: Turns,
 }
 
 impl Broker {
@@ -60,7 +57,6 @@ impl Broker {
             job_slots: Semaphore::new(JOB_SLOTS),
             stats: Mutex::new(None),
             stop: watch::channel(false).0,
-            sending: Turns::default(),
         }
     }
 
@@ -128,47 +124,4 @@ fn check_batch(n: usize) -> Result<(), Error> {
         )));
     }
     Ok(())
-}
-
-/// One turn at a time per key: what serialises concurrent sends of one client id.
-#[derive(Default)]
-struct Turns {
-    keys: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
-}
-
-/// A key's turn; the next waiter goes when it drops.
-struct Turn<'a> {
-    turns: &'a Turns,
-    key: String,
-    lock: Option<Arc<Mutex<()>>>,
-    guard: Option<OwnedMutexGuard<()>>,
-}
-
-impl Turns {
-    async fn hold(&self, key: &str) -> Turn<'_> {
-        let lock = {
-            let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-            keys.entry(key.to_string()).or_default().clone()
-        };
-        let guard = lock.clone().lock_owned().await;
-        Turn {
-            turns: self,
-            key: key.to_string(),
-            lock: Some(lock),
-            guard: Some(guard),
-        }
-    }
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut keys = self.turns.keys.lock().unwrap_or_else(|p| p.into_inner());
-        // The map's handle and this one: nobody else waits, the key can go.
-        if let Some(lock) = self.lock.take() {
-            if Arc::strong_count(&lock) == 2 {
-                keys.remove(&self.key);
-            }
-        }
-    }
 }

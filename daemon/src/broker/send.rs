@@ -3,7 +3,7 @@
 use super::{check_batch, Broker};
 use crate::metrics;
 use std::time::Duration;
-use sundial_engine::{Engine, Error, NewMessage, SendReceipt};
+use sundial_engine::{Error, NewMessage, SendReceipt};
 
 impl Broker {
     /// Sends one message; answers once it is durable.
@@ -36,77 +36,49 @@ impl Broker {
 pub const CLIENT_ID_PROPERTY: &str = "UNIQ_KEY";
 
 impl Broker {
-    /// Sends a message that its client names with `client_id`, at most once per id
-    /// within `window`: a send retried with the same id (the RocketMQ clients retry at
+    /// Sends messages, each named by its client with a client id, at most once per id
+    /// within `window`, in one commit: a send retried with the same id (the RocketMQ clients retry at
     /// once, with the id they generated) is answered with the first one's receipt and
     /// not stored again, also after a restart. The id is recorded in
     /// [`CLIENT_ID_PROPERTY`] and indexed as a lookup key, so `message find --key` finds
-    /// the message by it.
-    pub async fn send_once(
+    /// the message by it. One outcome per message, in order; a client id given twice in
+    /// one batch is stored once and both get its receipt.
+    pub async fn send_once_batch(
         &self,
         op: &'static str,
-        mut m: NewMessage,
-        client_id: String,
+        ms: Vec<(NewMessage, String)>,
         window: Duration,
-    ) -> Result<SendReceipt, Error> {
+    ) -> Result<Vec<Result<SendReceipt, Error>>, Error> {
         self.measured(op, async {
-            // Concurrent sends of one id are serialised, so the second sees the first.
-            let _turn = self.sending.hold(&client_id).await;
-            let (topic, id) = (m.topic.clone(), client_id.clone());
-            let first = self
-                .blocking(move |e| sent_within(e, &topic, &id, window))
-                .await?;
-            if let Some(first) = first {
-                metrics::deduplicated(&m.topic);
-                return Ok(first);
-            }
-            m.properties
-                .insert(CLIENT_ID_PROPERTY.to_string(), client_id.clone());
-            if !m.keys.contains(&client_id) {
-                m.keys.push(client_id);
-            }
-            self.job(|e| e.submit_send_batch(vec![m]))
-                .await?
+            check_batch(ms.len())?;
+            let topics: Vec<String> = ms.iter().map(|(m, _)| m.topic.clone()).collect();
+            let msgs = ms
                 .into_iter()
-                .next()
-                .ok_or_else(|| Error::Internal("no result for the message".into()))?
+                .map(|(mut m, id)| {
+                    m.properties
+                        .insert(CLIENT_ID_PROPERTY.to_string(), id.clone());
+                    if !m.keys.contains(&id) {
+                        m.keys.push(id);
+                    }
+                    m
+                })
+                .collect();
+            let sent = self
+                .job(|e| e.submit_send_once(msgs, CLIENT_ID_PROPERTY, window))
+                .await?;
+            Ok(sent
+                .into_iter()
+                .zip(topics)
+                .map(|(r, topic)| {
+                    r.map(|(receipt, duplicate)| {
+                        if duplicate {
+                            metrics::deduplicated(&topic);
+                        }
+                        receipt
+                    })
+                })
+                .collect())
         })
         .await
     }
-}
-
-/// The receipt of a retained message of `topic` that was sent with `client_id` less
-/// than `window` ago.
-fn sent_within(
-    engine: &Engine,
-    topic: &str,
-    client_id: &str,
-    window: Duration,
-) -> Result<Option<SendReceipt>, Error> {
-    let ids = match engine.find_by_key(topic, client_id) {
-        Ok(ids) => ids,
-        // The send itself reports the missing topic.
-        Err(Error::TopicNotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let now = engine.clock().now_ms();
-    let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-    // The newest first: a key reused by hand after the window names the latest.
-    for id in ids.into_iter().rev() {
-        let v = match engine.show(id) {
-            Ok(v) => v,
-            Err(Error::NotFound(_)) => continue,
-            Err(e) => return Err(e),
-        };
-        let same = v.properties.get(CLIENT_ID_PROPERTY).map(String::as_str) == Some(client_id);
-        if same && now.saturating_sub(v.born_ms) < window {
-            return Ok(Some(SendReceipt {
-                message_id: v.message_id,
-                recall_handle: sundial_engine::send::recall_handle(v.deliver_at_ms, v.message_id),
-                deliver_at_ms: v.deliver_at_ms,
-                adjusted: v.adjusted,
-            }));
-        }
-    }
-    Ok(None)
 }

@@ -18,7 +18,7 @@ use sundial_rmq_proto::v2::messaging_service_server::MessagingServiceServer;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 
-/// How often due renewals are looked for.
+/// How often due renewals are looked for (at most: a third of the lease).
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// Time in-flight calls get to finish once the daemon stops.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -37,11 +37,13 @@ pub struct Options {
     pub max_connections: usize,
     /// Time a new connection has to start HTTP/2 (or finish its TLS handshake).
     pub handshake_timeout: Duration,
+    /// Invisible time of a push consumer's delivery between renewals.
+    pub renew_lease: Duration,
 }
 
 /// Serves gRPC on `listener` until the broker shuts down.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, opts: Options) {
-    let sessions = Arc::new(sessions::Sessions::default());
+    let sessions = Arc::new(sessions::Sessions::new(opts.renew_lease));
     let limit = opts
         .settings
         .max_body_bytes
@@ -58,10 +60,11 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, opts: Options) {
         opts.handshake_timeout,
         conns,
     ));
+    let opts_lease = opts.renew_lease;
     let renew = {
         let (sessions, broker) = (sessions.clone(), broker.clone());
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(RENEW_EVERY);
+            let mut every = tokio::time::interval(RENEW_EVERY.min(opts_lease / 3));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;

@@ -3,7 +3,7 @@
 //! in-band `Status` codes; gRPC statuses are left to the transport.
 
 use super::convert::{self, name_of, ok, status, Refusal};
-use super::sessions::{Sessions, RENEW_LEASE};
+use super::sessions::Sessions;
 use crate::broker::{Broker, MAX_BATCH, MAX_WAIT};
 use crate::metrics;
 use std::pin::Pin;
@@ -200,35 +200,71 @@ impl Service {
         Ok(self.queue(topic, &info, endpoints(asked, local)))
     }
 
-    async fn send_one(&self, m: v2::Message) -> v2::SendResultEntry {
+    /// Sends the messages of one `SendMessage` in one commit; one entry per message.
+    async fn send_all(&self, messages: Vec<v2::Message>) -> Vec<v2::SendResultEntry> {
+        const OP: &str = "SendMessage";
         let started = Instant::now();
-        let given = m
-            .system_properties
-            .as_ref()
-            .map(|p| p.message_id.clone())
-            .unwrap_or_default();
-        let entry = |status, recall_handle| v2::SendResultEntry {
+        let entry = |id: String, status, recall_handle| v2::SendResultEntry {
             status: Some(status),
-            message_id: given.clone(),
+            message_id: id,
             transaction_id: String::new(),
             offset: 0,
             recall_handle,
         };
-        let (msg, id) = match convert::new_message(m) {
-            Ok(x) => x,
-            Err(r) => {
-                self.refused("SendMessage", started, &r);
-                return entry(r.status(), String::new());
+        let mut ids = Vec::with_capacity(messages.len());
+        let mut refused = Vec::with_capacity(messages.len());
+        let mut accepted = Vec::new();
+        for m in messages {
+            ids.push(
+                m.system_properties
+                    .as_ref()
+                    .map(|p| p.message_id.clone())
+                    .unwrap_or_default(),
+            );
+            match convert::new_message(m) {
+                Ok(x) => {
+                    refused.push(None);
+                    accepted.push(x);
+                }
+                Err(r) => {
+                    self.refused(OP, started, &r);
+                    refused.push(Some(r));
+                }
             }
-        };
-        match self
-            .broker
-            .send_once("SendMessage", msg, id, self.settings.dedupe_window)
-            .await
-        {
-            Ok(receipt) => entry(ok(), receipt.recall_handle),
-            Err(e) => entry(Refusal::from(e).status(), String::new()),
         }
+        let mut sent = match accepted.is_empty() {
+            true => Vec::new(),
+            false => match self
+                .broker
+                .send_once_batch(OP, accepted, self.settings.dedupe_window)
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    let r = Refusal::from(e);
+                    return ids
+                        .into_iter()
+                        .map(|id| entry(id, r.status(), String::new()))
+                        .collect();
+                }
+            },
+        }
+        .into_iter();
+        ids.into_iter()
+            .zip(refused)
+            .map(|(id, refused)| match refused {
+                Some(r) => entry(id, r.status(), String::new()),
+                None => match sent.next() {
+                    Some(Ok(receipt)) => entry(id, ok(), receipt.recall_handle),
+                    Some(Err(e)) => entry(id, Refusal::from(e).status(), String::new()),
+                    None => entry(
+                        id,
+                        status(Code::InternalServerError, "no result for the message"),
+                        String::new(),
+                    ),
+                },
+            })
+            .collect()
     }
 
     async fn receive(
@@ -254,7 +290,7 @@ impl Service {
         };
         let invisible = match &req.invisible_duration {
             Some(d) => convert::duration(d, Code::IllegalInvisibleTime, "invisible duration")?,
-            None if req.auto_renew => RENEW_LEASE,
+            None if req.auto_renew => self.sessions.lease(),
             None => DEFAULT_INVISIBLE,
         };
         let mut wait = match &req.long_polling_timeout {
@@ -291,13 +327,13 @@ impl Service {
             content: Some(Content::Status(ok())),
         });
         for m in got {
-            let receipt = m.receipt_handle.clone();
             if req.auto_renew && !client.is_empty() {
-                self.sessions.renew(client, &topic, &group, &receipt);
+                self.sessions
+                    .renew(client, &topic, &group, &m.receipt_handle);
             }
             out.push(v2::ReceiveMessageResponse {
                 content: Some(Content::Message(convert::delivered(
-                    m, &namespace, receipt, invisible, form,
+                    m, &namespace, invisible, form,
                 ))),
             });
         }
@@ -517,10 +553,7 @@ impl MessagingService for Service {
                 entries: vec![],
             }));
         }
-        let mut entries = Vec::with_capacity(n);
-        for m in req.messages {
-            entries.push(self.send_one(m).await);
-        }
+        let entries = self.send_all(req.messages).await;
         let statuses: Vec<_> = entries.iter().map(|e| e.status.clone()).collect();
         Ok(Response::new(v2::SendMessageResponse {
             status: Some(overall(&statuses)),
@@ -847,7 +880,7 @@ mod tests {
         let bad = Some(status(Code::InvalidReceiptHandle, "x"));
         assert_eq!(overall(&[Some(ok()), Some(ok())]).code, Code::Ok as i32);
         assert_eq!(
-            overall(&[bad.clone()]).code,
+            overall(std::slice::from_ref(&bad)).code,
             Code::InvalidReceiptHandle as i32
         );
         assert_eq!(

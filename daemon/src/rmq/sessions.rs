@@ -14,10 +14,8 @@ use std::time::Duration;
 use sundial_engine::Error;
 use tokio::time::Instant;
 
-/// How long an auto-renewed delivery is made invisible at a time.
+/// How long an auto-renewed delivery is made invisible at a time, by default.
 pub const RENEW_LEASE: Duration = Duration::from_secs(60);
-/// How long before a lease ends it is renewed.
-const RENEW_AHEAD: Duration = Duration::from_secs(20);
 /// Most deliveries renewed at once; beyond, deliveries keep their first lease only.
 const MAX_RENEWALS: usize = 1 << 20;
 
@@ -33,8 +31,9 @@ struct Renewal {
 }
 
 /// Every client and renewal of the gRPC port.
-#[derive(Default)]
 pub struct Sessions {
+    /// The invisible time of an auto-renew delivery; renewed when a third is left.
+    lease: Duration,
     /// Open Telemetry streams per client id.
     alive: Mutex<HashMap<String, usize>>,
     /// By the receipt the client was given.
@@ -63,7 +62,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::new(RENEW_LEASE)
+    }
+}
+
 impl Sessions {
+    /// Sessions whose auto-renew deliveries are kept invisible `lease` at a time.
+    pub fn new(lease: Duration) -> Self {
+        Sessions {
+            lease,
+            alive: Mutex::default(),
+            renewals: Mutex::default(),
+        }
+    }
+
+    /// The invisible time of an auto-renew delivery.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// When a lease taken now is renewed: when a third of it is left.
+    fn renew_at(&self) -> Instant {
+        Instant::now() + self.lease * 2 / 3
+    }
+
     /// Marks `client` alive while the returned guard lives.
     pub fn open(self: &Arc<Self>, client: &str) -> Presence {
         *lock(&self.alive).entry(client.to_string()).or_default() += 1;
@@ -102,7 +126,7 @@ impl Sessions {
                 topic: topic.to_string(),
                 group: group.to_string(),
                 current: receipt.to_string(),
-                renew_at: Instant::now() + RENEW_LEASE - RENEW_AHEAD,
+                renew_at: self.renew_at(),
             },
         );
     }
@@ -136,7 +160,7 @@ impl Sessions {
         let mut renewed = 0;
         for (given, v) in due {
             let got = broker
-                .change_invisible(op, v.topic, v.group, v.current.clone(), RENEW_LEASE)
+                .change_invisible(op, v.topic, v.group, v.current.clone(), self.lease)
                 .await;
             let mut r = lock(&self.renewals);
             match got {
@@ -145,7 +169,7 @@ impl Sessions {
                     // Settled in the meantime: the entry is gone and stays gone.
                     if let Some(e) = r.get_mut(&given) {
                         e.current = new;
-                        e.renew_at = Instant::now() + RENEW_LEASE - RENEW_AHEAD;
+                        e.renew_at = self.renew_at();
                     }
                 }
                 // Acked, expired or dead-lettered by another path: nothing to keep.

@@ -10,7 +10,7 @@ pub mod keys;
 pub(crate) mod records;
 mod round;
 
-pub(crate) use round::{Round, RowBuf};
+pub(crate) use round::{Round, RowBuf, Spare};
 
 use crate::error::{Error, Result};
 use families::Family;

@@ -57,8 +57,13 @@ struct Meta {
 }
 
 /// `messages` record: `[version][deliver_at_ms][meta length u32][bincode meta][body]`.
-/// The body is copied as raw bytes, not serialized element by element.
-pub(crate) fn encode_message(deliver_at_ms: u64, m: &MessageBody) -> Result<Vec<u8>> {
+/// The body is copied as raw bytes, not serialized element by element. Appended to `v`
+/// (a buffer the writer reuses).
+pub(crate) fn encode_message_into(
+    v: &mut Vec<u8>,
+    deliver_at_ms: u64,
+    m: &MessageBody,
+) -> Result<()> {
     let meta = MetaRef {
         topic: &m.topic,
         tag: m.tag.as_deref(),
@@ -68,16 +73,17 @@ pub(crate) fn encode_message(deliver_at_ms: u64, m: &MessageBody) -> Result<Vec<
         requested_ms: m.requested_ms,
         adjusted: m.adjusted,
     };
-    let mut v = Vec::with_capacity(13 + 64 + m.topic.len() + m.body.len());
+    let start = v.len();
+    v.reserve(13 + 64 + m.topic.len() + m.body.len());
     v.push(VERSION);
     v.extend_from_slice(&deliver_at_ms.to_be_bytes());
     v.extend_from_slice(&[0; 4]);
-    let n = bincode::serde::encode_into_std_write(&meta, &mut v, bincode::config::standard())
+    let n = bincode::serde::encode_into_std_write(&meta, v, bincode::config::standard())
         .map_err(|e| Error::BadRequest(format!("cannot encode message: {e}")))?;
     let n = u32::try_from(n).map_err(|_| Error::BadRequest("message metadata too large".into()))?;
-    v[9..13].copy_from_slice(&n.to_be_bytes());
+    v[start + 9..start + 13].copy_from_slice(&n.to_be_bytes());
     v.extend_from_slice(&m.body);
-    Ok(v)
+    Ok(())
 }
 
 /// Decodes a `messages` record into `(deliver_at_ms, body)`.
@@ -193,6 +199,19 @@ pub(crate) fn encode_timer(topic: TopicId, tag: Option<&str>) -> Vec<u8> {
     v.extend_from_slice(&topic.to_be_bytes());
     v.extend_from_slice(tag);
     v
+}
+
+/// Like [`encode_timer`] into `buf`; `None` when it does not fit.
+pub(crate) fn encode_timer_into<'b>(
+    buf: &'b mut [u8],
+    topic: TopicId,
+    tag: Option<&str>,
+) -> Option<&'b [u8]> {
+    let tag = tag.unwrap_or("").as_bytes();
+    let out = buf.get_mut(..4 + tag.len())?;
+    out[..4].copy_from_slice(&topic.to_be_bytes());
+    out[4..].copy_from_slice(tag);
+    Some(out)
 }
 
 pub(crate) fn decode_timer(v: &[u8]) -> Result<(TopicId, &[u8])> {
@@ -381,9 +400,12 @@ mod tests {
             requested_ms: Some(-1),
             adjusted: true,
         };
-        let v = encode_message(42, &body).unwrap();
-        assert_eq!(message_deliver_at(&v), Some(42));
-        assert_eq!(decode_message(&v).unwrap(), (42, body));
+        // Appended after what the buffer already holds.
+        let mut buf = vec![7];
+        encode_message_into(&mut buf, 42, &body).unwrap();
+        let v = &buf[1..];
+        assert_eq!(message_deliver_at(v), Some(42));
+        assert_eq!(decode_message(v).unwrap(), (42, body));
         let l = Location {
             deliver_at_ms: 1,
             topic: 2,
@@ -438,7 +460,7 @@ mod tests {
         );
         assert!(decode_message(&[9, 9]).is_err());
         assert!(decode_message(&v[..12]).is_err());
-        let mut cut = v.clone();
+        let mut cut = v.to_vec();
         cut[12] = 0xff;
         assert!(decode_message(&cut).is_err());
         assert!(decode_inflight(&[0; 3]).is_err());
