@@ -66,7 +66,7 @@ async fn receive_one(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_of_live_clients_stay_invisible_and_others_come_back() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&dir.path().join("data"), &["--grpc-renew-lease", "2s"]);
+    let d = Daemon::start(&dir.path().join("data"), &["--grpc-renew-lease", "6s"]);
     let grpc = d.grpc_addr.clone().expect("gRPC on");
     for args in [
         vec!["topic", "create", "t", "--type", "normal"],
@@ -113,8 +113,9 @@ async fn deliveries_of_live_clients_stay_invisible_and_others_come_back() {
         .expect("the client without a stream gets the other");
     assert_ne!(live_id, gone_id);
 
-    // Three leases long: the live client's message must not come back; the other's must.
-    let deadline = Instant::now() + Duration::from_secs(6);
+    // Over two leases (a lease is renewed when 2 s are left, slack for a loaded
+    // machine): the live client's message must not come back; the other's must.
+    let deadline = Instant::now() + Duration::from_secs(14);
     let mut back = None;
     while Instant::now() < deadline {
         if let Some((id, _, attempt)) =
@@ -130,7 +131,7 @@ async fn deliveries_of_live_clients_stay_invisible_and_others_come_back() {
         Some(2),
         "the unrenewed delivery came back with attempt 2"
     );
-    // The receipt handed out first still acks, after several renewals.
+    // The receipt handed out first still acks, after renewals.
     let r = c
         .ack_message(v2::AckMessageRequest {
             group: resource("g"),
