@@ -111,7 +111,7 @@ fn pipelined_sends(
         let msgs: Vec<NewMessage> = (0..k)
             .map(|_| NewMessage {
                 topic: topic.into(),
-                body: body.to_vec(),
+                body: crate::bodies::body(body),
                 deliver_at_ms: Some(due),
                 ..NewMessage::default()
             })
@@ -344,8 +344,10 @@ pub fn run(a: Args) -> Result<(), String> {
     println!(
         "{:<44} {:>14.0} {:>14.0} {:>7.2}",
         format!(
-            "durable sends/s ({} B, {} producers)",
-            r.body_bytes, r.producers
+            "durable sends/s ({} B {}, {} producers)",
+            r.body_bytes,
+            crate::bodies::kind().name(),
+            r.producers
         ),
         r.engine_sends_per_s,
         r.raw_synced_puts_per_s,

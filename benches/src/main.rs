@@ -1,6 +1,7 @@
 //! `sundial-bench`: benchmarks that put sundial's figures next to the raw RocksDB
 //! ceiling measured by the same program on the same machine.
 
+mod bodies;
 mod burst;
 mod daemon;
 mod engine;
@@ -21,6 +22,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "sundial-bench", about = "sundial benchmarks")]
 struct Cli {
+    /// What every message carries: fresh random bytes (incompressible, the default) or
+    /// one repeated byte (compresses almost to nothing, as runs before 2026-12-01 sent).
+    #[arg(long, global = true, value_enum, default_value_t = bodies::Kind::Random)]
+    bodies: bodies::Kind,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -52,6 +57,7 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    bodies::set(cli.bodies);
     let ok = match cli.cmd {
         Cmd::Engine(a) => engine::run(a),
         Cmd::Send(a) => send::run(a),

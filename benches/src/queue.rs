@@ -221,13 +221,17 @@ impl Producer {
         match self {
             Producer::Sundial(c, topic) => {
                 if let [one] = at {
-                    let m = OutgoingMessage::new(topic.clone(), body.to_vec()).deliver_at(*one);
+                    let m = OutgoingMessage::new(topic.clone(), crate::bodies::body(body))
+                        .deliver_at(*one);
                     c.send(m).await.map_err(|e| e.to_string())?;
                     return Ok(1);
                 }
                 let msgs = at
                     .iter()
-                    .map(|t| OutgoingMessage::new(topic.clone(), body.to_vec()).deliver_at(*t))
+                    .map(|t| {
+                        OutgoingMessage::new(topic.clone(), crate::bodies::body(body))
+                            .deliver_at(*t)
+                    })
                     .collect();
                 let v = c.send_batch(msgs).await.map_err(|e| e.to_string())?;
                 for r in &v {
@@ -258,7 +262,8 @@ impl Producer {
                 let mut cmd = redis::cmd("ZADD");
                 cmd.arg(key);
                 for (i, t) in at.iter().enumerate() {
-                    cmd.arg(*t).arg(member(first + i as u64, *t, body));
+                    cmd.arg(*t)
+                        .arg(member(first + i as u64, *t, &crate::bodies::body(body)));
                 }
                 let added: u64 = cmd
                     .query_async(&mut con.clone())
@@ -457,7 +462,7 @@ fn grpc_message(topic: &str, n: u64, at: i64, body: &[u8]) -> v2::Message {
             }),
             ..Default::default()
         }),
-        body: body.to_vec(),
+        body: crate::bodies::body(body),
     }
 }
 

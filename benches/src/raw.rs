@@ -35,7 +35,7 @@ pub fn synced_puts(
         let db = db.clone();
         threads.push(std::thread::spawn(move || -> Result<(), String> {
             let cf = db.cf_handle("messages").ok_or("no cf")?;
-            let value = vec![7u8; body];
+            let template = vec![7u8; body];
             let mut wo = WriteOptions::default();
             wo.set_sync(true);
             let mut i = 0u64;
@@ -43,7 +43,8 @@ pub fn synced_puts(
                 let mut b = WriteBatch::default();
                 for _ in 0..batch.min((per - i) as usize) {
                     let k = ((p as u128) << 64 | i as u128).to_be_bytes();
-                    b.put_cf(cf, k, &value);
+                    // The same bodies as the side it is the ceiling of.
+                    b.put_cf(cf, k, crate::bodies::body(&template));
                     i += 1;
                 }
                 db.write_opt(b, &wo).map_err(|e| e.to_string())?;

@@ -83,7 +83,7 @@ pub fn run(a: Args) -> Result<(), String> {
         let due = now_ms() + 500;
         let mut ids = HashSet::new();
         let msgs: Vec<_> = (0..a.overdue)
-            .map(|_| OutgoingMessage::new("restart", body.clone()).deliver_at(due))
+            .map(|_| OutgoingMessage::new("restart", crate::bodies::body(&body)).deliver_at(due))
             .collect();
         for chunk in msgs.chunks(512) {
             for r in c

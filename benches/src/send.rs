@@ -95,6 +95,8 @@ struct Report {
     rounds: usize,
     messages: u64,
     body_bytes: usize,
+    /// `random` or `compressible`.
+    bodies: &'static str,
     producers: usize,
     batch: usize,
     inflight: usize,
@@ -361,6 +363,7 @@ pub fn run(a: Args) -> Result<(), String> {
         rounds: a.repeat.max(1),
         messages: n,
         body_bytes: a.body,
+        bodies: crate::bodies::kind().name(),
         producers: a.producers,
         batch: a.batch,
         inflight: a.inflight,
@@ -383,8 +386,8 @@ pub fn run(a: Args) -> Result<(), String> {
 fn print_table(r: &Report, single_inflight: usize) {
     println!("machine: {}; medians of {} rounds", r.machine, r.rounds);
     println!(
-        "{} messages of {} B: {} producers x {} requests of {} in flight",
-        r.messages, r.body_bytes, r.producers, r.inflight, r.batch
+        "{} messages of {} B ({} bodies): {} producers x {} requests of {} in flight",
+        r.messages, r.body_bytes, r.bodies, r.producers, r.inflight, r.batch
     );
     println!("{:<44} {:>12} {:>7}", "figure", "msg/s", "ratio");
     println!(
