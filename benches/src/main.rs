@@ -3,6 +3,7 @@
 
 mod bodies;
 mod burst;
+mod consume;
 mod daemon;
 mod engine;
 mod flood;
@@ -42,6 +43,9 @@ enum Cmd {
     /// A same-millisecond burst through the daemon: due -> Ready, due -> all received
     /// and acked, lateness of what is due right after it.
     Burst(burst::Args),
+    /// Consumers that receive one message and ack it per request, as RocketMQ's
+    /// SimpleConsumer does.
+    Consume(consume::Args),
     /// Open-loop scheduling at a fixed rate; delivery lateness percentiles.
     Steady(steady::Args),
     /// SIGKILL with N pending, restart: time to serve and to the first overdue message.
@@ -62,6 +66,7 @@ fn main() {
         Cmd::Engine(a) => engine::run(a),
         Cmd::Send(a) => send::run(a),
         Cmd::Burst(a) => burst::run(a),
+        Cmd::Consume(a) => consume::run(a),
         Cmd::Steady(a) => steady::run(a),
         Cmd::Restart(a) => restart::run(a),
         Cmd::Soak(a) => soak::run(a),
