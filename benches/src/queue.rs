@@ -7,6 +7,8 @@ use redis::aio::MultiplexedConnection;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use sundial_rmq_proto::convert::{proto_duration, resource};
+use sundial_rmq_proto::time;
 use sundial_rmq_proto::v2::{self, messaging_service_client::MessagingServiceClient};
 use sundial_wire::{Client, ClientOptions, OutgoingMessage, ReceiveOptions, StartFrom, TopicType};
 use tonic::transport::Channel;
@@ -76,13 +78,6 @@ async fn grpc_connect(addr: &str) -> Result<MessagingServiceClient<Channel>, Str
         .await
         .map_err(|e| format!("cannot connect to gRPC {addr}: {e}"))?;
     Ok(c.max_decoding_message_size(64 << 20))
-}
-
-fn resource(name: &str) -> Option<v2::Resource> {
-    Some(v2::Resource {
-        resource_namespace: String::new(),
-        name: name.to_string(),
-    })
 }
 
 fn check(s: Option<v2::Status>, what: &str) -> Result<(), String> {
@@ -323,9 +318,9 @@ impl Consumer {
                         expression: "*".into(),
                     }),
                     batch_size: max.max(1) as i32,
-                    invisible_duration: proto_duration(*invisible),
+                    invisible_duration: Some(proto_duration(*invisible)),
                     auto_renew: false,
-                    long_polling_timeout: proto_duration(wait),
+                    long_polling_timeout: Some(proto_duration(wait)),
                     attempt_id: None,
                 });
                 req.set_timeout(wait + Duration::from_secs(3));
@@ -348,9 +343,7 @@ impl Consumer {
                             let id = sp.message_id;
                             let tail = id.get(id.len().saturating_sub(32)..).unwrap_or("");
                             let ms = |t: Option<prost_types::Timestamp>| {
-                                t.map(|t| {
-                                    (t.seconds * 1000 + i64::from(t.nanos / 1_000_000)) as u64
-                                })
+                                t.and_then(time::delivery_ms).map(|ms| ms.max(0) as u64)
                             };
                             out.push(Got {
                                 id: u128::from_str_radix(tail, 16).unwrap_or(0),
@@ -434,13 +427,6 @@ impl Consumer {
     }
 }
 
-fn proto_duration(d: Duration) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    })
-}
-
 /// A DELAY message as the official clients send it: a client-generated id ("01" and 32
 /// hex digits here, unique per queue), IDENTITY body, the delivery timestamp.
 fn grpc_message(topic: &str, n: u64, at: i64, body: &[u8]) -> v2::Message {
@@ -451,15 +437,9 @@ fn grpc_message(topic: &str, n: u64, at: i64, body: &[u8]) -> v2::Message {
             message_id: format!("01{n:032X}"),
             message_type: v2::MessageType::Delay as i32,
             body_encoding: v2::Encoding::Identity as i32,
-            born_timestamp: Some(prost_types::Timestamp {
-                seconds: (sundial_wire::now_ms() / 1000) as i64,
-                nanos: 0,
-            }),
+            born_timestamp: Some(time::timestamp_of_ms(sundial_wire::now_ms() as i64)),
             born_host: "127.0.0.1".into(),
-            delivery_timestamp: Some(prost_types::Timestamp {
-                seconds: at.div_euclid(1000),
-                nanos: (at.rem_euclid(1000) as i32) * 1_000_000,
-            }),
+            delivery_timestamp: Some(time::timestamp_of_ms(at)),
             ..Default::default()
         }),
         body: crate::bodies::body(body),

@@ -76,6 +76,14 @@ pub fn duration(d: &prost_types::Duration, code: Code, what: &str) -> Result<Dur
     Ok(Duration::new(d.seconds as u64, d.nanos as u32))
 }
 
+/// A resource (topic or group) named `name`, without a namespace, as a message field.
+pub fn resource(name: &str) -> Option<Resource> {
+    Some(Resource {
+        resource_namespace: String::new(),
+        name: name.to_string(),
+    })
+}
+
 /// A std duration as a protobuf one.
 pub fn proto_duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration {

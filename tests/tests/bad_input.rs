@@ -3,7 +3,7 @@
 //! connection and loses nothing stored.
 
 use std::time::{Duration, Instant};
-use sundial_tests::{raw_frame, Daemon};
+use sundial_tests::{closed_within, raw_frame, Daemon};
 use sundial_wire::{
     decode, encode, Client, ClientError, ClientOptions, ErrorCode, Hello, OutgoingMessage, Request,
     Response, StartFrom, TopicType, PROTOCOL_VERSION,
@@ -28,20 +28,6 @@ async fn read_frame(s: &mut TcpStream) -> Option<(u64, Response)> {
     tokio::time::timeout(Duration::from_secs(5), read)
         .await
         .expect("the daemon answered or closed within 5 s")
-}
-
-/// Asserts the daemon closes the connection within `limit` (reading whatever comes).
-async fn closed_within(s: &mut TcpStream, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => continue,
-            Err(_) => panic!("the connection was not closed within {limit:?}"),
-        }
-    }
 }
 
 async fn handshaken(addr: &str) -> TcpStream {

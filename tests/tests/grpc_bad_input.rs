@@ -5,21 +5,15 @@
 //! before is still there.
 
 use std::time::{Duration, Instant};
+use sundial_rmq_proto::convert::resource;
 use sundial_rmq_proto::v2::{self, messaging_service_client::MessagingServiceClient, Code};
-use sundial_tests::Daemon;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sundial_tests::{closed_within, Daemon};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
 /// The HTTP/2 connection preface.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-fn resource(name: &str) -> Option<v2::Resource> {
-    Some(v2::Resource {
-        resource_namespace: String::new(),
-        name: name.into(),
-    })
-}
 
 async fn client(addr: &str) -> MessagingServiceClient<Channel> {
     MessagingServiceClient::connect(format!("http://{addr}"))
@@ -84,20 +78,6 @@ async fn still_serving(d: &Daemon, grpc: &str) {
         out.contains("[\"") || out.contains("\"message_id\""),
         "{out}"
     );
-}
-
-/// Reads until the peer closes; panics if it has not within `limit`.
-async fn closed_within(s: &mut TcpStream, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => continue,
-            Err(_) => panic!("the connection was not closed within {limit:?}"),
-        }
-    }
 }
 
 fn daemon(dir: &tempfile::TempDir, extra: &[&str]) -> (Daemon, String) {

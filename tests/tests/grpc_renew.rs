@@ -3,16 +3,10 @@
 //! out; a client without an open stream gets no renewal, and its delivery comes back.
 
 use std::time::{Duration, Instant};
+use sundial_rmq_proto::convert::resource;
 use sundial_rmq_proto::v2::{self, messaging_service_client::MessagingServiceClient, Code};
 use sundial_tests::Daemon;
 use tonic::transport::Channel;
-
-fn resource(name: &str) -> Option<v2::Resource> {
-    Some(v2::Resource {
-        resource_namespace: String::new(),
-        name: name.into(),
-    })
-}
 
 fn as_client<T>(msg: T, client: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);

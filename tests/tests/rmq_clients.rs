@@ -1302,10 +1302,7 @@ async fn connect(ep: &str) -> MessagingServiceClient<tonic::transport::Channel> 
 }
 
 fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
+    sundial_rmq_proto::time::timestamp_of_ms(ms)
 }
 
 /// A message as a producer sends it: `deliver_at` None for a NORMAL one.

@@ -186,18 +186,28 @@ impl Service {
         }
     }
 
-    /// The queue of a topic, for a route or an assignment.
+    /// The queue of a topic, for a route or an assignment, once the caller's credentials
+    /// are checked; a refusal is counted under `op`.
     async fn topic_queue(
         &self,
         op: &'static str,
+        md: &MetadataMap,
         topic: Option<v2::Resource>,
         asked: Option<v2::Endpoints>,
         local: Option<std::net::SocketAddr>,
     ) -> Result<v2::MessageQueue, Refusal> {
-        let name = name_of(topic.as_ref(), "topic", Code::IllegalTopic)?;
-        let info = self.broker.topic_info(op, name).await?;
-        let topic = topic.unwrap_or_default();
-        Ok(self.queue(topic, &info, endpoints(asked, local)))
+        let started = Instant::now();
+        let answer = async {
+            self.authorize(md)?;
+            let name = name_of(topic.as_ref(), "topic", Code::IllegalTopic)?;
+            let info = self.broker.topic_info(op, name).await?;
+            Ok(self.queue(topic.unwrap_or_default(), &info, endpoints(asked, local)))
+        }
+        .await;
+        if let Err(r) = &answer {
+            self.refused(op, started, r);
+        }
+        answer
     }
 
     /// Sends the messages of one `SendMessage` in one commit; one entry per message.
@@ -490,28 +500,20 @@ impl MessagingService for Service {
         &self,
         request: Request<v2::QueryRouteRequest>,
     ) -> Reply<v2::QueryRouteResponse> {
-        let started = Instant::now();
-        let local = request.local_addr();
-        let answer = match self.authorize(request.metadata()) {
-            Err(r) => Err(r),
-            Ok(()) => {
-                let req = request.into_inner();
-                self.topic_queue("QueryRoute", req.topic, req.endpoints, local)
-                    .await
-            }
-        };
+        let (local, md) = (request.local_addr(), request.metadata().clone());
+        let req = request.into_inner();
+        let answer = self
+            .topic_queue("QueryRoute", &md, req.topic, req.endpoints, local)
+            .await;
         Ok(Response::new(match answer {
             Ok(q) => v2::QueryRouteResponse {
                 status: Some(ok()),
                 message_queues: vec![q],
             },
-            Err(r) => {
-                self.refused("QueryRoute", started, &r);
-                v2::QueryRouteResponse {
-                    status: Some(r.status()),
-                    message_queues: vec![],
-                }
-            }
+            Err(r) => v2::QueryRouteResponse {
+                status: Some(r.status()),
+                message_queues: vec![],
+            },
         }))
     }
 
@@ -565,16 +567,11 @@ impl MessagingService for Service {
         &self,
         request: Request<v2::QueryAssignmentRequest>,
     ) -> Reply<v2::QueryAssignmentResponse> {
-        let started = Instant::now();
-        let local = request.local_addr();
-        let answer = match self.authorize(request.metadata()) {
-            Err(r) => Err(r),
-            Ok(()) => {
-                let req = request.into_inner();
-                self.topic_queue("QueryAssignment", req.topic, req.endpoints, local)
-                    .await
-            }
-        };
+        let (local, md) = (request.local_addr(), request.metadata().clone());
+        let req = request.into_inner();
+        let answer = self
+            .topic_queue("QueryAssignment", &md, req.topic, req.endpoints, local)
+            .await;
         Ok(Response::new(match answer {
             Ok(q) => v2::QueryAssignmentResponse {
                 status: Some(ok()),
@@ -582,13 +579,10 @@ impl MessagingService for Service {
                     message_queue: Some(q),
                 }],
             },
-            Err(r) => {
-                self.refused("QueryAssignment", started, &r);
-                v2::QueryAssignmentResponse {
-                    status: Some(r.status()),
-                    assignments: vec![],
-                }
-            }
+            Err(r) => v2::QueryAssignmentResponse {
+                status: Some(r.status()),
+                assignments: vec![],
+            },
         }))
     }
 
