@@ -771,9 +771,9 @@ impl MessagingService for Service {
             let d = convert::duration(d, Code::IllegalInvisibleTime, "invisible duration")?;
             // A push consumer nacks by changing the duration to its backoff, which is 0
             // ("visible again now") when it has none, as the Node.js client does with a
-            // customized backoff it does not implement. The reference proxy accepts 0;
-            // refusing it made that client retry the change forever, and the message never
-            // came back while the client lived. Below the engine's minimum means the minimum.
+            // customized backoff it does not implement. Refusing it made that client retry
+            // the change forever, and the message never came back while the client lived.
+            // Below the engine's minimum means the minimum.
             let d = d.max(sundial_engine::MIN_INVISIBLE);
             let current = self.sessions.current(&req.receipt_handle);
             let new = self
