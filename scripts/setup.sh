@@ -2,8 +2,8 @@
 # Installs what building sundial needs on Debian beyond the Rust toolchain:
 # a C++ compiler for RocksDB and libclang for its bindings; and what its benchmarks and
 # tests run next to it: redis-server (the peer of `sundial-bench --peer redis`) and
-# prometheus/promtool (the dashboard tests), a font for `sundial-bench plot`, and the
-# official RocketMQ 5 clients (scripts/rocketmq-clients.sh). Idempotent.
+# prometheus/promtool (the dashboard tests), and a font for `sundial-bench plot`.
+# Idempotent. (The RocketMQ clients the tests drive: `make rmq-clients`.)
 set -euo pipefail
 
 need=()
@@ -26,9 +26,3 @@ for comp in rustfmt clippy; do
         rustup component add "$comp" >/dev/null 2>&1 || echo "setup: could not add $comp" >&2
     fi
 done
-# The official RocketMQ 5 clients that tests/tests/rmq_clients.rs drives (Python and
-# Node.js, under ~/.cache/sundial). Without network this fails; the set-up goes on, and
-# those tests then fail saying why (unless SUNDIAL_SKIP_RMQ_CLIENTS=1).
-if ! bash "$(dirname "$0")/rocketmq-clients.sh" >/dev/null; then
-    echo "setup: the RocketMQ clients could not be installed; the rmq_clients tests will fail" >&2
-fi
