@@ -22,19 +22,34 @@ impl Drop for Daemon {
 
 /// Starts `sundial serve` on 127.0.0.1 port 0 with `data`; returns once it listens.
 pub fn start_daemon(bin: &Path, data: &Path) -> Result<Daemon, String> {
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--grpc-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("SUNDIAL_LOG_LEVEL", "warn")
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--grpc-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--data-dir")
+    .arg(data)
+    .env("SUNDIAL_LOG_LEVEL", "warn");
+    started(cmd, bin)
+}
+
+/// Starts the echo front end (see `echo`), this program in another process; it stops
+/// when dropped or when this program exits.
+pub fn start_echo() -> Result<Daemon, String> {
+    let bin = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("echo-serve").stdin(Stdio::piped());
+    started(cmd, &bin)
+}
+
+/// Spawns `cmd` and waits for its startup line (`... listening on A, ... grpc on G`).
+fn started(mut cmd: Command, bin: &Path) -> Result<Daemon, String> {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

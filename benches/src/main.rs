@@ -5,6 +5,7 @@ mod bodies;
 mod burst;
 mod consume;
 mod daemon;
+mod echo;
 mod engine;
 mod flood;
 mod load;
@@ -57,6 +58,10 @@ enum Cmd {
     Flood(flood::Args),
     /// Renders lateness and backlog over time to a PNG with the dashboard's queries.
     Plot(plot::Args),
+    /// The echo front end the workloads start as the path's ceiling (decodes each
+    /// request and answers it without an engine); not for direct use.
+    #[command(hide = true)]
+    EchoServe,
 }
 
 fn main() {
@@ -72,6 +77,7 @@ fn main() {
         Cmd::Soak(a) => soak::run(a),
         Cmd::Flood(a) => flood::run(a),
         Cmd::Plot(a) => plot::run(a),
+        Cmd::EchoServe => echo::serve(),
     };
     if let Err(e) = ok {
         eprintln!("sundial-bench: {e}");

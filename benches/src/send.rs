@@ -2,7 +2,7 @@
 //! pipelined producers over loopback, next to the raw RocksDB ceiling measured in the
 //! same run and, with `--peer redis`, the same workload against a Redis delay queue.
 
-use crate::daemon::{rss_of, start_daemon, sundial_bin};
+use crate::daemon::{rss_of, start_daemon, start_echo, sundial_bin};
 use crate::engine::machine;
 use crate::load::{
     micros_histogram, print_comparison, print_report, progress, runtime, send_pipelined, Pipeline,
@@ -56,6 +56,11 @@ pub struct Args {
     /// RocketMQ 5 gRPC port, in the same run).
     #[arg(long)]
     no_grpc: bool,
+    /// Skip the echo front end (by default the single sends also run against a front
+    /// end that decodes each request and answers it without an engine: the path's own
+    /// ceiling on this machine, over each protocol).
+    #[arg(long)]
+    no_echo: bool,
     /// Rounds; each rate is the median, latencies are over all rounds.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -109,7 +114,22 @@ struct Report {
     grpc: Option<Side>,
     /// gRPC single sends / native single sends.
     grpc_single_ratio_to_native: Option<f64>,
+    /// Single sends against the echo front end (no engine), native and gRPC.
+    echo: Option<Echo>,
     peers: Vec<Side>,
+}
+
+/// The path's ceiling: the same single sends answered by the echo front end.
+#[derive(Serialize, Debug)]
+struct Echo {
+    single_sends_per_s: f64,
+    single_request_latency_ms_p50: f64,
+    /// sundial's native single sends / this.
+    sundial_ratio: Option<f64>,
+    grpc_single_sends_per_s: Option<f64>,
+    grpc_single_request_latency_ms_p50: Option<f64>,
+    /// sundial's gRPC single sends / the gRPC echo's.
+    grpc_ratio: Option<f64>,
 }
 
 /// What one side measured over the rounds.
@@ -132,6 +152,15 @@ impl Runs {
             rss: vec![],
             used: vec![],
         })
+    }
+
+    /// The median single-send rate over the rounds and the single sends' p50 (ms).
+    fn single(&mut self, n: u64) -> Result<(f64, f64), String> {
+        let took = median(&mut self.single_took).ok_or("no rounds")?;
+        Ok((
+            n as f64 / took.as_secs_f64(),
+            self.single_latency.value_at_quantile(0.5) as f64 / 1000.0,
+        ))
     }
 
     fn side(&mut self, queue: &str, n: u64, single_n: u64, body: usize) -> Result<Side, String> {
@@ -263,6 +292,36 @@ async fn sundial_round(
     Ok(())
 }
 
+/// Single sends against the echo front end at `addr` (and over gRPC at `grpc`).
+async fn echo_round(
+    addr: &str,
+    grpc: Option<&str>,
+    a: &Args,
+    native: &mut Runs,
+    over_grpc: &mut Runs,
+) -> Result<(), String> {
+    let m = single_count(a);
+    let q = Queue::Sundial {
+        addr: addr.to_string(),
+        topic: "echo".into(),
+    };
+    native
+        .single_took
+        .push(sends(&q, m, a, 1, a.single_inflight, &mut native.single_latency).await?);
+    if let Some(g) = grpc {
+        let q = Queue::Grpc {
+            grpc: g.to_string(),
+            topic: "echo".into(),
+            admin: crate::load::connect(addr).await?,
+            next_id: Default::default(),
+        };
+        over_grpc.single_took.push(
+            sends(&q, m, a, 1, a.single_inflight, &mut over_grpc.single_latency).await?,
+        );
+    }
+    Ok(())
+}
+
 /// One round against Redis in `fsync` mode; checks the stored count.
 async fn redis_round(a: &Args, n: u64, fsync: Fsync, runs: &mut Runs) -> Result<(), String> {
     let server = RedisServer::start(&a.peer.redis_server, fsync).await?;
@@ -300,6 +359,13 @@ pub fn run(a: Args) -> Result<(), String> {
     let mut sundial = Runs::new()?;
     let mut grpc = Runs::new()?;
     let mut grpc_ran = false;
+    let echo = if a.no_echo || single_count(&a) == 0 {
+        None
+    } else {
+        Some(start_echo()?)
+    };
+    let mut echo_native = Runs::new()?;
+    let mut echo_grpc = Runs::new()?;
     let mut peer_runs = peers
         .iter()
         .map(|_| Runs::new())
@@ -342,6 +408,10 @@ pub fn run(a: Args) -> Result<(), String> {
         for (fsync, runs) in peers.iter().zip(peer_runs.iter_mut()) {
             rt.block_on(redis_round(&a, n, *fsync, runs))?;
         }
+        if let Some(e) = &echo {
+            let grpc = e.grpc_addr.as_deref().filter(|_| !a.no_grpc);
+            rt.block_on(echo_round(&e.addr, grpc, &a, &mut echo_native, &mut echo_grpc))?;
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
     let raw = median(&mut raws).ok_or("no rounds")?;
@@ -357,6 +427,24 @@ pub fn run(a: Args) -> Result<(), String> {
     let grpc_single_ratio_to_native = match (&grpc, single_rate) {
         (Some(g), Some(s)) => g.single_sends_per_s.map(|x| x / s),
         _ => None,
+    };
+    let echo = match echo {
+        None => None,
+        Some(_) => {
+            let native = echo_native.single(m)?;
+            let grpc_echo = grpc_ran.then(|| echo_grpc.single(m)).transpose()?;
+            Some(Echo {
+                single_sends_per_s: native.0,
+                single_request_latency_ms_p50: native.1,
+                sundial_ratio: single_rate.map(|s| s / native.0),
+                grpc_single_sends_per_s: grpc_echo.map(|g| g.0),
+                grpc_single_request_latency_ms_p50: grpc_echo.map(|g| g.1),
+                grpc_ratio: match (&grpc, grpc_echo) {
+                    (Some(g), Some(e)) => g.single_sends_per_s.map(|s| s / e.0),
+                    _ => None,
+                },
+            })
+        }
     };
     let r = Report {
         machine: machine(),
@@ -374,6 +462,7 @@ pub fn run(a: Args) -> Result<(), String> {
         single_ratio_to_raw: single_rate.map(|s| s / raw_rate),
         grpc,
         grpc_single_ratio_to_native,
+        echo,
         peers: peers
             .iter()
             .zip(peer_runs.iter_mut())
@@ -410,6 +499,34 @@ fn print_table(r: &Report, single_inflight: usize) {
         println!(
             "{:<44} {:>12} {:>7.2}",
             "gRPC single sends / native single sends", "", q
+        );
+    }
+    if let Some(e) = &r.echo {
+        println!(
+            "{:<44} {:>12.0} {:>7}",
+            "echo front end, single sends (path ceiling)", e.single_sends_per_s, "1.00"
+        );
+        if let Some(q) = e.sundial_ratio {
+            println!("{:<44} {:>12} {:>7.2}", "sundial single sends / echo", "", q);
+        }
+        if let Some(g) = e.grpc_single_sends_per_s {
+            println!(
+                "{:<44} {:>12.0} {:>7}",
+                "gRPC echo front end, single sends", g, "1.00"
+            );
+        }
+        if let Some(q) = e.grpc_ratio {
+            println!(
+                "{:<44} {:>12} {:>7.2}",
+                "sundial gRPC single sends / gRPC echo", "", q
+            );
+        }
+        println!(
+            "echo request latency p50: {:.2} ms native{}",
+            e.single_request_latency_ms_p50,
+            e.grpc_single_request_latency_ms_p50
+                .map(|g| format!(", {g:.2} ms gRPC"))
+                .unwrap_or_default()
         );
     }
     let mut queues = vec![&r.sundial];

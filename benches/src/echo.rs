@@ -1,0 +1,177 @@
+//! The physical limit of the request path: a front end that decodes every request and
+//! answers it at once, without an engine, on both protocols. The load generator runs
+//! against it exactly as against the daemon, so the daemon's single-send rate can be
+//! read as a share of what the transport, the codecs and this machine allow.
+//!
+//! It runs in a process of its own (`sundial-bench echo-serve`, started by the
+//! workloads), on a tokio runtime shaped like the daemon's, and prints the same startup
+//! line as `sundial serve`.
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use sundial_rmq_proto::v2::{
+    self,
+    messaging_service_server::{MessagingService, MessagingServiceServer},
+};
+use sundial_wire::{
+    decode, encode, ErrorCode, Frame, FrameCodec, Inbound, Receipt, Request, Response, Welcome,
+    WireFailure, PROTOCOL_VERSION,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
+
+/// Largest request the echo accepts (the daemon's default frame limit).
+const MAX_FRAME: usize = 16 << 20;
+
+/// Serves both echoes on 127.0.0.1 port 0 until killed (or stdin closes).
+pub fn serve() -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let native = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let grpc = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let (na, ga) = (
+            native.local_addr().map_err(|e| e.to_string())?,
+            grpc.local_addr().map_err(|e| e.to_string())?,
+        );
+        println!("echo listening on {na}, grpc on {ga}");
+        let ids = Arc::new(AtomicU64::new(1));
+        tokio::spawn(native_loop(native, ids.clone()));
+        let svc = MessagingServiceServer::new(GrpcEcho { ids })
+            .max_decoding_message_size(MAX_FRAME)
+            .max_encoding_message_size(usize::MAX);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .max_concurrent_streams(1024)
+                .add_service(svc)
+                .serve_with_incoming(incoming),
+        );
+        // Ends when the parent goes away.
+        tokio::task::spawn_blocking(|| {
+            let mut sink = [0u8; 64];
+            while std::io::Read::read(&mut std::io::stdin(), &mut sink).is_ok_and(|n| n > 0) {}
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })
+}
+
+async fn native_loop(l: TcpListener, ids: Arc<AtomicU64>) {
+    while let Ok((s, _)) = l.accept().await {
+        let _ = s.set_nodelay(true);
+        tokio::spawn(native_connection(s, ids.clone()));
+    }
+}
+
+/// One connection: the handshake, then every request answered in the order read, the
+/// answers to what arrived together flushed together.
+async fn native_connection(s: TcpStream, ids: Arc<AtomicU64>) {
+    let mut framed = Framed::new(s, FrameCodec::new(MAX_FRAME));
+    loop {
+        let Some(Ok(first)) = framed.next().await else {
+            return;
+        };
+        if framed.feed(answer(first, &ids)).await.is_err() {
+            return;
+        }
+        while let Some(Some(Ok(more))) = framed.next().now_or_never() {
+            if framed.feed(answer(more, &ids)).await.is_err() {
+                return;
+            }
+        }
+        if framed.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn answer(inbound: Inbound, ids: &AtomicU64) -> Frame {
+    let (request_id, resp) = match inbound {
+        Inbound::Frame(f) => (f.request_id, reply(decode::<Request>(&f.payload), ids)),
+        Inbound::Oversized { request_id, .. } => (
+            request_id,
+            Response::Failed(WireFailure::new(ErrorCode::FrameTooLarge, "too large")),
+        ),
+    };
+    Frame {
+        request_id,
+        payload: encode(&resp).unwrap_or_default().into(),
+    }
+}
+
+/// What a daemon would answer, minus the work: sends get a fresh receipt.
+fn reply(req: Result<Request, sundial_wire::WireError>, ids: &AtomicU64) -> Response {
+    let receipt = |deliver_at_ms: Option<i64>| {
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        Receipt {
+            message_id: format!("{id:032x}"),
+            recall_handle: format!("echo-{id}"),
+            deliver_at_ms: deliver_at_ms.map_or(0, |t| t.max(0) as u64),
+            adjusted: false,
+        }
+    };
+    match req {
+        Ok(Request::Hello(_)) => Response::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            server: "sundial echo".into(),
+            max_frame: MAX_FRAME as u64,
+        }),
+        Ok(Request::Send(m)) => Response::Sent(receipt(m.deliver_at_ms)),
+        Ok(Request::SendBatch(ms)) => Response::SentBatch(
+            ms.iter()
+                .map(|m| Ok(receipt(m.deliver_at_ms)))
+                .collect(),
+        ),
+        Ok(other) => Response::Failed(WireFailure::new(
+            ErrorCode::BadRequest,
+            format!("the echo answers sends only, not {}", other.op()),
+        )),
+        Err(e) => Response::Failed(WireFailure::new(ErrorCode::Malformed, e.to_string())),
+    }
+}
+
+/// The gRPC echo: SendMessage answered OK per message with the client's id; every other
+/// RPC is UNIMPLEMENTED.
+struct GrpcEcho {
+    ids: Arc<AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl MessagingService for GrpcEcho {
+    async fn send_message(
+        &self,
+        req: tonic::Request<v2::SendMessageRequest>,
+    ) -> Result<tonic::Response<v2::SendMessageResponse>, tonic::Status> {
+        let ok = || v2::Status {
+            code: v2::Code::Ok as i32,
+            message: "OK".into(),
+        };
+        let entries = req
+            .into_inner()
+            .messages
+            .into_iter()
+            .map(|m| {
+                let id = self.ids.fetch_add(1, Ordering::Relaxed);
+                v2::SendResultEntry {
+                    status: Some(ok()),
+                    message_id: m.system_properties.map(|p| p.message_id).unwrap_or_default(),
+                    transaction_id: String::new(),
+                    offset: id as i64,
+                    recall_handle: format!("echo-{id}"),
+                }
+            })
+            .collect();
+        Ok(tonic::Response::new(v2::SendMessageResponse {
+            status: Some(ok()),
+            entries,
+        }))
+    }
+}
