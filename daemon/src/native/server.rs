@@ -1,11 +1,13 @@
 //! The protocol server: accepts connections on an already bound listener, bounds how
 //! many are open, shakes hands, reads pipelined requests and answers each as soon as it
-//! is done (out of order), and drains on shutdown.
+//! is done (out of order, the answers ready together in one write), and drains on
+//! shutdown.
 
 use super::requests;
 use crate::broker::Broker;
 use crate::metrics::{self, Live};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,6 @@ use sundial_wire::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::Framed;
-use tokio_util::sync::CancellationToken;
 
 /// Limits of the protocol server.
 #[derive(Debug, Clone)]
@@ -196,6 +197,11 @@ async fn secure(stream: TcpStream, opts: &ServerOptions) -> Option<BoxedIo> {
     }
 }
 
+/// One connection after its handshake. Everything happens in this one task: frames are
+/// read and their requests started, and the answers that are ready together are encoded
+/// into the connection's buffer and written with one flush. A request is a future
+/// polled here, not a task of its own, so thousands of single sends answered by one WAL
+/// sync wake this task once and leave in a few writes.
 async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOptions) {
     let max_answer = opts.max_frame + RESPONSE_HEADROOM;
     let codec = FrameCodec::new(opts.max_frame).with_max_outgoing(max_answer);
@@ -204,117 +210,110 @@ async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOpt
         return;
     }
     let mut stop = broker.stopping();
-    let (mut sink, mut frames) = framed.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Frame>(64);
-    let closing = CancellationToken::new();
+    let max_in_flight = opts.max_in_flight.max(1);
     let write_timeout = opts.write_timeout;
-    let writer_closing = closing.clone();
-    let writer = tokio::spawn(async move {
-        while let Some(f) = out_rx.recv().await {
-            let write = async {
-                sink.feed(f).await?;
-                while let Ok(f) = out_rx.try_recv() {
-                    sink.feed(f).await?;
-                }
-                sink.flush().await
-            };
-            match tokio::time::timeout(write_timeout, write).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "write failed; closing the connection");
-                    break;
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        "a client left its responses unread for {write_timeout:?}; closing it"
-                    );
-                    break;
-                }
-            }
-        }
-        writer_closing.cancel();
-    });
-    let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
+    let broker = &broker;
+    let max_frame = opts.max_frame;
+    let mut pending = FuturesUnordered::new();
+    // Reading stops at the peer's end, a bad frame or shutdown; the requests already
+    // read are still answered.
+    let mut reading = true;
     // Said (for request id 0) once the requests already read are answered.
     let mut last_word = None;
     loop {
-        let next = tokio::select! {
-            f = frames.next() => f,
-            _ = stop.wait_for(|s| *s) => break,
-            _ = closing.cancelled() => break,
-        };
-        let frame = match next {
-            None => break,
-            Some(Ok(Inbound::Frame(f))) => f,
-            Some(Ok(Inbound::Oversized { request_id, len })) => {
-                // Skipped by the codec; the connection goes on.
-                metrics::request_done(
-                    "oversized",
-                    std::time::Instant::now(),
-                    Some("FrameTooLarge"),
-                );
-                let msg = format!(
-                    "a frame of {len} bytes is over the {}-byte limit",
-                    opts.max_frame
-                );
-                if out_tx
-                    .send(failure_frame(request_id, ErrorCode::FrameTooLarge, msg))
-                    .await
-                    .is_err()
-                {
-                    break;
+        if !reading && pending.is_empty() {
+            break;
+        }
+        let mut out = Vec::new();
+        tokio::select! {
+            biased;
+            Some(f) = pending.next(), if !pending.is_empty() => {
+                out.push(f);
+                // Whatever else is answered by now leaves in the same write.
+                while let Some(Some(f)) = pending.next().now_or_never() {
+                    out.push(f);
                 }
-                continue;
             }
-            Some(Err(e)) => {
-                // The byte stream cannot be trusted past a bad frame: say why and close.
-                let (code, msg) = wire_failure(&e);
-                tracing::debug!(error = %e, "bad frame; closing the connection");
-                last_word = Some(failure_frame(0, code, msg));
-                break;
-            }
-        };
-        let permit = tokio::select! {
-            p = in_flight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = closing.cancelled() => break,
-        };
-        while tasks.try_join_next().is_some() {}
-        let (broker, out, max_frame) = (broker.clone(), out_tx.clone(), opts.max_frame);
-        tasks.spawn(async move {
-            let _permit = permit;
-            let Frame {
-                request_id,
-                payload,
-            } = frame;
-            let decoded = decode::<Request>(&payload);
-            drop(payload);
-            let resp = match decoded {
-                Ok(req) => requests::answer(&broker, max_frame, req).await,
-                Err(e) => {
+            _ = stop.wait_for(|s| *s), if reading => reading = false,
+            next = framed.next(), if reading && pending.len() < max_in_flight => match next {
+                None => reading = false,
+                Some(Ok(Inbound::Frame(Frame { request_id, payload }))) => {
+                    pending.push(async move {
+                        let decoded = decode::<Request>(&payload);
+                        drop(payload);
+                        let resp = match decoded {
+                            Ok(req) => requests::answer(broker, max_frame, req).await,
+                            Err(e) => {
+                                metrics::request_done(
+                                    "undecodable",
+                                    std::time::Instant::now(),
+                                    Some("Malformed"),
+                                );
+                                Response::Failed(WireFailure::new(
+                                    ErrorCode::Malformed,
+                                    e.to_string(),
+                                ))
+                            }
+                        };
+                        response_frame(request_id, &resp, max_answer)
+                    });
+                }
+                Some(Ok(Inbound::Oversized { request_id, len })) => {
+                    // Skipped by the codec; the connection goes on.
                     metrics::request_done(
-                        "undecodable",
+                        "oversized",
                         std::time::Instant::now(),
-                        Some("Malformed"),
+                        Some("FrameTooLarge"),
                     );
-                    Response::Failed(WireFailure::new(ErrorCode::Malformed, e.to_string()))
+                    let msg = format!(
+                        "a frame of {len} bytes is over the {}-byte limit",
+                        opts.max_frame
+                    );
+                    out.push(failure_frame(request_id, ErrorCode::FrameTooLarge, msg));
                 }
-            };
-            let f = response_frame(request_id, &resp, max_answer);
-            drop(resp);
-            let _ = out.send(f).await;
-        });
-    }
-    // Finish what was read (unless the peer is gone), then let the writer flush.
-    tokio::select! {
-        _ = async { while tasks.join_next().await.is_some() {} } => {},
-        _ = closing.cancelled() => tasks.abort_all(),
+                Some(Err(e)) => {
+                    // The byte stream cannot be trusted past a bad frame: say why and close.
+                    let (code, msg) = wire_failure(&e);
+                    tracing::debug!(error = %e, "bad frame; closing the connection");
+                    last_word = Some(failure_frame(0, code, msg));
+                    reading = false;
+                }
+            },
+        }
+        if !out.is_empty() && !write_all(&mut framed, out, write_timeout).await {
+            // The peer is gone or does not read: what is still running is dropped.
+            return;
+        }
     }
     if let Some(f) = last_word {
-        let _ = out_tx.send(f).await;
+        write_all(&mut framed, vec![f], write_timeout).await;
     }
-    drop(out_tx);
-    let _ = tokio::time::timeout(write_timeout, writer).await;
+}
+
+/// Writes `frames` with one flush; false when the write fails or the peer leaves them
+/// unread for `timeout`.
+async fn write_all(
+    framed: &mut Framed<BoxedIo, FrameCodec>,
+    frames: Vec<Frame>,
+    timeout: Duration,
+) -> bool {
+    let write = async {
+        for f in frames {
+            framed.feed(f).await?;
+        }
+        framed.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "write failed; closing the connection");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("a client left its responses unread for {timeout:?}; closing it");
+            false
+        }
+    }
 }
 
 /// Reads the first frame, which must be a [`Request::Hello`] with the right version and
