@@ -47,7 +47,12 @@ pub fn serve() -> Result<(), String> {
         let svc = MessagingServiceServer::new(GrpcEcho { ids })
             .max_decoding_message_size(MAX_FRAME)
             .max_encoding_message_size(usize::MAX);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+        // As the daemon's gRPC listener does: no Nagle delay on small answers.
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc).map(|s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        });
         tokio::spawn(
             tonic::transport::Server::builder()
                 .max_concurrent_streams(1024)
@@ -125,11 +130,9 @@ fn reply(req: Result<Request, sundial_wire::WireError>, ids: &AtomicU64) -> Resp
             max_frame: MAX_FRAME as u64,
         }),
         Ok(Request::Send(m)) => Response::Sent(receipt(m.deliver_at_ms)),
-        Ok(Request::SendBatch(ms)) => Response::SentBatch(
-            ms.iter()
-                .map(|m| Ok(receipt(m.deliver_at_ms)))
-                .collect(),
-        ),
+        Ok(Request::SendBatch(ms)) => {
+            Response::SentBatch(ms.iter().map(|m| Ok(receipt(m.deliver_at_ms))).collect())
+        }
         Ok(other) => Response::Failed(WireFailure::new(
             ErrorCode::BadRequest,
             format!("the echo answers sends only, not {}", other.op()),
@@ -162,7 +165,10 @@ impl MessagingService for GrpcEcho {
                 let id = self.ids.fetch_add(1, Ordering::Relaxed);
                 v2::SendResultEntry {
                     status: Some(ok()),
-                    message_id: m.system_properties.map(|p| p.message_id).unwrap_or_default(),
+                    message_id: m
+                        .system_properties
+                        .map(|p| p.message_id)
+                        .unwrap_or_default(),
                     transaction_id: String::new(),
                     offset: id as i64,
                     recall_handle: format!("echo-{id}"),

@@ -316,7 +316,15 @@ async fn echo_round(
             next_id: Default::default(),
         };
         over_grpc.single_took.push(
-            sends(&q, m, a, 1, a.single_inflight, &mut over_grpc.single_latency).await?,
+            sends(
+                &q,
+                m,
+                a,
+                1,
+                a.single_inflight,
+                &mut over_grpc.single_latency,
+            )
+            .await?,
         );
     }
     Ok(())
@@ -410,7 +418,13 @@ pub fn run(a: Args) -> Result<(), String> {
         }
         if let Some(e) = &echo {
             let grpc = e.grpc_addr.as_deref().filter(|_| !a.no_grpc);
-            rt.block_on(echo_round(&e.addr, grpc, &a, &mut echo_native, &mut echo_grpc))?;
+            rt.block_on(echo_round(
+                &e.addr,
+                grpc,
+                &a,
+                &mut echo_native,
+                &mut echo_grpc,
+            ))?;
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -507,7 +521,10 @@ fn print_table(r: &Report, single_inflight: usize) {
             "echo front end, single sends (path ceiling)", e.single_sends_per_s, "1.00"
         );
         if let Some(q) = e.sundial_ratio {
-            println!("{:<44} {:>12} {:>7.2}", "sundial single sends / echo", "", q);
+            println!(
+                "{:<44} {:>12} {:>7.2}",
+                "sundial single sends / echo", "", q
+            );
         }
         if let Some(g) = e.grpc_single_sends_per_s {
             println!(

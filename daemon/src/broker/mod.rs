@@ -77,18 +77,7 @@ impl Broker {
         work: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let started = Instant::now();
-        let r = work.await;
-        let code = r.as_ref().err().map(|e| {
-            let code = errors::code(e);
-            if code == ErrorCode::Internal {
-                tracing::error!(op, error = %e, "request failed");
-            } else {
-                tracing::debug!(op, error = %e, "request refused");
-            }
-            code.as_str()
-        });
-        metrics::request_done(op, started, code);
-        r
+        finished(op, started, work.await)
     }
 
     /// Queues an engine job once a slot is free and awaits its result.
@@ -115,6 +104,22 @@ impl Broker {
             .await
             .unwrap_or_else(|e| Err(Error::Internal(format!("engine task failed: {e}"))))
     }
+}
+
+/// Records an operation that began at `started` and ended with `r` (see
+/// [`Broker::measured`]; hot paths call it directly, without a wrapping future).
+fn finished<T>(op: &'static str, started: Instant, r: Result<T, Error>) -> Result<T, Error> {
+    let code = r.as_ref().err().map(|e| {
+        let code = errors::code(e);
+        if code == ErrorCode::Internal {
+            tracing::error!(op, error = %e, "request failed");
+        } else {
+            tracing::debug!(op, error = %e, "request refused");
+        }
+        code.as_str()
+    });
+    metrics::request_done(op, started, code);
+    r
 }
 
 fn check_batch(n: usize) -> Result<(), Error> {
