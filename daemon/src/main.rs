@@ -9,10 +9,6 @@ mod metrics;
 mod native;
 mod rmq;
 
-/// See the dependency's note in Cargo.toml.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 use cli::{ClientArgs, GroupCmd, MessageCmd, TopicCmd};
 use std::path::PathBuf;
