@@ -24,6 +24,30 @@ impl Broker {
         finished(op, started, r)
     }
 
+    /// Sends messages that were sent one per request, in one commit: each is its own
+    /// request (counted under `op`) and succeeds or fails on its own, in order.
+    pub async fn send_each(
+        &self,
+        op: &'static str,
+        ms: Vec<NewMessage>,
+    ) -> Vec<Result<SendReceipt, Error>> {
+        let started = Instant::now();
+        let n = ms.len();
+        let r = match self.job_slots.acquire().await {
+            Err(_) => Err(Error::ShuttingDown),
+            Ok(_slot) => self.engine.submit_send_batch(ms).await,
+        };
+        let each = match r {
+            Ok(v) if v.len() == n => v,
+            Ok(v) => {
+                let e = Error::Internal(format!("{} results for {n} messages", v.len()));
+                vec![Err(e); n]
+            }
+            Err(e) => vec![Err(e); n],
+        };
+        each.into_iter().map(|r| finished(op, started, r)).collect()
+    }
+
     /// Sends many messages in one commit; each succeeds or fails on its own, in order.
     pub async fn send_batch(
         &self,

@@ -183,6 +183,30 @@ async fn reset_offset(c: Call<'_>, topic: String, group: String, to_ms: u64) -> 
     Ok(Response::Offset(o))
 }
 
+/// Answers single sends that arrived together on one connection, keyed by request id:
+/// one engine batch, and each message succeeds or fails on its own as if sent alone
+/// (each is counted as a `send` request).
+pub async fn answer_sends(
+    broker: &Broker,
+    sends: Vec<(u64, OutgoingMessage)>,
+) -> Vec<(u64, Response)> {
+    let (ids, msgs): (Vec<u64>, Vec<_>) = sends
+        .into_iter()
+        .map(|(id, m)| (id, convert::new_message(m)))
+        .unzip();
+    let results = broker.send_each("send", msgs).await;
+    ids.into_iter()
+        .zip(results)
+        .map(|(id, r)| {
+            let resp = match r {
+                Ok(r) => Response::Sent(convert::receipt(r)),
+                Err(e) => Response::Failed(failure(&e)),
+            };
+            (id, resp)
+        })
+        .collect()
+}
+
 async fn send(c: Call<'_>, m: OutgoingMessage) -> Answer {
     let r = c.broker.send(c.op, convert::new_message(m)).await?;
     Ok(Response::Sent(convert::receipt(r)))

@@ -6,6 +6,7 @@
 use super::requests;
 use crate::broker::Broker;
 use crate::metrics::{self, Live};
+use futures_util::future::Either;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
@@ -13,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use sundial_wire::tls::{BoxedIo, TlsAcceptor};
 use sundial_wire::{
-    decode, encode, ErrorCode, Frame, FrameCodec, Inbound, Request, Response, Welcome, WireError,
-    WireFailure, HEADER_LEN, PROTOCOL_VERSION, RESPONSE_HEADROOM,
+    decode, encode, ErrorCode, Frame, FrameCodec, Inbound, OutgoingMessage, Request, Response,
+    Welcome, WireError, WireFailure, HEADER_LEN, PROTOCOL_VERSION, RESPONSE_HEADROOM,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -197,11 +198,40 @@ async fn secure(stream: TcpStream, opts: &ServerOptions) -> Option<BoxedIo> {
     }
 }
 
+/// Most single sends of one connection, read together, that go to the engine as one
+/// batch.
+const SEND_GROUP: usize = 256;
+
+/// What a request future of a connection yields: its answer, or the answers of a group
+/// of single sends.
+enum Answered {
+    One(Frame),
+    Many(Vec<Frame>),
+}
+
+impl Answered {
+    /// Requests answered.
+    fn len(&self) -> usize {
+        match self {
+            Answered::One(_) => 1,
+            Answered::Many(v) => v.len(),
+        }
+    }
+
+    fn into_frames(self, out: &mut Vec<Frame>) {
+        match self {
+            Answered::One(f) => out.push(f),
+            Answered::Many(v) => out.extend(v),
+        }
+    }
+}
+
 /// One connection after its handshake. Everything happens in this one task: frames are
 /// read and their requests started, and the answers that are ready together are encoded
 /// into the connection's buffer and written with one flush. A request is a future
 /// polled here, not a task of its own, so thousands of single sends answered by one WAL
-/// sync wake this task once and leave in a few writes.
+/// sync wake this task once and leave in a few writes. Single sends read together (up
+/// to [`SEND_GROUP`]) go to the engine as one batch, each answered on its own.
 async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOptions) {
     let max_answer = opts.max_frame + RESPONSE_HEADROOM;
     let codec = FrameCodec::new(opts.max_frame).with_max_outgoing(max_answer);
@@ -215,6 +245,8 @@ async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOpt
     let broker = &broker;
     let max_frame = opts.max_frame;
     let mut pending = FuturesUnordered::new();
+    // Requests read and not answered yet (a send group counts each of its requests).
+    let mut in_flight = 0usize;
     // Reading stops at the peer's end, a bad frame or shutdown; the requests already
     // read are still answered.
     let mut reading = true;
@@ -227,56 +259,65 @@ async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOpt
         let mut out = Vec::new();
         tokio::select! {
             biased;
-            Some(f) = pending.next(), if !pending.is_empty() => {
-                out.push(f);
+            Some(a) = pending.next(), if !pending.is_empty() => {
+                let a: Answered = a;
+                in_flight -= a.len();
+                a.into_frames(&mut out);
                 // Whatever else is answered by now leaves in the same write.
-                while let Some(Some(f)) = pending.next().now_or_never() {
-                    out.push(f);
+                while let Some(Some(a)) = pending.next().now_or_never() {
+                    in_flight -= a.len();
+                    a.into_frames(&mut out);
                 }
             }
             _ = stop.wait_for(|s| *s), if reading => reading = false,
-            next = framed.next(), if reading && pending.len() < max_in_flight => match next {
-                None => reading = false,
-                Some(Ok(Inbound::Frame(Frame { request_id, payload }))) => {
-                    pending.push(async move {
-                        let decoded = decode::<Request>(&payload);
-                        drop(payload);
-                        let resp = match decoded {
-                            Ok(req) => requests::answer(broker, max_frame, req).await,
-                            Err(e) => {
-                                metrics::request_done(
-                                    "undecodable",
-                                    std::time::Instant::now(),
-                                    Some("Malformed"),
-                                );
-                                Response::Failed(WireFailure::new(
-                                    ErrorCode::Malformed,
-                                    e.to_string(),
-                                ))
+            next = framed.next(), if reading && in_flight < max_in_flight => {
+                // This frame and those already read behind it.
+                let mut sends = Vec::new();
+                let mut item = next;
+                loop {
+                    match item {
+                        None => reading = false,
+                        Some(Ok(Inbound::Frame(Frame { request_id, payload }))) => {
+                            in_flight += 1;
+                            match decode::<Request>(&payload) {
+                                Ok(Request::Send(m)) => sends.push((request_id, m)),
+                                decoded => pending.push(Either::Left(answer_one(
+                                    broker, max_frame, max_answer, request_id, decoded,
+                                ))),
                             }
-                        };
-                        response_frame(request_id, &resp, max_answer)
-                    });
+                        }
+                        Some(Ok(Inbound::Oversized { request_id, len })) => {
+                            // Skipped by the codec; the connection goes on.
+                            metrics::request_done(
+                                "oversized",
+                                std::time::Instant::now(),
+                                Some("FrameTooLarge"),
+                            );
+                            let msg = format!(
+                                "a frame of {len} bytes is over the {}-byte limit",
+                                opts.max_frame
+                            );
+                            out.push(failure_frame(request_id, ErrorCode::FrameTooLarge, msg));
+                        }
+                        Some(Err(e)) => {
+                            // The byte stream cannot be trusted past a bad frame: say why
+                            // and close.
+                            let (code, msg) = wire_failure(&e);
+                            tracing::debug!(error = %e, "bad frame; closing the connection");
+                            last_word = Some(failure_frame(0, code, msg));
+                            reading = false;
+                        }
+                    }
+                    if !reading || sends.len() >= SEND_GROUP || in_flight >= max_in_flight {
+                        break;
+                    }
+                    match framed.next().now_or_never() {
+                        Some(more) => item = more,
+                        None => break,
+                    }
                 }
-                Some(Ok(Inbound::Oversized { request_id, len })) => {
-                    // Skipped by the codec; the connection goes on.
-                    metrics::request_done(
-                        "oversized",
-                        std::time::Instant::now(),
-                        Some("FrameTooLarge"),
-                    );
-                    let msg = format!(
-                        "a frame of {len} bytes is over the {}-byte limit",
-                        opts.max_frame
-                    );
-                    out.push(failure_frame(request_id, ErrorCode::FrameTooLarge, msg));
-                }
-                Some(Err(e)) => {
-                    // The byte stream cannot be trusted past a bad frame: say why and close.
-                    let (code, msg) = wire_failure(&e);
-                    tracing::debug!(error = %e, "bad frame; closing the connection");
-                    last_word = Some(failure_frame(0, code, msg));
-                    reading = false;
+                if !sends.is_empty() {
+                    pending.push(Either::Right(answer_sends(broker, max_answer, sends)));
                 }
             },
         }
@@ -288,6 +329,39 @@ async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOpt
     if let Some(f) = last_word {
         write_all(&mut framed, vec![f], write_timeout).await;
     }
+}
+
+/// The answer to one request as decoded.
+async fn answer_one(
+    broker: &Broker,
+    max_frame: usize,
+    max_answer: usize,
+    request_id: u64,
+    decoded: Result<Request, WireError>,
+) -> Answered {
+    let resp = match decoded {
+        Ok(req) => requests::answer(broker, max_frame, req).await,
+        Err(e) => {
+            metrics::request_done("undecodable", std::time::Instant::now(), Some("Malformed"));
+            Response::Failed(WireFailure::new(ErrorCode::Malformed, e.to_string()))
+        }
+    };
+    Answered::One(response_frame(request_id, &resp, max_answer))
+}
+
+/// The answers to single sends read together.
+async fn answer_sends(
+    broker: &Broker,
+    max_answer: usize,
+    sends: Vec<(u64, OutgoingMessage)>,
+) -> Answered {
+    let answers = requests::answer_sends(broker, sends).await;
+    Answered::Many(
+        answers
+            .into_iter()
+            .map(|(id, r)| response_frame(id, &r, max_answer))
+            .collect(),
+    )
 }
 
 /// Writes `frames` with one flush; false when the write fails or the peer leaves them
