@@ -284,3 +284,69 @@ async fn a_match_behind_a_long_run_of_filtered_out_messages_is_found_at_once() {
     assert_eq!(got.len(), 1, "the match was not found without waiting");
     assert_eq!(got[0].body, b"signal");
 }
+
+/// Single sends pipelined on one connection are stored as one engine batch when they
+/// arrive together, yet each is its own request: the refused ones (unknown topic, body
+/// over the limit, a NORMAL message with a delivery time) get their own typed error, the
+/// others their own receipt, and other requests in between are answered too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_single_sends_are_answered_each_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &["--max-body-bytes", "1024"]);
+    let c = d.client().await;
+    c.create_topic("later", TopicType::Delay).await.unwrap();
+    c.create_topic("plain", TopicType::Normal).await.unwrap();
+    let due = now_ms() + 3_600_000;
+    let n = 2_000usize;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let sender = c.clone();
+        tasks.spawn(async move {
+            let m = match i % 5 {
+                0 => OutgoingMessage::new("nope", "x").deliver_at(due),
+                1 => OutgoingMessage::new("later", vec![0u8; 2048]).deliver_at(due),
+                2 => OutgoingMessage::new("plain", "x").deliver_at(due),
+                _ => OutgoingMessage::new("later", format!("m{i}")).deliver_at(due + i as i64),
+            };
+            (i, sender.send(m).await.map(Some))
+        });
+        if i % 500 == 0 {
+            let c = c.clone();
+            tasks.spawn(async move { (usize::MAX, c.show_topic("later").await.map(|_| None)) });
+        }
+    }
+    let (mut ok, mut ids) = (0, std::collections::HashSet::new());
+    while let Some(r) = tasks.join_next().await {
+        let (i, r) = r.unwrap();
+        let expect = match i {
+            usize::MAX => {
+                r.expect("show_topic between the sends");
+                continue;
+            }
+            i => i % 5,
+        };
+        match (expect, r) {
+            (0, Err(ClientError::Refused(f))) => assert_eq!(f.code, ErrorCode::TopicNotFound),
+            (1, Err(ClientError::Refused(f))) => assert_eq!(f.code, ErrorCode::MessageTooLarge),
+            (2, Err(ClientError::Refused(f))) => {
+                assert_eq!(f.code, ErrorCode::TopicTypeMismatch)
+            }
+            (3 | 4, Ok(Some(receipt))) => {
+                assert_eq!(
+                    receipt.deliver_at_ms,
+                    (due + i as i64) as u64,
+                    "message {i}"
+                );
+                assert!(
+                    ids.insert(receipt.message_id),
+                    "message {i}: a receipt twice"
+                );
+                ok += 1;
+            }
+            (e, other) => panic!("message {i} (kind {e}): {other:?}"),
+        }
+    }
+    assert_eq!(ok, n * 2 / 5);
+    let t = c.show_topic("later").await.unwrap();
+    assert_eq!((t.sent, t.timing), (ok as u64, ok as u64));
+}
