@@ -44,14 +44,15 @@ lint:
 	cargo clippy --all-targets $(FAILPOINTS) -- -D warnings
 
 ## The benchmarks (release build; print tables): the engine next to raw RocksDB, then
-## durable sends, a 1M burst and steady 50k/s through the daemon, each side by side with
-## a Redis sorted-set delay queue; then a well-behaved client's latency under floods.
+## durable sends, a 1M burst, steady 50k/s and one-by-one consumers through the daemon,
+## each side by side with a Redis sorted-set delay queue; then a well-behaved client's latency under floods.
 bench: setup
 	cargo build --release -p sundial -p sundial-benches
 	$(CARGO_TARGET_DIR)/release/sundial-bench engine
 	$(CARGO_TARGET_DIR)/release/sundial-bench send --peer redis
 	$(CARGO_TARGET_DIR)/release/sundial-bench burst --peer redis
 	$(CARGO_TARGET_DIR)/release/sundial-bench steady --peer redis
+	$(CARGO_TARGET_DIR)/release/sundial-bench consume --peer redis
 	$(CARGO_TARGET_DIR)/release/sundial-bench flood
 
 ## Fuzz the wire decoders and the RocketMQ request decoder (cargo-fuzz, libFuzzer), each
