@@ -6,26 +6,18 @@ use std::time::{Duration, Instant};
 use sundial_engine::{Error, NewMessage, SendReceipt};
 
 impl Broker {
-    /// Sends one message; answers once it is durable. The hottest path of all: written
-    /// flat (no wrapping futures), so the future a front end keeps per request stays a
-    /// few hundred bytes.
+    /// Sends one message; answers once it is durable.
     pub async fn send(&self, op: &'static str, m: NewMessage) -> Result<SendReceipt, Error> {
-        let started = Instant::now();
-        let r = match self.job_slots.acquire().await {
-            Err(_) => Err(Error::ShuttingDown),
-            Ok(_slot) => match self.engine.submit_send_batch(vec![m]).await {
-                Ok(v) => v
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| Err(Error::Internal("no result for the message".into()))),
-                Err(e) => Err(e),
-            },
-        };
-        finished(op, started, r)
+        self.send_each(op, vec![m])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("no result for the message".into())))
     }
 
     /// Sends messages that were sent one per request, in one commit: each is its own
-    /// request (counted under `op`) and succeeds or fails on its own, in order.
+    /// request (counted under `op`) and succeeds or fails on its own, in order. The
+    /// hottest path of all, so it is written flat (no wrapping futures): the future a
+    /// front end keeps per request stays a few hundred bytes.
     pub async fn send_each(
         &self,
         op: &'static str,
