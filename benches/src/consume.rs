@@ -2,9 +2,11 @@
 //! SimpleConsumer does: every request receives one message and the next acks it. N
 //! messages are made Ready first (due at once); C consumers then take them one by one.
 //! Reported: messages/s, receive and ack latency, duplicates and losses; side by side
-//! over sundial's gRPC port and against the Redis peer's one-by-one pops (a pop is final
-//! there: one request per message instead of two).
+//! over sundial's gRPC port, against the echo front end (the path's ceiling: the same
+//! receives and acks answered without an engine) and against the Redis peer's one-by-one
+//! pops (a pop is final there: one request per message instead of two).
 
+use crate::daemon::start_echo;
 use crate::load::{
     finish, micros_histogram, progress, runtime, send_pipelined, Outcome, Pipeline, Row, Target,
     TargetArgs,
@@ -34,6 +36,10 @@ pub struct Args {
     target: TargetArgs,
     #[command(flatten)]
     peer: PeerArgs,
+    /// Skip the echo front end (by default the same consumers also run against a front
+    /// end that answers each receive and ack without an engine: the path's ceiling).
+    #[arg(long)]
+    no_echo: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -79,6 +85,16 @@ pub fn run(a: Args) -> Result<(), String> {
         })?);
     }
     drop(target);
+    if !a.no_echo {
+        let echo = start_echo(a.body)?;
+        reports.push(rt.block_on(async {
+            let q = Queue::Sundial {
+                addr: echo.addr.clone(),
+                topic: "echo".into(),
+            };
+            consume(&q, "echo", &a, true).await
+        })?);
+    }
     if a.peer.peer.is_some() {
         for fsync in &a.peer.peer_fsync {
             reports.push(rt.block_on(async {
@@ -92,31 +108,12 @@ pub fn run(a: Args) -> Result<(), String> {
 }
 
 /// Schedules `a.messages` due now, waits until all are Ready, then consumes them one
-/// request at a time from `a.consumers` connections (`acks`: settle each one).
+/// request at a time from `a.consumers` connections (`acks`: settle each one). The
+/// echo (`name` "echo") makes its messages up, so nothing is scheduled on it.
 async fn consume(q: &Queue, name: &str, a: &Args, acks: bool) -> Result<Report, String> {
     let n = a.messages;
-    let p = q.producer().await?;
-    send_pipelined(
-        &p,
-        n,
-        &vec![b'c'; a.body],
-        now_ms() as i64,
-        Pipeline {
-            batch: 256,
-            inflight: 8,
-        },
-        None,
-        None,
-    )
-    .await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while q.ready_total(&p).await? < n {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{name}: not all {n} messages became Ready in 120 s"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if name != "echo" {
+        fill(q, name, a).await?;
     }
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let bar = progress(n, "consuming one by one", a.json);
@@ -184,6 +181,36 @@ async fn consume(q: &Queue, name: &str, a: &Args, acks: bool) -> Result<Report, 
         duplicates: dups,
         lost: n.saturating_sub(got),
     })
+}
+
+/// Schedules `a.messages` due now on `q` and waits until all are Ready (the echo
+/// needs none: it makes its messages up).
+async fn fill(q: &Queue, name: &str, a: &Args) -> Result<(), String> {
+    let n = a.messages;
+    let p = q.producer().await?;
+    send_pipelined(
+        &p,
+        n,
+        &vec![b'c'; a.body],
+        now_ms() as i64,
+        Pipeline {
+            batch: 256,
+            inflight: 8,
+        },
+        None,
+        None,
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while q.ready_total(&p).await? < n {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{name}: not all {n} messages became Ready in 120 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 fn print_table(r: &Report) {

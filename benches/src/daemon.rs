@@ -38,12 +38,17 @@ pub fn start_daemon(bin: &Path, data: &Path) -> Result<Daemon, String> {
     started(cmd, bin)
 }
 
-/// Starts the echo front end (see `echo`), this program in another process; it stops
-/// when dropped or when this program exits.
-pub fn start_echo() -> Result<Daemon, String> {
+/// Starts the echo front end (see `echo`), this program in another process, handing
+/// out messages of `body` bytes; it stops when dropped or when this program exits.
+pub fn start_echo(body: usize) -> Result<Daemon, String> {
     let bin = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&bin);
-    cmd.arg("echo-serve").stdin(Stdio::piped());
+    cmd.arg("--bodies")
+        .arg(crate::bodies::kind().name())
+        .arg("echo-serve")
+        .arg("--body")
+        .arg(body.to_string())
+        .stdin(Stdio::piped());
     started(cmd, &bin)
 }
 

@@ -3,6 +3,11 @@
 //! against it exactly as against the daemon, so the daemon's single-send rate can be
 //! read as a share of what the transport, the codecs and this machine allow.
 //!
+//! It answers sends with a fresh receipt, receives with as many made-up messages as
+//! asked for (bodies of `--body` bytes, unique ids), and acks with one success per
+//! receipt, so both the single-send and the receive-one-ack-one workloads have a
+//! ceiling.
+//!
 //! It runs in a process of its own (`sundial-bench echo-serve`, started by the
 //! workloads), on a tokio runtime shaped like the daemon's, and prints the same startup
 //! line as `sundial serve`.
@@ -15,8 +20,8 @@ use sundial_rmq_proto::v2::{
     messaging_service_server::{MessagingService, MessagingServiceServer},
 };
 use sundial_wire::{
-    decode, encode, ErrorCode, Frame, FrameCodec, Inbound, Receipt, Request, Response, Welcome,
-    WireFailure, PROTOCOL_VERSION,
+    decode, encode, Delivered, ErrorCode, Frame, FrameCodec, Inbound, Receipt, Request, Response,
+    Welcome, WireFailure, PROTOCOL_VERSION,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
@@ -24,8 +29,17 @@ use tokio_util::codec::Framed;
 /// Largest request the echo accepts (the daemon's default frame limit).
 const MAX_FRAME: usize = 16 << 20;
 
-/// Serves both echoes on 127.0.0.1 port 0 until killed (or stdin closes).
-pub fn serve() -> Result<(), String> {
+/// What the echo's answers carry.
+struct Canned {
+    /// The next message id (sends' receipts and received messages).
+    ids: AtomicU64,
+    /// The body of every received message.
+    body: Vec<u8>,
+}
+
+/// Serves both echoes on 127.0.0.1 port 0 until killed (or stdin closes); received
+/// messages carry `body_len` random bytes.
+pub fn serve(body_len: usize) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,9 +56,12 @@ pub fn serve() -> Result<(), String> {
             grpc.local_addr().map_err(|e| e.to_string())?,
         );
         println!("echo listening on {na}, grpc on {ga}");
-        let ids = Arc::new(AtomicU64::new(1));
-        tokio::spawn(native_loop(native, ids.clone()));
-        let svc = MessagingServiceServer::new(GrpcEcho { ids })
+        let canned = Arc::new(Canned {
+            ids: AtomicU64::new(1),
+            body: crate::bodies::body(&vec![b'e'; body_len]),
+        });
+        tokio::spawn(native_loop(native, canned.clone()));
+        let svc = MessagingServiceServer::new(GrpcEcho { canned })
             .max_decoding_message_size(MAX_FRAME)
             .max_encoding_message_size(usize::MAX);
         // As the daemon's gRPC listener does: no Nagle delay on small answers.
@@ -69,26 +86,26 @@ pub fn serve() -> Result<(), String> {
     })
 }
 
-async fn native_loop(l: TcpListener, ids: Arc<AtomicU64>) {
+async fn native_loop(l: TcpListener, canned: Arc<Canned>) {
     while let Ok((s, _)) = l.accept().await {
         let _ = s.set_nodelay(true);
-        tokio::spawn(native_connection(s, ids.clone()));
+        tokio::spawn(native_connection(s, canned.clone()));
     }
 }
 
 /// One connection: the handshake, then every request answered in the order read, the
 /// answers to what arrived together flushed together.
-async fn native_connection(s: TcpStream, ids: Arc<AtomicU64>) {
+async fn native_connection(s: TcpStream, canned: Arc<Canned>) {
     let mut framed = Framed::new(s, FrameCodec::new(MAX_FRAME));
     loop {
         let Some(Ok(first)) = framed.next().await else {
             return;
         };
-        if framed.feed(answer(first, &ids)).await.is_err() {
+        if framed.feed(answer(first, &canned)).await.is_err() {
             return;
         }
         while let Some(Some(Ok(more))) = framed.next().now_or_never() {
-            if framed.feed(answer(more, &ids)).await.is_err() {
+            if framed.feed(answer(more, &canned)).await.is_err() {
                 return;
             }
         }
@@ -98,9 +115,9 @@ async fn native_connection(s: TcpStream, ids: Arc<AtomicU64>) {
     }
 }
 
-fn answer(inbound: Inbound, ids: &AtomicU64) -> Frame {
+fn answer(inbound: Inbound, canned: &Canned) -> Frame {
     let (request_id, resp) = match inbound {
-        Inbound::Frame(f) => (f.request_id, reply(decode::<Request>(&f.payload), ids)),
+        Inbound::Frame(f) => (f.request_id, reply(decode::<Request>(&f.payload), canned)),
         Inbound::Oversized { request_id, .. } => (
             request_id,
             Response::Failed(WireFailure::new(ErrorCode::FrameTooLarge, "too large")),
@@ -112,8 +129,10 @@ fn answer(inbound: Inbound, ids: &AtomicU64) -> Frame {
     }
 }
 
-/// What a daemon would answer, minus the work: sends get a fresh receipt.
-fn reply(req: Result<Request, sundial_wire::WireError>, ids: &AtomicU64) -> Response {
+/// What a daemon would answer, minus the work: sends get a fresh receipt, receives
+/// made-up messages, acks a success per receipt.
+fn reply(req: Result<Request, sundial_wire::WireError>, canned: &Canned) -> Response {
+    let ids = &canned.ids;
     let receipt = |deliver_at_ms: Option<i64>| {
         let id = ids.fetch_add(1, Ordering::Relaxed);
         Receipt {
@@ -133,9 +152,38 @@ fn reply(req: Result<Request, sundial_wire::WireError>, ids: &AtomicU64) -> Resp
         Ok(Request::SendBatch(ms)) => {
             Response::SentBatch(ms.iter().map(|m| Ok(receipt(m.deliver_at_ms))).collect())
         }
+        Ok(Request::Receive {
+            topic,
+            max_messages,
+            ..
+        }) => {
+            let now = sundial_wire::now_ms().max(0) as u64;
+            let n = u64::from(max_messages.clamp(1, 1024));
+            let first = ids.fetch_add(n, Ordering::Relaxed);
+            Response::Messages(
+                (first..first + n)
+                    .map(|id| Delivered {
+                        message_id: format!("{id:032x}"),
+                        topic: topic.clone(),
+                        tag: None,
+                        keys: Vec::new(),
+                        properties: Default::default(),
+                        body: canned.body.clone(),
+                        deliver_at_ms: now,
+                        ready_at_ms: now,
+                        delivery_attempt: 1,
+                        receipt_handle: format!("{id:040x}"),
+                    })
+                    .collect(),
+            )
+        }
+        Ok(Request::Ack { receipts, .. }) => Response::Settled(vec![Ok(()); receipts.len()]),
         Ok(other) => Response::Failed(WireFailure::new(
             ErrorCode::BadRequest,
-            format!("the echo answers sends only, not {}", other.op()),
+            format!(
+                "the echo answers sends, receives and acks only, not {}",
+                other.op()
+            ),
         )),
         Err(e) => Response::Failed(WireFailure::new(ErrorCode::Malformed, e.to_string())),
     }
@@ -144,7 +192,7 @@ fn reply(req: Result<Request, sundial_wire::WireError>, ids: &AtomicU64) -> Resp
 /// The gRPC echo: SendMessage answered OK per message with the client's id; every other
 /// RPC is UNIMPLEMENTED.
 struct GrpcEcho {
-    ids: Arc<AtomicU64>,
+    canned: Arc<Canned>,
 }
 
 #[tonic::async_trait]
@@ -162,7 +210,7 @@ impl MessagingService for GrpcEcho {
             .messages
             .into_iter()
             .map(|m| {
-                let id = self.ids.fetch_add(1, Ordering::Relaxed);
+                let id = self.canned.ids.fetch_add(1, Ordering::Relaxed);
                 v2::SendResultEntry {
                     status: Some(ok()),
                     message_id: m

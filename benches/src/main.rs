@@ -61,7 +61,11 @@ enum Cmd {
     /// The echo front end the workloads start as the path's ceiling (decodes each
     /// request and answers it without an engine); not for direct use.
     #[command(hide = true)]
-    EchoServe,
+    EchoServe {
+        /// Bytes of body in every message a receive hands out.
+        #[arg(long, default_value_t = 256)]
+        body: usize,
+    },
 }
 
 fn main() {
@@ -77,7 +81,7 @@ fn main() {
         Cmd::Soak(a) => soak::run(a),
         Cmd::Flood(a) => flood::run(a),
         Cmd::Plot(a) => plot::run(a),
-        Cmd::EchoServe => echo::serve(),
+        Cmd::EchoServe { body } => echo::serve(body),
     };
     if let Err(e) = ok {
         eprintln!("sundial-bench: {e}");

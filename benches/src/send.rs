@@ -370,7 +370,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let echo = if a.no_echo || single_count(&a) == 0 {
         None
     } else {
-        Some(start_echo()?)
+        Some(start_echo(a.body)?)
     };
     let mut echo_native = Runs::new()?;
     let mut echo_grpc = Runs::new()?;
