@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
-# Counts the CPU instructions the daemon executes per single-send request: a machine-
-# independent figure next to the timings (this kind of VM often has no hardware
-# counters, so valgrind's callgrind counts them).
+# Counts the CPU instructions the daemon executes per request: a machine-independent
+# figure next to the timings (this kind of VM often has no hardware counters, so
+# valgrind's callgrind counts them).
 #
-#   scripts/instructions.sh [SUNDIAL_BIN] [BENCH_BIN] [SENDS]
+#   scripts/instructions.sh [SUNDIAL_BIN] [BENCH_BIN] [COUNT]
+#   WORKLOAD=consume scripts/instructions.sh ...
 #
-# Starts `sundial serve` under callgrind with instrumentation off, lets it open its store,
-# switches instrumentation on, sends SENDS messages one per request (4 producers x 64 in
-# flight, 256 B random bodies) with sundial-bench, switches it off and prints
-# the instructions of all the daemon's threads divided by the requests. Installs
-# valgrind if missing. Needs a release (or `profiling`) build of both binaries.
+# WORKLOAD=send (the default): COUNT messages sent one per request (4 producers x 64
+# in flight, 256 B random bodies); prints instructions per send request.
+# WORKLOAD=consume: COUNT messages scheduled in batches and then consumed by 64
+# consumers that receive one and ack it per request (`sundial-bench consume`), minus
+# a second daemon's count for the same batched sends alone (due in an hour there, so
+# that count leaves out making them Ready); prints instructions per
+# message consumed (one receive and one ack request).
+#
+# Each measurement starts `sundial serve` under callgrind with instrumentation off, lets
+# it open its store, switches instrumentation on, runs the workload, switches it off and
+# sums the instructions of all the daemon's threads. Installs valgrind if missing.
+# Needs a release (or `profiling`) build of both binaries. KEEP=1 keeps the work dir.
 set -euo pipefail
 
 target="${CARGO_TARGET_DIR:-$HOME/.cache/sundial/target}"
 bin="${1:-$target/release/sundial}"
 bench="${2:-$target/release/sundial-bench}"
-sends="${3:-20000}"
+workload="${WORKLOAD:-send}"
+case "$workload" in
+    send) count="${3:-20000}" ;;
+    consume) count="${3:-20000}" ;;
+    *) echo "instructions: WORKLOAD is send or consume, not $workload" >&2; exit 2 ;;
+esac
 
 if ! command -v valgrind >/dev/null 2>&1; then
     echo "instructions: installing valgrind" >&2
@@ -33,35 +46,54 @@ cleanup() {
 }
 trap cleanup EXIT
 
-SUNDIAL_LOG_LEVEL=warn valgrind --tool=callgrind --instr-atstart=no \
-    --callgrind-out-file="$work/callgrind.out.%p" \
-    "$bin" serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --grpc-listen off \
-    --data-dir "$work/data" >"$work/out" 2>"$work/err" &
-pid=$!
-addr=""
-for _ in $(seq 1 600); do
-    addr="$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$work/out")"
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/err" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$addr" ] || { echo "instructions: the daemon did not start" >&2; exit 1; }
+# measure NAME BENCH_ARGS...: runs sundial-bench BENCH_ARGS against a fresh daemon
+# under callgrind and prints the daemon's instructions.
+measure() {
+    local name="$1"; shift
+    local dir="$work/$name"
+    mkdir -p "$dir"
+    SUNDIAL_LOG_LEVEL=warn valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$dir/callgrind.out.%p" \
+        "$bin" serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --grpc-listen off \
+        --data-dir "$dir/data" >"$dir/out" 2>"$dir/err" &
+    pid=$!
+    local addr=""
+    for _ in $(seq 1 600); do
+        addr="$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$dir/out")"
+        [ -n "$addr" ] && break
+        kill -0 "$pid" 2>/dev/null || { cat "$dir/err" >&2; exit 1; }
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { echo "instructions: the daemon did not start" >&2; exit 1; }
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    "$bench" "$@" --addr "$addr" --no-grpc --no-echo >"$dir/bench" 2>&1 \
+        || { cat "$dir/bench" >&2; exit 1; }
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    pid=""
+    local total=0 n
+    for f in "$dir"/callgrind.out.*; do
+        n="$(sed -n 's/^totals: //p' "$f" | head -n1 | awk '{print $1}')"
+        total=$((total + ${n:-0}))
+    done
+    echo "$total"
+}
 
-callgrind_control -i on "$pid" >/dev/null 2>&1
-"$bench" send --addr "$addr" --no-grpc --no-echo --repeat 1 --producers 4 \
-    --messages 4 --batch 1 --single-inflight 64 --single-messages "$sends" >"$work/bench" 2>&1 \
-    || { cat "$work/bench" >&2; exit 1; }
-callgrind_control -i off "$pid" >/dev/null 2>&1
-callgrind_control -d "$pid" >/dev/null 2>&1
-kill "$pid"
-wait "$pid" 2>/dev/null || true
-pid=""
-
-total=0
-for f in "$work"/callgrind.out.*; do
-    n="$(sed -n 's/^totals: //p' "$f" | head -n1 | awk '{print $1}')"
-    total=$((total + ${n:-0}))
-done
-requests=$((sends + 4))
-echo "daemon instructions: $total over $requests send requests: $((total / requests)) per request"
-grep -E "single sends" "$work/bench" || true
+if [ "$workload" = send ]; then
+    total="$(measure send send --repeat 1 --producers 4 --messages 4 --batch 1 \
+        --single-inflight 64 --single-messages "$count")"
+    requests=$((count + 4))
+    echo "daemon instructions: $total over $requests send requests: $((total / requests)) per request"
+    grep -E "single sends" "$work/send/bench" || true
+else
+    total="$(measure consume consume --messages "$count" --consumers 64)"
+    # The same batched sends the consume workload schedules first: 256 per request,
+    # 8 requests in flight, from one producer.
+    fill="$(measure fill send --repeat 1 --producers 1 --messages "$count" --batch 256 \
+        --inflight 8 --single-messages 0)"
+    echo "daemon instructions: $total for $count messages sent in batches, received and acked one by one"
+    echo "  minus $fill for the batched sends alone: $(((total - fill) / count)) per message consumed (a receive and an ack)"
+    grep -E "msg/s" "$work/consume/bench" | head -n1 || true
+fi

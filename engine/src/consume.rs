@@ -208,7 +208,13 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
         let (mut taken, mut skipped, mut exhausted) = (0usize, 0u64, true);
         let mut run: Option<inflight::Run> = None;
         let (lo, hi) = (keys::ready(tid, cursor), keys::ready(tid, end));
-        ctx.walk(READY, &lo, &hi, want.clamp(32, 1024), |ctx, k, v| {
+        // Without a filter every row is taken: read no more rows than wanted.
+        let chunk = if matches!(filter, TagFilter::All) {
+            want
+        } else {
+            want.clamp(32, 1024)
+        };
+        ctx.walk(READY, &lo, &hi, chunk, |ctx, k, v| {
             if taken == want || skipped as usize >= SKIP_BUDGET {
                 exhausted = false;
                 return Ok(false);
@@ -255,6 +261,10 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
                 deliver_at_ms: entry.deliver_at_ms,
             });
             taken += 1;
+            if taken == want {
+                exhausted = false;
+                return Ok(false);
+            }
             Ok(true)
         })?;
         if let Some(r) = run.take() {

@@ -76,6 +76,13 @@ impl Run {
 
 /// The lease whose run holds `offset`, as `(first, lease)`.
 pub(crate) fn covering(r: &impl Read, g: GroupId, offset: u64) -> Result<Option<(u64, Lease)>> {
+    // Leases do not overlap, so one that starts at `offset` is the one. Receives of
+    // one message make only such leases: a point read finds them without the reverse
+    // seek below.
+    if let Some(v) = r.get(INFLIGHT, keys::lease(g, offset))? {
+        let lease = records::decode_lease(&v)?;
+        return Ok((offset < lease.end).then_some((offset, lease)));
+    }
     let (lo, _) = keys::lease_range(g);
     let hi = keys::lease(g, offset.saturating_add(1));
     let Some((k, v)) = r.last_in(INFLIGHT, &lo, &hi)? else {

@@ -45,6 +45,8 @@ const LIGHT: usize = 16;
 const MAX_WEIGHT_PER_ROUND: usize = 16 * 1024;
 /// Most heavy jobs held back for later rounds; beyond it the queue is not drained.
 const MAX_DEFERRED: usize = 4 * 1024;
+/// Most rows [`Ctx::walk`] reads at a time once its first chunk is used up.
+const WALK_MAX_CHUNK: usize = 1024;
 
 type Reply = Box<dyn FnOnce(Option<&Error>) + Send>;
 
@@ -339,8 +341,10 @@ impl<'a> Ctx<'a> {
     }
 
     /// Calls `f` for every row of `cf` in `[lower, upper)` in key order until it
-    /// returns false; `f` may write (rows are read `chunk` at a time, so a write to `cf`
-    /// above the current row may be seen later in the walk).
+    /// returns false; `f` may write (rows are read in chunks, so a write to `cf` above
+    /// the current row may be seen later in the walk). The first chunk is `chunk` rows
+    /// (a walk expected to stop early reads no more than it needs); later ones double,
+    /// up to [`WALK_MAX_CHUNK`] rows or `chunk` if that is larger.
     pub fn walk(
         &mut self,
         cf: Family,
@@ -349,7 +353,8 @@ impl<'a> Ctx<'a> {
         chunk: usize,
         mut f: impl FnMut(&mut Self, &[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        let chunk = chunk.max(1);
+        let most = chunk.max(WALK_MAX_CHUNK);
+        let mut chunk = chunk.max(1);
         let mut from = lower.to_vec();
         let mut rows = RowBuf::default();
         loop {
@@ -370,6 +375,7 @@ impl<'a> Ctx<'a> {
             if n < chunk {
                 return Ok(());
             }
+            chunk = chunk.saturating_mul(2).min(most);
         }
     }
 
