@@ -110,18 +110,23 @@ pub struct LatenessObserver {
 
 impl Observer for LatenessObserver {
     fn ready(&self, topic: &str, lateness_ms: u64) {
+        self.ready_many(topic, lateness_ms, 1);
+    }
+
+    fn ready_many(&self, topic: &str, lateness_ms: u64, count: u64) {
         let secs = lateness_ms as f64 / 1000.0;
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
         if let Some(h) = self
             .by_topic
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(topic)
         {
-            h.record(secs);
+            h.record_many(secs, count);
             return;
         }
         let h = histogram!("sundial_delivery_lateness_seconds", "topic" => topic.to_string());
-        h.record(secs);
+        h.record_many(secs, count);
         self.by_topic
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -48,7 +48,8 @@ impl Receipt {
         write_hex(&mut buf[..8], u128::from(self.group));
         write_hex(&mut buf[8..24], u128::from(self.offset));
         write_hex(&mut buf[24..], u128::from(self.nonce));
-        buf.iter().map(|&b| b as char).collect()
+        // Only ASCII hex digits were written: one copy, no per-character push.
+        String::from_utf8(buf.to_vec()).unwrap_or_default()
     }
 
     pub fn parse(s: &str) -> Result<Self> {

@@ -5,7 +5,8 @@
 //! burst of a million messages due in the same millisecond starts flowing at once and
 //! other work interleaves between steps. Scans are bounded below by a persisted
 //! watermark (every key under it has been moved) and above by `now + 1`, and moved keys
-//! are removed with SingleDelete, so scans never wade through old tombstones.
+//! are removed with SingleDelete (a step that moved many, with one range deletion up to
+//! the new watermark), so scans never wade through old tombstones.
 
 use crate::error::Result;
 use crate::failpoints;
@@ -38,6 +39,11 @@ pub struct TickReport {
 
 /// Timer entries read at a time while moving them.
 const WALK_CHUNK: usize = 1024;
+/// A step that moves at least this many entries removes them with one range deletion
+/// instead of a SingleDelete each. Fewer stay single: a range tombstone costs every
+/// later read of the timer family a little until compaction drops it, so there is at
+/// most one per this many moved entries.
+const RANGE_DELETE_MIN: usize = 1024;
 
 /// Moves up to `max` due timer entries to Ready.
 pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
@@ -50,6 +56,9 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
     }
     let mut moved = 0usize;
     let mut last = None;
+    // The keys moved, deleted one by one after the walk unless there are enough for a
+    // range deletion.
+    let mut moved_keys: Vec<[u8; 24]> = Vec::new();
     // Per topic: (first timer key, first offset, count, last timer key).
     let mut runs: rustc_hash::FxHashMap<TopicId, ready_log::RunBuilder> = Default::default();
     ctx.walk(TIMER, &lower, &upper, max.min(WALK_CHUNK), |ctx, k, v| {
@@ -77,7 +86,9 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
                 messages::delete_record(ctx, id)?;
             }
         }
-        timer::remove_key(ctx, k)?;
+        if moved_keys.len() < RANGE_DELETE_MIN {
+            moved_keys.push(keys::timer(t, id));
+        }
         last = Some((t, id));
         Ok(true)
     })?;
@@ -99,6 +110,16 @@ pub(crate) fn promote(ctx: &mut Ctx<'_>, max: usize) -> Result<(u64, bool)> {
         },
         _ => (now.saturating_add(1), 0),
     };
+    if moved_keys.len() >= RANGE_DELETE_MIN {
+        // Every key in [lower, new watermark) was just moved: timer keys are only
+        // written above the engine's time, which the watermark never passes, so none can
+        // appear below it later.
+        ctx.delete_range(TIMER, &lower, &keys::timer(new_wm.0, MessageId(new_wm.1)))?;
+    } else {
+        for k in &moved_keys {
+            timer::remove_key(ctx, k)?;
+        }
+    }
     if new_wm > ctx.st.engine.watermark {
         ctx.st.engine_mut().watermark = new_wm;
     }

@@ -6,6 +6,14 @@ use crate::Shared;
 pub trait Observer: Send + Sync + 'static {
     /// A message of `topic` became Ready `lateness_ms` after its delivery time.
     fn ready(&self, _topic: &str, _lateness_ms: u64) {}
+
+    /// `count` messages of `topic` became Ready `lateness_ms` after their delivery time
+    /// (what a burst reports: one call per run of equal figures).
+    fn ready_many(&self, topic: &str, lateness_ms: u64, count: u64) {
+        for _ in 0..count {
+            self.ready(topic, lateness_ms);
+        }
+    }
 }
 
 /// Counters of one consumer group.

@@ -598,9 +598,16 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
         let spent = std::mem::take(&mut ctx.spent);
         spare = ctx.round.into_spare();
         if let (None, Some(o)) = (&fail, sh.config_observer()) {
-            for (topic, lateness) in readied {
+            // Runs of equal figures (a burst's) are reported in one call each.
+            let mut i = 0;
+            while let Some(&(topic, lateness)) = readied.get(i) {
+                let n = readied[i..]
+                    .iter()
+                    .take_while(|&&r| r == (topic, lateness))
+                    .count();
+                i += n;
                 if let Some(t) = guard.topics.get(&topic) {
-                    o.ready(&t.rec.name, lateness);
+                    o.ready_many(&t.rec.name, lateness, n as u64);
                 }
             }
         }
