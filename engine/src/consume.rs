@@ -124,19 +124,42 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
     };
 
     // Retries: entries whose invisible time has passed, oldest first. An expired
-    // lease found here becomes ordinary records first; a second scan sees them.
-    let (lo, _) = keys::visible_range(g);
-    let hi = keys::visible(g, now.saturating_add(1), 0);
+    // lease found here becomes ordinary records first; a second scan sees them. The
+    // scan is skipped while the group is known to have no entry visible yet.
+    let (lo, group_end) = keys::visible_range(g);
+    let known_clear = ctx
+        .st
+        .groups
+        .get(&g)
+        .is_some_and(|gs| gs.no_entry_before > now);
     let mut full = false;
+    // The earliest entry left in the index (u64::MAX: none), when a scan shows that
+    // none visible by now is left.
+    let mut learned = None;
     for pass in 0..2 {
+        if known_clear {
+            break;
+        }
         let mut converted = false;
-        for (k, v) in ctx.scan(INFLIGHT, &lo, &hi, req.max_messages)? {
-            if out.len() >= req.max_messages {
-                break;
-            }
-            let Some((_, offset)) = keys::parse_visible(&k) else {
+        // Whether a visible entry stays in the index after this pass.
+        let mut left = false;
+        let mut later = None;
+        // One row more than can be handed out: the first one not visible yet, if any.
+        let limit = req.max_messages + 1;
+        let rows = ctx.scan(INFLIGHT, &lo, &group_end, limit)?;
+        let scanned = rows.len();
+        for (k, v) in rows {
+            let Some((t, offset)) = keys::parse_visible(&k) else {
                 continue;
             };
+            if t > now {
+                later = Some(t);
+                break;
+            }
+            if out.len() >= req.max_messages {
+                left = true;
+                break;
+            }
             let Some(rec) = entry_record(ctx, g, (&k, &v), &mut converted)? else {
                 continue;
             };
@@ -155,10 +178,12 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
                 .is_some_and(|f| !f.matches(entry.tag()))
             {
                 // Not for this call's filter: it stays waiting for a matching receive.
+                left = true;
                 continue;
             }
             if !fits(ctx, rec.id, out.len())? {
                 full = true;
+                left = true;
                 break;
             }
             let retry = is_retry(ctx, g, &rec, offset);
@@ -183,9 +208,18 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
             }
             out.push(d);
         }
+        learned = if converted || left {
+            None
+        } else {
+            later.or((scanned < limit).then_some(u64::MAX))
+        };
         if pass > 0 || !converted || full || out.len() >= req.max_messages {
             break;
         }
+    }
+    if let (Some(t), Some(gs)) = (learned, ctx.st.groups.get_mut(&g)) {
+        // Entries written since the scan (this receive's own) lower it again below.
+        gs.no_entry_before = t;
     }
 
     // New messages from the cursor.
@@ -335,10 +369,13 @@ fn hand_out(
     })
 }
 
-/// Tells the pump about a new visibility time (it may be the earliest).
+/// Tells the pump about a new visibility time (it may be the earliest), and later
+/// receives that an entry becomes visible at `t`. Every new visibility entry is noted
+/// here except those an expired lease turns into, which keep the lease's own time.
 fn note_visible(ctx: &mut Ctx<'_>, g: GroupId, t: u64) {
     let mut kick = false;
     if let Some(gs) = ctx.st.groups.get_mut(&g) {
+        gs.no_entry_before = gs.no_entry_before.min(t);
         if gs.next_visible.is_none_or(|n| t < n) {
             gs.next_visible = Some(t);
             kick = true;

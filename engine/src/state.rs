@@ -93,6 +93,11 @@ pub(crate) struct GroupState {
     pub filter: TagFilter,
     /// Earliest visibility-index entry not yet processed by expiry, if known.
     pub next_visible: Option<u64>,
+    /// No entry of the group's visibility index is visible before this time (0: not
+    /// known), so a receive before it has no retries to look for. Set by a receive's
+    /// scan of the index, lowered by every new entry (`consume::note_visible`);
+    /// deletions leave it low, which only costs a scan.
+    pub no_entry_before: u64,
 }
 
 #[derive(Clone)]
@@ -233,6 +238,7 @@ impl State {
                 rec,
                 filter,
                 next_visible: None,
+                no_entry_before: 0,
             },
         );
         Ok(())

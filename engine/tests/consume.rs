@@ -63,6 +63,69 @@ fn expiry_redelivers_with_attempt_plus_one_and_old_receipt_goes_stale() {
     assert_eq!((g.redelivered, g.inflight, g.retry, g.acked), (1, 0, 0, 1));
 }
 
+/// A receive that found nothing visible skips the retry scan until the earliest entry
+/// it saw; entries written since (a changed invisible time, a nack) must still arrive
+/// the moment they are visible, without the pump's help.
+#[test]
+fn receives_see_redeliveries_written_after_a_scan_found_none() {
+    let h = Harness::new();
+    h.topic("n", TopicKind::Normal);
+    h.receive("n", "g", 1);
+    for body in ["a", "b"] {
+        h.e().send(normal_msg("n", body)).unwrap();
+    }
+    let a = h.receive_inv("n", "g", 1, 10_000);
+    let b = h.receive_inv("n", "g", 1, 10_000);
+    assert_eq!((a.len(), b.len()), (1, 1));
+    // Nothing visible until +10 s: this receive learns it.
+    assert!(h.receive("n", "g", 4).is_empty());
+    let new_b = h
+        .e()
+        .change_invisible_duration("n", "g", &b[0].receipt_handle, Duration::from_secs(1))
+        .unwrap();
+    h.clock.advance(999);
+    assert!(h.receive("n", "g", 4).is_empty(), "visible before its time");
+    h.clock.advance(1);
+    let again = h.receive_inv("n", "g", 4, 30_000);
+    assert_eq!(again.len(), 1, "b was not redelivered at its new time");
+    assert_eq!(
+        (again[0].body.as_slice(), again[0].delivery_attempt),
+        (&b"b"[..], 2)
+    );
+    assert!(matches!(
+        h.e().ack("n", "g", &new_b),
+        Err(Error::BadReceiptHandle(_))
+    ));
+    // A nack after another empty receive: visible after the first backoff.
+    assert!(h.receive("n", "g", 4).is_empty());
+    h.e().nack("n", "g", &a[0].receipt_handle).unwrap();
+    let wait = h.config.retry_backoff[0].as_millis() as u64;
+    h.clock.advance(wait - 1);
+    assert!(
+        h.receive("n", "g", 4).is_empty(),
+        "visible before its backoff"
+    );
+    h.clock.advance(1);
+    assert!(wait < 30_000, "b's delivery must stay invisible meanwhile");
+    let got = h.receive_inv("n", "g", 4, 60_000);
+    assert_eq!(got.len(), 1, "the nacked message was not redelivered");
+    assert_eq!(
+        (got[0].body.as_slice(), got[0].delivery_attempt),
+        (&b"a"[..], 2)
+    );
+    // And plain expiry: b's second delivery, 30 s after it was handed out.
+    assert!(h.receive("n", "g", 4).is_empty());
+    h.clock.advance(30_000 - wait - 1);
+    assert!(h.receive("n", "g", 4).is_empty(), "visible before its time");
+    h.clock.advance(1);
+    let last = h.receive("n", "g", 4);
+    assert_eq!(last.len(), 1, "the expired delivery was not redelivered");
+    assert_eq!(
+        (last[0].body.as_slice(), last[0].delivery_attempt),
+        (&b"b"[..], 3)
+    );
+}
+
 #[test]
 fn nack_uses_the_backoff_table() {
     let h = Harness::new();
