@@ -229,3 +229,56 @@ impl MessagingService for GrpcEcho {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canned(body: usize) -> Canned {
+        Canned {
+            ids: AtomicU64::new(1),
+            body: vec![b'e'; body],
+        }
+    }
+
+    #[test]
+    fn receives_get_as_many_distinct_messages_as_asked_and_acks_a_success_each() {
+        let c = canned(300);
+        let receive = |max_messages| {
+            reply(
+                Ok(Request::Receive {
+                    topic: "t".into(),
+                    group: "g".into(),
+                    filter: None,
+                    max_messages,
+                    invisible_ms: 1_000,
+                    wait_ms: 0,
+                }),
+                &c,
+            )
+        };
+        let mut ids = std::collections::HashSet::new();
+        for max in [1, 3, 1] {
+            let Response::Messages(ms) = receive(max) else {
+                panic!("not messages");
+            };
+            assert_eq!(ms.len(), max as usize);
+            for m in ms {
+                assert_eq!((m.topic.as_str(), m.body.len()), ("t", 300));
+                assert_eq!(m.receipt_handle.len(), 40);
+                assert!(ids.insert(m.message_id), "an id handed out twice");
+            }
+        }
+        let r = reply(
+            Ok(Request::Ack {
+                topic: "t".into(),
+                group: "g".into(),
+                receipts: vec!["a".into(), "b".into()],
+            }),
+            &c,
+        );
+        assert_eq!(r, Response::Settled(vec![Ok(()), Ok(())]));
+        let r = reply(Ok(Request::Stats), &c);
+        assert!(matches!(r, Response::Failed(f) if f.code == ErrorCode::BadRequest));
+    }
+}
