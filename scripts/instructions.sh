@@ -47,7 +47,8 @@ cleanup() {
 trap cleanup EXIT
 
 # measure NAME BENCH_ARGS...: runs sundial-bench BENCH_ARGS against a fresh daemon
-# under callgrind and prints the daemon's instructions.
+# under callgrind and writes the daemon's instructions to $work/NAME/total. It runs in
+# this shell, not a subshell, so the exit trap stops the daemon if anything fails.
 measure() {
     local name="$1"; shift
     local dir="$work/$name"
@@ -78,21 +79,24 @@ measure() {
         n="$(sed -n 's/^totals: //p' "$f" | head -n1 | awk '{print $1}')"
         total=$((total + ${n:-0}))
     done
-    echo "$total"
+    echo "$total" >"$dir/total"
 }
 
 if [ "$workload" = send ]; then
-    total="$(measure send send --repeat 1 --producers 4 --messages 4 --batch 1 \
-        --single-inflight 64 --single-messages "$count")"
+    measure send send --repeat 1 --producers 4 --messages 4 --batch 1 \
+        --single-inflight 64 --single-messages "$count"
+    total="$(cat "$work/send/total")"
     requests=$((count + 4))
     echo "daemon instructions: $total over $requests send requests: $((total / requests)) per request"
     grep -E "single sends" "$work/send/bench" || true
 else
-    total="$(measure consume consume --messages "$count" --consumers 64)"
+    measure consume consume --messages "$count" --consumers 64
+    total="$(cat "$work/consume/total")"
     # The same batched sends the consume workload schedules first: 256 per request,
     # 8 requests in flight, from one producer.
-    fill="$(measure fill send --repeat 1 --producers 1 --messages "$count" --batch 256 \
-        --inflight 8 --single-messages 0)"
+    measure fill send --repeat 1 --producers 1 --messages "$count" --batch 256 \
+        --inflight 8 --single-messages 0
+    fill="$(cat "$work/fill/total")"
     echo "daemon instructions: $total for $count messages sent in batches, received and acked one by one"
     echo "  minus $fill for the batched sends alone: $(((total - fill) / count)) per message consumed (a receive and an ack)"
     grep -E "msg/s" "$work/consume/bench" | head -n1 || true
