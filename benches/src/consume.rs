@@ -76,11 +76,13 @@ pub fn run(a: Args) -> Result<(), String> {
     let g = vec!["g".to_string()];
     let mut reports = vec![rt.block_on(async {
         let q = Queue::sundial(&target.addr, "consume", &g).await?;
+        fill(&q, "sundial", &a).await?;
         consume(&q, "sundial", &a, true).await
     })?];
     if let Some(grpc) = &target.grpc {
         reports.push(rt.block_on(async {
             let q = Queue::grpc(&target.addr, grpc, "consume-grpc", &g).await?;
+            fill(&q, "sundial grpc", &a).await?;
             consume(&q, "sundial grpc", &a, true).await
         })?);
     }
@@ -92,6 +94,7 @@ pub fn run(a: Args) -> Result<(), String> {
                 addr: echo.addr.clone(),
                 topic: "echo".into(),
             };
+            // Nothing to fill: the echo makes its messages up.
             consume(&q, "echo", &a, true).await
         })?);
     }
@@ -100,21 +103,19 @@ pub fn run(a: Args) -> Result<(), String> {
             reports.push(rt.block_on(async {
                 let server = RedisServer::start(&a.peer.redis_server, *fsync).await?;
                 let q = Queue::redis(&server, "consume").await?;
-                consume(&q, &format!("redis {}", fsync.name()), &a, false).await
+                let name = format!("redis {}", fsync.name());
+                fill(&q, &name, &a).await?;
+                consume(&q, &name, &a, false).await
             })?);
         }
     }
     finish(a.json, &reports, print_table, comparison)
 }
 
-/// Schedules `a.messages` due now, waits until all are Ready, then consumes them one
-/// request at a time from `a.consumers` connections (`acks`: settle each one). The
-/// echo (`name` "echo") makes its messages up, so nothing is scheduled on it.
+/// Consumes `a.messages` (made Ready by [`fill`], or made up by the echo) one request
+/// at a time from `a.consumers` connections (`acks`: settle each one).
 async fn consume(q: &Queue, name: &str, a: &Args, acks: bool) -> Result<Report, String> {
     let n = a.messages;
-    if name != "echo" {
-        fill(q, name, a).await?;
-    }
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let bar = progress(n, "consuming one by one", a.json);
     let start = Instant::now();
@@ -183,8 +184,7 @@ async fn consume(q: &Queue, name: &str, a: &Args, acks: bool) -> Result<Report, 
     })
 }
 
-/// Schedules `a.messages` due now on `q` and waits until all are Ready (the echo
-/// needs none: it makes its messages up).
+/// Schedules `a.messages` due now on `q` and waits until all are Ready.
 async fn fill(q: &Queue, name: &str, a: &Args) -> Result<(), String> {
     let n = a.messages;
     let p = q.producer().await?;
