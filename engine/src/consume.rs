@@ -444,7 +444,7 @@ impl Lookahead {
             return Ok(Lookahead::default());
         }
         let limit = (hi - lo) as usize;
-        let mut own = std::collections::HashMap::new();
+        let mut own = std::collections::HashMap::with_capacity(offsets.len());
         for (k, v) in ctx.scan(
             INFLIGHT,
             &keys::inflight(g, lo),
@@ -706,6 +706,7 @@ mod tests {
     fn message_ids_print_as_32_hex_digits() {
         for v in [0u128, 1, 0xabc, u128::MAX, 1_700_000_000_000u128 << 64 | 42] {
             assert_eq!(MessageId(v).to_string(), format!("{v:032x}"));
+            assert_eq!(MessageId(v).hex(), format!("{v:032x}"));
         }
     }
 }

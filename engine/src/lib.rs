@@ -48,7 +48,7 @@ pub use store::keys;
 pub use types::*;
 pub use writer::{Pending, PendingFuture};
 
-use rocksdb::{Options, ReadOptions, DB};
+use rocksdb::{Options, DB};
 use state::{EngineRecord, GroupRecord, State, TopicRecord};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -521,23 +521,28 @@ impl Engine {
     }
 
     fn load_bodies(&self, topic: &str, ds: Vec<consume::Delivery>) -> Result<Vec<ReceivedMessage>> {
-        let sh = self.sh();
-        let cf = sh.store.cf(families::MESSAGES)?;
-        let ks: Vec<_> = ds.iter().map(|d| keys::message(d.id)).collect();
-        // Bodies are read once per delivery: keep them out of the block cache. New
-        // deliveries come in id order, so RocksDB need not sort the batch.
-        let mut ro = ReadOptions::default();
-        ro.fill_cache(false);
-        let sorted = ds.windows(2).all(|w| w[0].id < w[1].id);
-        let values = sh.store.db.batched_multi_get_cf_opt(cf, &ks, sorted, &ro);
+        // Read in id order, which is the order the records are stored in (new
+        // deliveries usually come in it already), and hand out in delivery order.
+        let mut order: Vec<usize> = (0..ds.len()).collect();
+        if !ds.windows(2).all(|w| w[0].id <= w[1].id) {
+            order.sort_unstable_by_key(|&i| ds[i].id);
+        }
+        let ks: Vec<_> = order.iter().map(|&i| keys::message(ds[i].id)).collect();
+        let mut bodies: Vec<Option<records::MessageBody>> = Vec::new();
+        bodies.resize_with(ds.len(), || None);
+        self.sh()
+            .store
+            .read_sorted(families::MESSAGES, &ks, |j, v| {
+                // A record missing was removed by retention between hand-out and read;
+                // its inflight record expires and is dropped on redelivery.
+                if let Some(v) = v {
+                    bodies[order[j]] = Some(records::decode_message(v)?.1);
+                }
+                Ok(())
+            })?;
         let mut out = Vec::with_capacity(ds.len());
-        for (d, v) in ds.into_iter().zip(values) {
-            let Some(v) = v? else {
-                // Removed by retention between hand-out and read; its inflight record
-                // expires and is dropped on redelivery.
-                continue;
-            };
-            let (_, m) = records::decode_message(&v)?;
+        for (d, m) in ds.into_iter().zip(bodies) {
+            let Some(m) = m else { continue };
             out.push(ReceivedMessage {
                 message_id: d.id,
                 topic: topic.to_string(),

@@ -22,6 +22,18 @@ impl MessageId {
     }
 }
 
+impl MessageId {
+    /// The 32 lowercase hex digits, as `Display` prints them, in one allocation of
+    /// their size (`to_string` grows a string through the formatter: it is called for
+    /// every delivery).
+    pub fn hex(self) -> String {
+        let mut buf = vec![0u8; 32];
+        write_hex(&mut buf, self.0);
+        // Only ASCII hex digits were written.
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut buf = [0u8; 32];

@@ -303,3 +303,51 @@ fn ready_signal_changes_when_messages_become_ready() {
         "the pump announced the Ready message"
     );
 }
+
+/// A receive reads its messages' bodies in id order and hands them out in ready
+/// order: every message must get its own body, whether the ids come ascending, with
+/// other topics' messages between them, or descending (sent in the reverse order of
+/// their delivery times).
+#[test]
+fn each_received_message_carries_its_own_body_whatever_the_id_order() {
+    let h = Harness::new();
+    h.topic("d", TopicKind::Delay);
+    h.topic("other", TopicKind::Delay);
+    h.receive("d", "g", 1);
+    let t0 = h.now();
+    let mut sent = std::collections::HashMap::new();
+    // Descending ids: sent last, due first.
+    for i in 0..40u64 {
+        let body = format!("down-{i}");
+        let r = h.e().send(delay_msg("d", t0 + 1_000 - i, &body)).unwrap();
+        sent.insert(r.message_id, body);
+    }
+    // Ascending ids with other messages between them, all due later.
+    for i in 0..40u64 {
+        let body = format!("up-{i}");
+        let r = h.e().send(delay_msg("d", t0 + 2_000 + i, &body)).unwrap();
+        sent.insert(r.message_id, body);
+        h.e()
+            .send(delay_msg("other", t0 + 2_000 + i, "elsewhere"))
+            .unwrap();
+    }
+    h.advance(3_000);
+    let got = h.receive("d", "g", 100);
+    assert_eq!(got.len(), 80);
+    for m in &got {
+        assert_eq!(
+            std::str::from_utf8(&m.body).unwrap(),
+            sent[&m.message_id],
+            "{}",
+            m.message_id
+        );
+    }
+    let times: Vec<u64> = got.iter().map(|m| m.deliver_at_ms).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in ready order");
+    assert!(
+        got[..40]
+            .windows(2)
+            .all(|w| w[0].message_id > w[1].message_id),
+        "the first forty in descending id order"
+    );
+}

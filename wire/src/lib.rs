@@ -55,9 +55,9 @@ pub use frame::{
     RESPONSE_HEADROOM,
 };
 pub use message::{
-    decode, encode, Delivered, ErrorCode, FamilyCounts, GroupCounts, GroupInfo, GroupState, Hello,
-    MessageInfo, OutgoingMessage, Receipt, Request, Response, StartFrom, StatsReport, TopicCounts,
-    TopicInfo, TopicType, Welcome, WireFailure, ALL_CODES, MAX_DECODE,
+    decode, encode, encode_sized, Delivered, ErrorCode, FamilyCounts, GroupCounts, GroupInfo,
+    GroupState, Hello, MessageInfo, OutgoingMessage, Receipt, Request, Response, StartFrom,
+    StatsReport, TopicCounts, TopicInfo, TopicType, Welcome, WireFailure, ALL_CODES, MAX_DECODE,
 };
 
 /// Default address of the protocol port.

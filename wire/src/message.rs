@@ -638,10 +638,46 @@ pub enum Response {
     Stats(StatsReport),
 }
 
+impl Response {
+    /// About how many bytes the encoded answer takes, so its buffer is allocated once:
+    /// a receive's answer of a thousand messages otherwise grew by doubling, copying
+    /// itself a dozen times. Only answers that carry messages are worth estimating.
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Response::Messages(ms) => {
+                16 + ms
+                    .iter()
+                    .map(|m| {
+                        // Each length prefix and integer takes at most 9 bytes.
+                        64 + m.message_id.len()
+                            + m.topic.len()
+                            + m.tag.as_ref().map_or(0, String::len)
+                            + m.keys.iter().map(|k| k.len() + 9).sum::<usize>()
+                            + m.properties
+                                .iter()
+                                .map(|(k, v)| k.len() + v.len() + 18)
+                                .sum::<usize>()
+                            + m.body.len()
+                            + m.receipt_handle.len()
+                    })
+                    .sum::<usize>()
+            }
+            _ => 0,
+        }
+    }
+}
+
 /// Encodes a payload with bincode 2's standard configuration.
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, crate::WireError> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard())
-        .map_err(|e| crate::WireError::Malformed(format!("cannot encode: {e}")))
+    encode_sized(v, 0)
+}
+
+/// [`encode`] into a buffer of `capacity` bytes to start with.
+pub fn encode_sized<T: Serialize>(v: &T, capacity: usize) -> Result<Vec<u8>, crate::WireError> {
+    let mut out = Vec::with_capacity(capacity);
+    bincode::serde::encode_into_std_write(v, &mut out, bincode::config::standard())
+        .map_err(|e| crate::WireError::Malformed(format!("cannot encode: {e}")))?;
+    Ok(out)
 }
 
 /// Largest payload [`decode`] accepts; frame limits must stay below it.
@@ -675,6 +711,49 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, crate::Wi
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// A receive's answer fits the buffer its size hint reserves, so it is never
+        /// copied to grow, and the hint is not far above what it needs.
+        #[test]
+        fn messages_fit_their_size_hint(
+            ms in proptest::collection::vec(
+                (
+                    "[a-z]{0,40}",
+                    proptest::option::of("[a-z]{0,20}"),
+                    proptest::collection::vec("[a-z]{0,30}", 0..4),
+                    proptest::collection::btree_map("[a-z]{1,12}", "[a-z]{0,30}", 0..4),
+                    proptest::collection::vec(any::<u8>(), 0..600),
+                    any::<u64>(),
+                    any::<u32>(),
+                ),
+                0..40,
+            ),
+        ) {
+            let r = Response::Messages(
+                ms.into_iter()
+                    .map(|(topic, tag, keys, properties, body, t, attempt)| Delivered {
+                        message_id: format!("{t:032x}"),
+                        topic,
+                        tag,
+                        keys,
+                        properties,
+                        body,
+                        deliver_at_ms: t,
+                        ready_at_ms: t,
+                        delivery_attempt: attempt,
+                        receipt_handle: format!("{t:040x}"),
+                    })
+                    .collect(),
+            );
+            let hint = r.size_hint();
+            let bytes = encode_sized(&r, hint).expect("encodes");
+            prop_assert!(bytes.len() <= hint, "{} bytes, hint {}", bytes.len(), hint);
+            prop_assert!(hint <= 2 * bytes.len() + 64, "{} bytes, hint {}", bytes.len(), hint);
+            prop_assert_eq!(&bytes, &encode(&r).expect("encodes"));
+            prop_assert_eq!(decode::<Response>(&bytes).expect("decodes"), r);
+        }
+    }
 
     #[test]
     fn codes_round_trip_by_name() {

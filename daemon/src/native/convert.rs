@@ -42,7 +42,7 @@ pub fn new_message(m: OutgoingMessage) -> NewMessage {
 /// A send receipt, for the wire.
 pub fn receipt(r: SendReceipt) -> Receipt {
     Receipt {
-        message_id: r.message_id.to_string(),
+        message_id: r.message_id.hex(),
         recall_handle: r.recall_handle,
         deliver_at_ms: r.deliver_at_ms,
         adjusted: r.adjusted,
@@ -52,7 +52,7 @@ pub fn receipt(r: SendReceipt) -> Receipt {
 /// A received message, for the wire.
 pub fn delivered(m: ReceivedMessage) -> Delivered {
     Delivered {
-        message_id: m.message_id.to_string(),
+        message_id: m.message_id.hex(),
         topic: m.topic,
         tag: m.tag,
         keys: m.keys,
@@ -120,7 +120,7 @@ pub fn message_info(v: MessageView) -> MessageInfo {
         MessageState::Ready { ready_at_ms } => ("Ready", Some(ready_at_ms)),
     };
     MessageInfo {
-        message_id: v.message_id.to_string(),
+        message_id: v.message_id.hex(),
         topic: v.topic,
         tag: v.tag,
         keys: v.keys,

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use sundial_wire::tls::{BoxedIo, TlsAcceptor};
 use sundial_wire::{
-    decode, encode, ErrorCode, Frame, FrameCodec, Inbound, OutgoingMessage, Request, Response,
-    Welcome, WireError, WireFailure, HEADER_LEN, PROTOCOL_VERSION, RESPONSE_HEADROOM,
+    decode, encode, encode_sized, ErrorCode, Frame, FrameCodec, Inbound, OutgoingMessage, Request,
+    Response, Welcome, WireError, WireFailure, HEADER_LEN, PROTOCOL_VERSION, RESPONSE_HEADROOM,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -146,7 +146,7 @@ fn failure_frame(request_id: u64, code: ErrorCode, message: impl Into<String>) -
 /// Encodes an answer; one that would not fit `max` bytes becomes an `Internal` failure
 /// for its request, so the request is answered and the connection goes on.
 fn response_frame(request_id: u64, r: &Response, max: usize) -> Frame {
-    let payload = match encode(r) {
+    let payload = match encode_sized(r, r.size_hint()) {
         Ok(p) if HEADER_LEN + p.len() <= max => p,
         Ok(p) => encode(&Response::Failed(WireFailure::new(
             ErrorCode::Internal,

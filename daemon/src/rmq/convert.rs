@@ -115,7 +115,7 @@ pub fn delivered(
     form: ChecksumForm,
 ) -> v2::Message {
     let d = Delivery {
-        broker_id: m.message_id.to_string(),
+        broker_id: m.message_id.hex(),
         topic: m.topic,
         tag: m.tag,
         keys: m.keys,
