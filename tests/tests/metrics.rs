@@ -114,6 +114,11 @@ async fn metrics_expose_the_documented_families_with_buckets() {
         metric_value(&text, "sundial_sends_total{topic=\"m\"}"),
         Some(7.0)
     );
+    // One lateness figure per first delivery, however a receive's figures are grouped.
+    assert_eq!(
+        metric_value(&text, "sundial_receive_lateness_seconds_count{topic=\"m\"}"),
+        Some(5.0)
+    );
     assert_eq!(
         metric_value(&text, "sundial_acks_total{topic=\"m\",group=\"g\"}"),
         Some(1.0)
