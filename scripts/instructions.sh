@@ -5,6 +5,7 @@
 #
 #   scripts/instructions.sh [SUNDIAL_BIN] [BENCH_BIN] [COUNT]
 #   WORKLOAD=consume scripts/instructions.sh ...
+#   WORKLOAD=burst scripts/instructions.sh ...
 #
 # WORKLOAD=send (the default): COUNT messages sent one per request (4 producers x 64
 # in flight, 256 B random bodies); prints instructions per send request.
@@ -13,6 +14,10 @@
 # a second daemon's count for the same batched sends alone (due in an hour there, so
 # that count leaves out making them Ready); prints instructions per
 # message consumed (one receive and one ack request).
+# WORKLOAD=burst: COUNT messages due in the same millisecond (`sundial-bench burst`, 4
+# consumers receiving up to 1,024 and acking them per request), counted from the moment
+# the daemon has stored all the sends (its metrics say so) to the end: prints
+# instructions per message made Ready, received and acked.
 #
 # Each measurement starts `sundial serve` under callgrind with instrumentation off, lets
 # it open its store, switches instrumentation on, runs the workload, switches it off and
@@ -27,7 +32,8 @@ workload="${WORKLOAD:-send}"
 case "$workload" in
     send) count="${3:-20000}" ;;
     consume) count="${3:-20000}" ;;
-    *) echo "instructions: WORKLOAD is send or consume, not $workload" >&2; exit 2 ;;
+    burst) count="${3:-100000}" ;;
+    *) echo "instructions: WORKLOAD is send, consume or burst, not $workload" >&2; exit 2 ;;
 esac
 
 if ! command -v valgrind >/dev/null 2>&1; then
@@ -66,9 +72,36 @@ measure() {
         sleep 0.1
     done
     [ -n "$addr" ] || { echo "instructions: the daemon did not start" >&2; exit 1; }
-    callgrind_control -i on "$pid" >/dev/null 2>&1
-    "$bench" "$@" --addr "$addr" --no-grpc --no-echo >"$dir/bench" 2>&1 \
-        || { cat "$dir/bench" >&2; exit 1; }
+    if [ -z "${ON_AFTER_SENDS:-}" ]; then
+        callgrind_control -i on "$pid" >/dev/null 2>&1
+        "$bench" "$@" --addr "$addr" --no-grpc >"$dir/bench" 2>&1 \
+            || { cat "$dir/bench" >&2; exit 1; }
+    else
+        # Count from the moment the daemon has stored ON_AFTER_SENDS sends.
+        local metrics bp
+        metrics="$(sed -n 's/.*metrics on \(http:[^ ,]*\).*/\1/p' "$dir/out")"
+        "$bench" "$@" --addr "$addr" --no-grpc >"$dir/bench" 2>&1 &
+        bp=$!
+        python3 - "$metrics" "$ON_AFTER_SENDS" "$bp" <<'PY' || { kill "$bp" 2>/dev/null; cat "$dir/bench" >&2; exit 1; }
+import os, sys, time, urllib.request
+url, want, bench = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+deadline = time.time() + 600
+while time.time() < deadline:
+    try:
+        os.kill(bench, 0)
+    except ProcessLookupError:
+        sys.exit("instructions: the workload ended before its sends were stored")
+    text = urllib.request.urlopen(url, timeout=30).read().decode()
+    sent = sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+               if l.startswith("sundial_sends_total"))
+    if sent >= want:
+        sys.exit(0)
+    time.sleep(0.5)
+sys.exit("instructions: the sends were not stored within 600 s")
+PY
+        callgrind_control -i on "$pid" >/dev/null 2>&1
+        wait "$bp" || { cat "$dir/bench" >&2; exit 1; }
+    fi
     callgrind_control -i off "$pid" >/dev/null 2>&1
     callgrind_control -d "$pid" >/dev/null 2>&1
     kill "$pid"
@@ -84,18 +117,27 @@ measure() {
 
 if [ "$workload" = send ]; then
     measure send send --repeat 1 --producers 4 --messages 4 --batch 1 \
-        --single-inflight 64 --single-messages "$count"
+        --single-inflight 64 --single-messages "$count" --no-echo
     total="$(cat "$work/send/total")"
     requests=$((count + 4))
     echo "daemon instructions: $total over $requests send requests: $((total / requests)) per request"
     grep -E "single sends" "$work/send/bench" || true
+elif [ "$workload" = burst ]; then
+    # Under callgrind the sends run at a few thousand a second: the due time is set
+    # far enough out for them to finish first.
+    ON_AFTER_SENDS=$((count + 1000)) measure burst burst --messages "$count" --after 1000 \
+        --lead-ms $((60000 + count / 2))
+    total="$(cat "$work/burst/total")"
+    all=$((count + 1000))
+    echo "daemon instructions from the sends' end: $total for $all messages made Ready, received and acked: $((total / all)) per message"
+    grep -E "all received" "$work/burst/bench" || true
 else
-    measure consume consume --messages "$count" --consumers 64
+    measure consume consume --messages "$count" --consumers 64 --no-echo
     total="$(cat "$work/consume/total")"
     # The same batched sends the consume workload schedules first: 256 per request,
     # 8 requests in flight, from one producer.
     measure fill send --repeat 1 --producers 1 --messages "$count" --batch 256 \
-        --inflight 8 --single-messages 0
+        --inflight 8 --single-messages 0 --no-echo
     fill="$(cat "$work/fill/total")"
     echo "daemon instructions: $total for $count messages sent in batches, received and acked one by one"
     echo "  minus $fill for the batched sends alone: $(((total - fill) / count)) per message consumed (a receive and an ack)"
