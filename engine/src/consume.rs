@@ -61,9 +61,15 @@ impl Receipt {
         if b.len() != 40 {
             return Err(bad());
         }
+        // Every ack parses one: a digit by byte ranges, not through `char`.
         let hex = |part: &[u8]| -> Option<u64> {
             part.iter().try_fold(0u64, |acc, &c| {
-                let d = (c as char).to_digit(16)?;
+                let d = match c {
+                    b'0'..=b'9' => c - b'0',
+                    b'a'..=b'f' => c - b'a' + 10,
+                    b'A'..=b'F' => c - b'A' + 10,
+                    _ => return None,
+                };
                 Some(acc << 4 | u64::from(d))
             })
         };
@@ -418,12 +424,15 @@ enum Held {
 struct Lookahead {
     /// The group and the offsets `[lo, hi)` read ahead.
     span: Option<(GroupId, u64, u64)>,
-    /// Own inflight records in the span.
-    own: std::collections::HashMap<u64, Inflight>,
-    /// Offsets in the span with an ack entry.
-    finished: HashSet<u64>,
+    /// Own inflight records in the span, by offset − lo (the span is at most four
+    /// times the receipts, so a dense table beats hashing each offset).
+    own: Vec<Option<Inflight>>,
+    /// Offsets in the span with an ack entry, by offset − lo.
+    finished: Vec<bool>,
     /// The lease found last.
     lease: Option<(GroupId, u64, Lease)>,
+    /// Offsets in the span this call has settled, by offset − lo.
+    settled: Vec<bool>,
 }
 
 impl Lookahead {
@@ -444,28 +453,38 @@ impl Lookahead {
             return Ok(Lookahead::default());
         }
         let limit = (hi - lo) as usize;
-        let mut own = std::collections::HashMap::with_capacity(offsets.len());
+        let mut own = vec![None; limit];
         for (k, v) in ctx.scan(
             INFLIGHT,
             &keys::inflight(g, lo),
             &keys::inflight(g, hi),
             limit,
         )? {
-            if let Some(o) = keys::parse_inflight(&k) {
-                own.insert(o, records::decode_inflight(&v)?);
+            let at = keys::parse_inflight(&k).and_then(|o| o.checked_sub(lo));
+            if let Some(slot) = at.and_then(|i| own.get_mut(i as usize)) {
+                *slot = Some(records::decode_inflight(&v)?);
+            }
+        }
+        let mut finished = vec![false; limit];
+        for o in inflight::finished_in(ctx, g, lo, hi)? {
+            if let Some(slot) = o.checked_sub(lo).and_then(|i| finished.get_mut(i as usize)) {
+                *slot = true;
             }
         }
         Ok(Lookahead {
             span: Some((g, lo, hi)),
             own,
-            finished: inflight::finished_in(ctx, g, lo, hi)?,
+            finished,
             lease: None,
+            settled: vec![false; limit],
         })
     }
 
-    fn covers(&self, g: GroupId, offset: u64) -> bool {
+    /// The index of `offset` in the span's tables, if the span covers it.
+    fn slot(&self, g: GroupId, offset: u64) -> Option<usize> {
         self.span
-            .is_some_and(|(sg, lo, hi)| sg == g && lo <= offset && offset < hi)
+            .filter(|&(sg, lo, hi)| sg == g && lo <= offset && offset < hi)
+            .map(|(_, lo, _)| (offset - lo) as usize)
     }
 }
 
@@ -495,8 +514,9 @@ fn resolve(
         )
     };
     let gone = || Error::BadReceiptHandle("no such delivery (already acked, or reset)".into());
-    let own = if ahead.covers(r.group, r.offset) {
-        ahead.own.get(&r.offset).copied()
+    let slot = ahead.slot(r.group, r.offset);
+    let own = if let Some(i) = slot {
+        ahead.own.get(i).copied().flatten()
     } else {
         ctx.get(INFLIGHT, keys::inflight(r.group, r.offset))?
             .map(|v| records::decode_inflight(&v))
@@ -521,8 +541,8 @@ fn resolve(
     if l.nonce != r.nonce {
         return Err(stale());
     }
-    let finished = if ahead.covers(r.group, r.offset) {
-        ahead.finished.contains(&r.offset)
+    let finished = if let Some(i) = slot {
+        ahead.finished.get(i).copied().unwrap_or(false)
     } else {
         inflight::is_finished(ctx, r.group, r.offset)?
     };
@@ -567,7 +587,14 @@ fn ack_one(
     ahead: &mut Lookahead,
 ) -> Result<()> {
     let (r, held) = resolve(ctx, named, receipt, ahead)?;
-    if !seen.insert((r.group, r.offset)) {
+    let twice = match ahead.slot(r.group, r.offset) {
+        Some(i) => ahead
+            .settled
+            .get_mut(i)
+            .is_some_and(|done| std::mem::replace(done, true)),
+        None => !seen.insert((r.group, r.offset)),
+    };
+    if twice {
         return Err(Error::BadReceiptHandle(
             "receipt given twice in one call".into(),
         ));
@@ -693,6 +720,15 @@ mod tests {
             let s = r.encode();
             assert_eq!(s, format!("{group:08x}{offset:016x}{nonce:016x}"));
             assert_eq!(Receipt::parse(&s).unwrap(), r);
+            assert_eq!(Receipt::parse(&s.to_uppercase()).unwrap(), r);
+            // One byte just outside each digit range, in each part.
+            for at in [0, 7, 8, 23, 24, 39] {
+                for c in ['/', ':', '@', 'G', '`', 'g', 'é'] {
+                    let mut bad = s.clone();
+                    bad.replace_range(at..at + 1, &c.to_string());
+                    assert!(Receipt::parse(&bad).is_err(), "{bad:?}");
+                }
+            }
         }
         for bad in ["", "zz", &"0".repeat(39), &"g".repeat(40), &"0".repeat(41)] {
             assert!(

@@ -211,3 +211,26 @@ fn a_leased_message_removed_by_retention_leaves_the_counts_once() {
     assert_eq!(counts(&h), (0, 0, 0));
     assert!(h.receive("n", "g", 10).is_empty());
 }
+
+/// A receipt given twice in one ack call is acked once and refused the second time,
+/// whether the call is large enough for its receipts to be read ahead together or not.
+#[test]
+fn a_receipt_twice_in_one_ack_call_is_refused_the_second_time() {
+    let h = setup(20);
+    let got = h.receive_inv("n", "g", 20, 60_000);
+    assert_eq!(got.len(), 20);
+    for (part, dup) in [(&got[..16], 5usize), (&got[16..], 1)] {
+        let mut receipts: Vec<String> = part.iter().map(|m| m.receipt_handle.clone()).collect();
+        receipts.insert(dup + 1, part[dup].receipt_handle.clone());
+        let out = h.e().ack_batch("n", "g", receipts);
+        assert_eq!(out.len(), part.len() + 1);
+        for (i, r) in out.iter().enumerate() {
+            if i == dup + 1 {
+                assert!(matches!(r, Err(Error::BadReceiptHandle(_))), "{r:?}");
+            } else {
+                assert!(r.is_ok(), "{i}: {r:?}");
+            }
+        }
+    }
+    assert_eq!(counts(&h), (0, 0, 20));
+}
