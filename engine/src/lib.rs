@@ -528,7 +528,7 @@ impl Engine {
             order.sort_unstable_by_key(|&i| ds[i].id);
         }
         let ks: Vec<_> = order.iter().map(|&i| keys::message(ds[i].id)).collect();
-        let mut bodies: Vec<Option<records::MessageBody>> = Vec::new();
+        let mut bodies: Vec<Option<records::Deliverable>> = Vec::new();
         bodies.resize_with(ds.len(), || None);
         self.sh()
             .store
@@ -536,7 +536,7 @@ impl Engine {
                 // A record missing was removed by retention between hand-out and read;
                 // its inflight record expires and is dropped on redelivery.
                 if let Some(v) = v {
-                    bodies[order[j]] = Some(records::decode_message(v)?.1);
+                    bodies[order[j]] = Some(records::decode_deliverable(v)?);
                 }
                 Ok(())
             })?;

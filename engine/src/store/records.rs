@@ -45,9 +45,11 @@ struct MetaRef<'a> {
     adjusted: bool,
 }
 
+/// Everything of a message record but the body, decoded; the topic is `T`, borrowed
+/// where the caller already knows it.
 #[derive(serde::Deserialize)]
-struct Meta {
-    topic: String,
+struct Meta<T> {
+    topic: T,
     tag: Option<String>,
     keys: Vec<String>,
     properties: BTreeMap<String, String>,
@@ -86,8 +88,8 @@ pub(crate) fn encode_message_into(
     Ok(())
 }
 
-/// Decodes a `messages` record into `(deliver_at_ms, body)`.
-pub(crate) fn decode_message(v: &[u8]) -> Result<(u64, MessageBody)> {
+/// Splits a `messages` record into its delivery time, metadata and body bytes.
+fn split_message<'a, T: serde::Deserialize<'a>>(v: &'a [u8]) -> Result<(u64, Meta<T>, &'a [u8])> {
     if v.first() != Some(&VERSION) {
         return Err(corrupt("message record version"));
     }
@@ -96,9 +98,15 @@ pub(crate) fn decode_message(v: &[u8]) -> Result<(u64, MessageBody)> {
     let meta_bytes = v
         .get(13..13 + n)
         .ok_or_else(|| corrupt("message record length"))?;
-    let (m, _): (Meta, _) =
-        bincode::serde::decode_from_slice(meta_bytes, bincode::config::standard())
+    let (m, _): (Meta<T>, _) =
+        bincode::serde::borrow_decode_from_slice(meta_bytes, bincode::config::standard())
             .map_err(|e| Error::Corrupt(format!("message record: {e}")))?;
+    Ok((t, m, &v[13 + n..]))
+}
+
+/// Decodes a `messages` record into `(deliver_at_ms, body)`.
+pub(crate) fn decode_message(v: &[u8]) -> Result<(u64, MessageBody)> {
+    let (t, m, body) = split_message::<String>(v)?;
     Ok((
         t,
         MessageBody {
@@ -106,12 +114,34 @@ pub(crate) fn decode_message(v: &[u8]) -> Result<(u64, MessageBody)> {
             tag: m.tag,
             keys: m.keys,
             properties: m.properties,
-            body: v[13 + n..].to_vec(),
+            body: body.to_vec(),
             born_ms: m.born_ms,
             requested_ms: m.requested_ms,
             adjusted: m.adjusted,
         },
     ))
+}
+
+/// What a delivery needs of a `messages` record: the tag, keys, properties, body and
+/// birth time (the receiver knows the topic, which is not copied out).
+pub(crate) struct Deliverable {
+    pub tag: Option<String>,
+    pub keys: Vec<String>,
+    pub properties: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    pub born_ms: u64,
+}
+
+/// Decodes a `messages` record for a delivery.
+pub(crate) fn decode_deliverable(v: &[u8]) -> Result<Deliverable> {
+    let (_, m, body) = split_message::<&str>(v)?;
+    Ok(Deliverable {
+        tag: m.tag,
+        keys: m.keys,
+        properties: m.properties,
+        body: body.to_vec(),
+        born_ms: m.born_ms,
+    })
 }
 
 /// The effective delivery time stored in a `messages` value (record or location).
@@ -405,6 +435,11 @@ mod tests {
         encode_message_into(&mut buf, 42, &body).unwrap();
         let v = &buf[1..];
         assert_eq!(message_deliver_at(v), Some(42));
+        let d = decode_deliverable(v).unwrap();
+        assert_eq!(
+            (&d.tag, &d.keys, &d.properties, &d.body, d.born_ms),
+            (&body.tag, &body.keys, &body.properties, &body.body, body.born_ms)
+        );
         assert_eq!(decode_message(v).unwrap(), (42, body));
         let l = Location {
             deliver_at_ms: 1,
@@ -463,6 +498,8 @@ mod tests {
         let mut cut = v.to_vec();
         cut[12] = 0xff;
         assert!(decode_message(&cut).is_err());
+        assert!(decode_deliverable(&cut).is_err());
+        assert!(decode_deliverable(&v[..12]).is_err());
         assert!(decode_inflight(&[0; 3]).is_err());
     }
 }
