@@ -438,7 +438,13 @@ mod tests {
         let d = decode_deliverable(v).unwrap();
         assert_eq!(
             (&d.tag, &d.keys, &d.properties, &d.body, d.born_ms),
-            (&body.tag, &body.keys, &body.properties, &body.body, body.born_ms)
+            (
+                &body.tag,
+                &body.keys,
+                &body.properties,
+                &body.body,
+                body.born_ms
+            )
         );
         assert_eq!(decode_message(v).unwrap(), (42, body));
         let l = Location {
