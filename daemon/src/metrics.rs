@@ -158,21 +158,8 @@ pub fn request_done(op: &'static str, started: Instant, code: Option<&'static st
 /// each first delivery (redeliveries are late by their backoff, not by sundial).
 pub fn delivered(topic: &str, group: &str, n: u64, first_lateness_ms: impl Iterator<Item = u64>) {
     let h = histogram!("sundial_receive_lateness_seconds", "topic" => topic.to_string());
-    // A batch's messages are mostly equally late (Ready together, received together):
-    // each run of equal figures is recorded once.
-    let mut run: Option<(u64, usize)> = None;
     for l in first_lateness_ms {
-        match &mut run {
-            Some((v, n)) if *v == l => *n += 1,
-            _ => {
-                if let Some((v, n)) = run.replace((l, 1)) {
-                    h.record_many(v as f64 / 1000.0, n);
-                }
-            }
-        }
-    }
-    if let Some((v, n)) = run {
-        h.record_many(v as f64 / 1000.0, n);
+        h.record(l as f64 / 1000.0);
     }
     counter!("sundial_receives_total", "topic" => topic.to_string(), "group" => group.to_string())
         .increment(n);

@@ -20,9 +20,7 @@ impl MessageId {
     pub fn from_bytes(b: [u8; 16]) -> Self {
         MessageId(u128::from_be_bytes(b))
     }
-}
 
-impl MessageId {
     /// The 32 lowercase hex digits, as `Display` prints them, in one allocation of
     /// their size (`to_string` grows a string through the formatter: it is called for
     /// every delivery).

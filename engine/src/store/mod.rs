@@ -90,7 +90,7 @@ impl Store {
         keys: &[K],
         mut f: impl FnMut(usize, Option<&[u8]>) -> Result<()>,
     ) -> Result<()> {
-        let Some(last) = keys.last() else {
+        let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
             return Ok(());
         };
         let cf = self.cf(fam)?;
@@ -104,13 +104,10 @@ impl Store {
         upper.push(0);
         ro.set_iterate_upper_bound(upper);
         let mut it = self.db.raw_iterator_cf_opt(cf, ro);
-        let mut seeks = 0usize;
+        it.seek(first);
+        let mut seeks = 1usize;
         for (i, k) in keys.iter().enumerate() {
             let k = k.as_ref();
-            if i == 0 {
-                it.seek(k);
-                seeks += 1;
-            }
             let mut steps = 0;
             while let Some(at) = it.key() {
                 if at >= k {
