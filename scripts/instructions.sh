@@ -6,9 +6,13 @@
 #   scripts/instructions.sh [SUNDIAL_BIN] [BENCH_BIN] [COUNT]
 #   WORKLOAD=consume scripts/instructions.sh ...
 #   WORKLOAD=burst scripts/instructions.sh ...
+#   WORKLOAD=batched scripts/instructions.sh ...
 #
 # WORKLOAD=send (the default): COUNT messages sent one per request (4 producers x 64
 # in flight, 256 B random bodies); prints instructions per send request.
+# WORKLOAD=batched: COUNT messages sent 256 per request (4 producers x 8 in flight, the
+# defaults of `sundial-bench send`), flushes of full memtables included; prints
+# instructions per message.
 # WORKLOAD=consume: COUNT messages scheduled in batches and then consumed by 64
 # consumers that receive one and ack it per request (`sundial-bench consume`), minus
 # a second daemon's count for the same batched sends alone (due in an hour there, so
@@ -33,7 +37,8 @@ case "$workload" in
     send) count="${3:-20000}" ;;
     consume) count="${3:-20000}" ;;
     burst) count="${3:-100000}" ;;
-    *) echo "instructions: WORKLOAD is send, consume or burst, not $workload" >&2; exit 2 ;;
+    batched) count="${3:-500000}" ;;
+    *) echo "instructions: WORKLOAD is send, batched, consume or burst, not $workload" >&2; exit 2 ;;
 esac
 
 if ! command -v valgrind >/dev/null 2>&1; then
@@ -122,6 +127,12 @@ if [ "$workload" = send ]; then
     requests=$((count + 4))
     echo "daemon instructions: $total over $requests send requests: $((total / requests)) per request"
     grep -E "single sends" "$work/send/bench" || true
+elif [ "$workload" = batched ]; then
+    measure batched send --repeat 1 --producers 4 --messages "$count" --batch 256 \
+        --inflight 8 --single-inflight 0 --no-echo
+    total="$(cat "$work/batched/total")"
+    echo "daemon instructions: $total for $count messages sent in batches of 256: $((total / count)) per message"
+    grep -E "sends \(batched\)" "$work/batched/bench" || true
 elif [ "$workload" = burst ]; then
     # Under callgrind the sends run at a few thousand a second: the due time is set
     # far enough out for them to finish first.
