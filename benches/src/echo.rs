@@ -20,7 +20,7 @@ use sundial_rmq_proto::v2::{
     messaging_service_server::{MessagingService, MessagingServiceServer},
 };
 use sundial_wire::{
-    decode, encode, Delivered, ErrorCode, Frame, FrameCodec, Inbound, Receipt, Request, Response,
+    decode, encode, Delivered, ErrorCode, Frame, FrameCodec, Inbound, Request, Response, Sent,
     Welcome, WireFailure, PROTOCOL_VERSION,
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -135,9 +135,8 @@ fn reply(req: Result<Request, sundial_wire::WireError>, canned: &Canned) -> Resp
     let ids = &canned.ids;
     let receipt = |deliver_at_ms: Option<i64>| {
         let id = ids.fetch_add(1, Ordering::Relaxed);
-        Receipt {
-            message_id: format!("{id:032x}"),
-            recall_handle: format!("echo-{id}"),
+        Sent {
+            id: u128::from(id).to_be_bytes(),
             deliver_at_ms: deliver_at_ms.map_or(0, |t| t.max(0) as u64),
             adjusted: false,
         }

@@ -13,10 +13,6 @@ fn open(path: &Path, cfs: &[&str]) -> Result<DB, String> {
         let mut co = Options::default();
         co.set_write_buffer_size(64 << 20);
         co.set_max_write_buffer_number(4);
-        // Compressed as sundial's bodies are: level 0 plain, LZ4 below it.
-        use rocksdb::DBCompressionType::{Lz4, None as Plain};
-        co.set_compression_type(Lz4);
-        co.set_compression_per_level(&[Plain, Lz4, Lz4, Lz4, Lz4, Lz4, Lz4]);
         ColumnFamilyDescriptor::new(*n, co)
     });
     DB::open_cf_descriptors(&o, path, descs).map_err(|e| e.to_string())

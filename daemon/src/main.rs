@@ -434,7 +434,7 @@ fn demo(data_dir: Option<PathBuf>, messages: u64, spacing_ms: u64) -> sundial_en
             r.message_id,
             r.deliver_at_ms,
             i * spacing_ms,
-            r.recall_handle
+            r.recall_handle()
         );
         want.push(r.message_id);
     }

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::messages;
 use crate::ready_log;
-use crate::send::{effective_time, parse_recall_handle, recall_handle};
+use crate::send::{effective_time, parse_recall_handle};
 use crate::store::records;
 use crate::timer;
 use crate::types::SendReceipt;
@@ -54,7 +54,6 @@ pub(crate) fn reschedule(
     }
     Ok(SendReceipt {
         message_id: id,
-        recall_handle: recall_handle(eff.deliver_at_ms, id),
         deliver_at_ms: eff.deliver_at_ms,
         adjusted: eff.adjusted,
     })

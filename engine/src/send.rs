@@ -87,8 +87,7 @@ pub fn effective_time(requested: Option<i64>, now: u64, cfg: &Config) -> Result<
 
 /// The recall handle: effective time and id, enough to find the timer entry.
 pub(crate) fn recall_handle(deliver_at_ms: u64, id: MessageId) -> String {
-    // Every send makes one, on the writer thread: the general formatter was a sixth of
-    // a send's instructions there.
+    // The general formatter was a sixth of a send's instructions.
     let mut buf = [0u8; 48];
     write_hex(&mut buf[..16], u128::from(deliver_at_ms));
     write_hex(&mut buf[16..], id.0);
@@ -254,7 +253,6 @@ fn sent_before(ctx: &Ctx<'_>, m: &NewMessage, once: Once<'_>) -> Result<Option<S
             .unwrap_or(body.born_ms);
         return Ok(Some(SendReceipt {
             message_id: id,
-            recall_handle: recall_handle(deliver_at_ms, id),
             deliver_at_ms,
             adjusted: body.adjusted,
         }));
@@ -314,7 +312,6 @@ fn send_one(ctx: &mut Ctx<'_>, m: NewMessage) -> Result<SendReceipt> {
     ctx.spent.push(rec);
     Ok(SendReceipt {
         message_id: id,
-        recall_handle: recall_handle(eff.deliver_at_ms, id),
         deliver_at_ms: eff.deliver_at_ms,
         adjusted: eff.adjusted,
     })

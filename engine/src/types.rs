@@ -247,12 +247,19 @@ pub struct NewMessage {
 pub struct SendReceipt {
     /// The broker-assigned id.
     pub message_id: MessageId,
-    /// The handle that recalls or reschedules the message while it is Timing.
-    pub recall_handle: String,
     /// The effective delivery time (Unix ms).
     pub deliver_at_ms: u64,
     /// Whether the effective time differs from the one asked for.
     pub adjusted: bool,
+}
+
+impl SendReceipt {
+    /// The handle that recalls or reschedules the message while it is Timing: the
+    /// effective time and the id, in hex. Printed on demand, since the native protocol
+    /// carries the two numbers and lets its client print it.
+    pub fn recall_handle(&self) -> String {
+        crate::send::recall_handle(self.deliver_at_ms, self.message_id)
+    }
 }
 
 /// A message handed to a consumer.

@@ -155,7 +155,7 @@ impl Run {
         self.msgs.push(M {
             id: r.message_id,
             deliver_at: r.deliver_at_ms,
-            handle: r.recall_handle,
+            handle: r.recall_handle(),
             recalled: false,
             groups: [G::Pending, G::Pending],
         });

@@ -105,7 +105,7 @@ fn range_deleted_steps_leave_later_entries_and_move_nothing_twice() {
         h.e()
             .send_batch(msgs)
             .into_iter()
-            .map(|r| r.unwrap().recall_handle)
+            .map(|r| r.unwrap().recall_handle())
             .collect()
     };
     // 4,000 due together: steps of 1,500, 1,500 (range deletions) and 1,000 (one by one).

@@ -14,9 +14,9 @@ fn recall_cancels_a_timing_message() {
     let r = h.e().send(m).unwrap();
     let keep = h.e().send(delay_msg("d", T0 + 1_000, "keep")).unwrap();
     assert_eq!(h.e().stats().timing_total, 2);
-    h.e().recall(&r.recall_handle).unwrap();
+    h.e().recall(&r.recall_handle()).unwrap();
     assert!(matches!(
-        h.e().recall(&r.recall_handle),
+        h.e().recall(&r.recall_handle()),
         Err(Error::NotFound(_))
     ));
     assert_eq!(h.e().stats().timing_total, 1);
@@ -29,7 +29,7 @@ fn recall_cancels_a_timing_message() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].message_id, keep.message_id);
     assert!(
-        matches!(h.e().recall(&keep.recall_handle), Err(Error::NotFound(_))),
+        matches!(h.e().recall(&keep.recall_handle()), Err(Error::NotFound(_))),
         "Ready: too late"
     );
     assert!(matches!(
@@ -46,12 +46,12 @@ fn reschedule_moves_the_delivery_time() {
     let r = h.e().send(delay_msg("d", T0 + 1_000, "x")).unwrap();
     let later = h
         .e()
-        .reschedule(&r.recall_handle, (T0 + 5_000) as i64)
+        .reschedule(&r.recall_handle(), (T0 + 5_000) as i64)
         .unwrap();
     assert_eq!(later.deliver_at_ms, T0 + 5_000);
     assert_eq!(later.message_id, r.message_id);
     assert!(
-        matches!(h.e().recall(&r.recall_handle), Err(Error::NotFound(_))),
+        matches!(h.e().recall(&r.recall_handle()), Err(Error::NotFound(_))),
         "old handle is spent"
     );
     h.advance(1_000);
@@ -62,7 +62,9 @@ fn reschedule_moves_the_delivery_time() {
     );
     h.advance(3_999);
     assert!(h.receive("d", "g", 1).is_empty());
-    let earlier = h.e().reschedule(&later.recall_handle, (T0 + 4_500) as i64);
+    let earlier = h
+        .e()
+        .reschedule(&later.recall_handle(), (T0 + 4_500) as i64);
     assert!(earlier.is_ok(), "{earlier:?}");
     let earlier = earlier.unwrap();
     // 4_500 is already past at 4_999: delivered at once.
@@ -71,11 +73,11 @@ fn reschedule_moves_the_delivery_time() {
     assert_eq!(got.len(), 1);
     assert!(matches!(
         h.e()
-            .reschedule(&earlier.recall_handle, (T0 + 9_000) as i64),
+            .reschedule(&earlier.recall_handle(), (T0 + 9_000) as i64),
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        h.e().reschedule(&later.recall_handle, -1),
+        h.e().reschedule(&later.recall_handle(), -1),
         Err(Error::NotFound(_) | Error::BadDeliveryTime(_))
     ));
     assert_eq!(h.e().stats().timing_total, 0);
@@ -87,8 +89,8 @@ fn reschedule_refuses_bad_times_and_keeps_the_message() {
     h.topic("d", TopicKind::Delay);
     let r = h.e().send(delay_msg("d", T0 + 1_000, "x")).unwrap();
     assert!(matches!(
-        h.e().reschedule(&r.recall_handle, -5),
+        h.e().reschedule(&r.recall_handle(), -5),
         Err(Error::BadDeliveryTime(_))
     ));
-    h.e().recall(&r.recall_handle).unwrap();
+    h.e().recall(&r.recall_handle()).unwrap();
 }

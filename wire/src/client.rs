@@ -529,7 +529,7 @@ impl Client {
     /// Sends one message; the receipt means it is durable.
     pub async fn send(&self, m: OutgoingMessage) -> ClientResult<Receipt> {
         let r = self.call(&Request::Send(m)).await?;
-        expect!(r, Response::Sent(s) => s)
+        expect!(r, Response::Sent(s) => s.receipt())
     }
 
     /// Sends many messages in one commit; each succeeds or fails on its own.
@@ -546,7 +546,7 @@ impl Client {
                 v.len()
             )));
         }
-        Ok(v)
+        Ok(v.into_iter().map(|r| r.map(|s| s.receipt())).collect())
     }
 
     /// Receives Ready messages, waiting up to `o.wait` when none are.
@@ -652,7 +652,7 @@ impl Client {
                 deliver_at_ms,
             })
             .await?;
-        expect!(r, Response::Sent(s) => s)
+        expect!(r, Response::Sent(s) => s.receipt())
     }
 
     /// One message's state.

@@ -56,7 +56,7 @@ pub use frame::{
 };
 pub use message::{
     decode, encode, encode_sized, Delivered, ErrorCode, FamilyCounts, GroupCounts, GroupInfo,
-    GroupState, Hello, MessageInfo, OutgoingMessage, Receipt, Request, Response, StartFrom,
+    GroupState, Hello, MessageInfo, OutgoingMessage, Receipt, Request, Response, Sent, StartFrom,
     StatsReport, TopicCounts, TopicInfo, TopicType, Welcome, WireFailure, ALL_CODES, MAX_DECODE,
 };
 

@@ -189,6 +189,44 @@ pub struct Receipt {
     pub adjusted: bool,
 }
 
+/// A send's receipt as the daemon answers it: the message id's 16 bytes (big-endian),
+/// the effective delivery time and whether it was adjusted. The id's hex and the recall
+/// handle follow from these, so the daemon prints neither and the client prints them
+/// once ([`Sent::receipt`]); a batch's answer is a quarter of the bytes it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    /// The message id, big-endian.
+    pub id: [u8; 16],
+    /// Effective delivery time.
+    pub deliver_at_ms: u64,
+    /// Whether it differs from the requested one.
+    pub adjusted: bool,
+}
+
+impl Sent {
+    /// The receipt with the id and recall handle printed: the handle is the time's 16
+    /// hex digits and then the id's 32.
+    pub fn receipt(&self) -> Receipt {
+        let mut handle = String::with_capacity(48);
+        push_hex(&mut handle, u128::from(self.deliver_at_ms), 16);
+        push_hex(&mut handle, u128::from_be_bytes(self.id), 32);
+        Receipt {
+            message_id: handle[16..].to_string(),
+            recall_handle: handle,
+            deliver_at_ms: self.deliver_at_ms,
+            adjusted: self.adjusted,
+        }
+    }
+}
+
+/// Appends the low `digits` hex digits of `v`, lowercase, most significant first.
+fn push_hex(out: &mut String, v: u128, digits: u32) {
+    for i in (0..digits).rev() {
+        let nibble = ((v >> (4 * i)) & 0xf) as u32;
+        out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+    }
+}
+
 /// The first frame of every connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -621,9 +659,9 @@ pub enum Response {
     /// A group's new ready-log offset after a reset.
     Offset(u64),
     /// A send receipt.
-    Sent(Receipt),
+    Sent(Sent),
     /// Per message of a batch, in order.
-    SentBatch(Vec<Result<Receipt, WireFailure>>),
+    SentBatch(Vec<Result<Sent, WireFailure>>),
     /// Received messages (possibly none).
     Messages(Vec<Delivered>),
     /// Per receipt of an ack or nack, in order.
@@ -660,6 +698,13 @@ impl Response {
                             + m.body.len()
                             + m.receipt_handle.len()
                     })
+                    .sum::<usize>()
+            }
+            // A receipt takes at most 27 bytes, a refusal a few dozen.
+            Response::SentBatch(v) => {
+                16 + v
+                    .iter()
+                    .map(|r| r.as_ref().map_or_else(|f| 16 + f.message.len(), |_| 27))
                     .sum::<usize>()
             }
             _ => 0,
@@ -751,6 +796,37 @@ mod tests {
             prop_assert!(bytes.len() <= hint, "{} bytes, hint {}", bytes.len(), hint);
             prop_assert!(hint <= 2 * bytes.len() + 64, "{} bytes, hint {}", bytes.len(), hint);
             prop_assert_eq!(&bytes, &encode(&r).expect("encodes"));
+            prop_assert_eq!(decode::<Response>(&bytes).expect("decodes"), r);
+        }
+    }
+
+    proptest! {
+        /// A receipt prints the id as 32 lowercase hex digits and the recall handle as
+        /// the time's 16 and the id's 32, as `format!` would; a batch of them fits the
+        /// answer's size hint and decodes to what was sent.
+        #[test]
+        fn sent_receipts_print_their_numbers_and_fit_the_hint(
+            rs in proptest::collection::vec(
+                (any::<u128>(), any::<u64>(), any::<bool>(), proptest::option::of("[a-z ]{0,60}")),
+                0..40,
+            ),
+        ) {
+            let mut batch = Vec::new();
+            for &(id, t, adjusted, ref refusal) in &rs {
+                let s = Sent { id: id.to_be_bytes(), deliver_at_ms: t, adjusted };
+                let r = s.receipt();
+                prop_assert_eq!(&r.message_id, &format!("{id:032x}"));
+                prop_assert_eq!(&r.recall_handle, &format!("{t:016x}{id:032x}"));
+                prop_assert_eq!((r.deliver_at_ms, r.adjusted), (t, adjusted));
+                batch.push(match refusal {
+                    None => Ok(s),
+                    Some(m) => Err(WireFailure { code: ErrorCode::StorageFull, message: m.clone() }),
+                });
+            }
+            let r = Response::SentBatch(batch);
+            let hint = r.size_hint();
+            let bytes = encode_sized(&r, hint).expect("encodes");
+            prop_assert!(bytes.len() <= hint, "{} bytes, hint {}", bytes.len(), hint);
             prop_assert_eq!(decode::<Response>(&bytes).expect("decodes"), r);
         }
     }

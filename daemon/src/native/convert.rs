@@ -7,7 +7,7 @@ use sundial_engine::{
 };
 use sundial_wire::{
     Delivered, FamilyCounts, GroupCounts, GroupInfo, GroupState, MessageInfo, OutgoingMessage,
-    Receipt, StartFrom, StatsReport, TopicCounts, TopicInfo, TopicType,
+    Sent, StartFrom, StatsReport, TopicCounts, TopicInfo, TopicType,
 };
 
 /// A topic type as the engine names it.
@@ -40,10 +40,9 @@ pub fn new_message(m: OutgoingMessage) -> NewMessage {
 }
 
 /// A send receipt, for the wire.
-pub fn receipt(r: SendReceipt) -> Receipt {
-    Receipt {
-        message_id: r.message_id.hex(),
-        recall_handle: r.recall_handle,
+pub fn receipt(r: SendReceipt) -> Sent {
+    Sent {
+        id: r.message_id.to_bytes(),
         deliver_at_ms: r.deliver_at_ms,
         adjusted: r.adjusted,
     }

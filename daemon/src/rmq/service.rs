@@ -265,7 +265,7 @@ impl Service {
             .map(|(id, refused)| match refused {
                 Some(r) => entry(id, r.status(), String::new()),
                 None => match sent.next() {
-                    Some(Ok(receipt)) => entry(id, ok(), receipt.recall_handle),
+                    Some(Ok(receipt)) => entry(id, ok(), receipt.recall_handle()),
                     Some(Err(e)) => entry(id, Refusal::from(e).status(), String::new()),
                     None => entry(
                         id,

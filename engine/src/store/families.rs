@@ -98,15 +98,7 @@ pub(crate) fn descriptors(
                     t.set_pin_l0_filter_and_index_blocks_in_cache(true);
                     t.set_block_size(16 << 10);
                     o.set_block_based_table_factory(&t);
-                    // Flushes write level 0 uncompressed and compactions compress
-                    // into the levels below. A flush runs at normal priority while
-                    // sends wait for memtable room, and compressing incompressible
-                    // bodies there cost an eighth of the daemon's CPU under batched
-                    // sends; compactions run at the lowered priority set in
-                    // `Engine::open`, and level 0 holds a few memtables' worth.
-                    use rocksdb::DBCompressionType::{Lz4, None as Plain};
-                    o.set_compression_type(Lz4);
-                    o.set_compression_per_level(&[Plain, Lz4, Lz4, Lz4, Lz4, Lz4, Lz4]);
+                    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
                     filters::install_message_filter(&mut o, horizon.clone());
                 }
                 READY => filters::install_ready_at_filter(
@@ -130,57 +122,4 @@ pub(crate) fn descriptors(
             Ok(ColumnFamilyDescriptor::new(f.name(), o))
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Level 0 holds bodies as they came (flushes do not compress), and a compaction
-    /// into the levels below compresses them.
-    #[test]
-    fn flushed_bodies_are_plain_and_compacted_ones_compressed() {
-        let dir = tempfile::tempdir().expect("dir");
-        let mut o = Options::default();
-        o.create_if_missing(true);
-        o.create_missing_column_families(true);
-        let horizon = Arc::new(Horizon::new(3_600_000));
-        let cache = Cache::new_lru_cache(8 << 20);
-        let descs = descriptors(&horizon, 3600, &cache).expect("descriptors");
-        let db = rocksdb::DB::open_cf_descriptors(&o, dir.path(), descs).expect("open");
-        let cf = db.cf_handle(MESSAGES.name()).expect("cf");
-        // Compressible values, the way JSON bodies repeat their field names.
-        let value: Vec<u8> = b"{\"order\":12345,\"state\":\"paid\"} "
-            .iter()
-            .copied()
-            .cycle()
-            .take(1024)
-            .collect();
-        let n = 2_000u32;
-        for i in 0..n {
-            let mut k = [0u8; 17];
-            k[12..16].copy_from_slice(&i.to_be_bytes());
-            db.put_cf(cf, k, &value).expect("put");
-        }
-        let raw = u64::from(n) * value.len() as u64;
-        let int = |name: &str| {
-            db.property_int_value_cf(cf, name)
-                .expect("property")
-                .expect("a value")
-        };
-        db.flush_cf(cf).expect("flush");
-        assert_eq!(int("rocksdb.num-files-at-level0"), 1);
-        let flushed = int("rocksdb.total-sst-files-size");
-        assert!(
-            flushed >= raw,
-            "level 0: {flushed} bytes for {raw} of values"
-        );
-        db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
-        assert_eq!(int("rocksdb.num-files-at-level0"), 0);
-        let compacted = int("rocksdb.total-sst-files-size");
-        assert!(
-            compacted * 4 < raw,
-            "below level 0: {compacted} bytes for {raw} of values"
-        );
-    }
 }
