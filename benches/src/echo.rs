@@ -136,7 +136,7 @@ fn reply(req: Result<Request, sundial_wire::WireError>, canned: &Canned) -> Resp
     let receipt = |deliver_at_ms: Option<i64>| {
         let id = ids.fetch_add(1, Ordering::Relaxed);
         Sent {
-            id: u128::from(id).to_be_bytes(),
+            id: u128::from(id),
             deliver_at_ms: deliver_at_ms.map_or(0, |t| t.max(0) as u64),
             adjusted: false,
         }

@@ -8,10 +8,11 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use sundial_engine::{Engine, Observer};
@@ -86,6 +87,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .and_then(|b| b.install_recorder())
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))
         .inspect(|_| {
+            INSTALLED.store(true, Ordering::Relaxed);
             // Unlabelled counters exist from the start, at 0, so a rate() or an alert on
             // them has a series before the first event.
             counter!("sundial_connections_total").increment(0);
@@ -145,10 +147,35 @@ pub fn serving(ops: &[&'static str]) {
     }
 }
 
+/// Whether [`install`] made the exporter the global recorder. Only then are series
+/// handles kept: a handle records into the recorder it came from, and unit tests record
+/// into recorders of their own.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// This thread's handles of the request-duration series, by operation (a bounded
+    /// set of names). Looking a series up in the registry hashes its labels and takes a
+    /// lock: on every request it cost more than recording the figure.
+    static REQUEST_SERIES: RefCell<Vec<(&'static str, Histogram)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
 /// A request finished (`code` is its error code, if refused).
 pub fn request_done(op: &'static str, started: Instant, code: Option<&'static str>) {
-    histogram!("sundial_request_duration_seconds", "op" => op)
-        .record(started.elapsed().as_secs_f64());
+    let secs = started.elapsed().as_secs_f64();
+    let series = || histogram!("sundial_request_duration_seconds", "op" => op);
+    if INSTALLED.load(Ordering::Relaxed) {
+        REQUEST_SERIES.with_borrow_mut(|kept| match kept.iter().find(|(o, _)| *o == op) {
+            Some((_, h)) => h.record(secs),
+            None => {
+                let h = series();
+                h.record(secs);
+                kept.push((op, h));
+            }
+        });
+    } else {
+        series().record(secs);
+    }
     if let Some(code) = code {
         counter!("sundial_request_errors_total", "op" => op, "code" => code).increment(1);
     }

@@ -183,6 +183,8 @@ pub(crate) fn send_batch_once(
 ) -> Result<Vec<Result<(SendReceipt, bool)>>> {
     let sh = ctx.sh;
     let mut out = Vec::with_capacity(msgs.len());
+    // Every stored record lands here; growing it by doubling copied each one again.
+    ctx.spent.reserve(msgs.len());
     for m in msgs {
         if let Some(once) = once {
             if let Some(first) = sent_before(ctx, &m, once)? {

@@ -54,11 +54,13 @@ async fn metrics_expose_the_documented_families_with_buckets() {
         ..ReceiveOptions::default()
     };
     let mut got = Vec::new();
+    let mut receives = 0;
     for _ in 0..50 {
         if got.len() == 5 {
             break;
         }
         got.extend(c.receive("m", "g", &o).await.unwrap());
+        receives += 1;
     }
     c.ack("m", "g", vec![got[0].receipt_handle.clone()])
         .await
@@ -108,6 +110,21 @@ async fn metrics_expose_the_documented_families_with_buckets() {
         assert!(
             text.contains(&format!("{h}_bucket{{")),
             "{h} has no buckets"
+        );
+    }
+    // Each request is one sample of its operation's series, whichever thread served it.
+    for (op, n) in [
+        ("send", 7.0),
+        ("receive", f64::from(receives)),
+        ("ack", 1.0),
+    ] {
+        assert_eq!(
+            metric_value(
+                &text,
+                &format!("sundial_request_duration_seconds_count{{op=\"{op}\"}}")
+            ),
+            Some(n),
+            "{op}"
         );
     }
     assert_eq!(

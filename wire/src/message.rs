@@ -189,14 +189,14 @@ pub struct Receipt {
     pub adjusted: bool,
 }
 
-/// A send's receipt as the daemon answers it: the message id's 16 bytes (big-endian),
-/// the effective delivery time and whether it was adjusted. The id's hex and the recall
+/// A send's receipt as the daemon answers it: the message id, the effective delivery
+/// time and whether it was adjusted. The id's hex and the recall
 /// handle follow from these, so the daemon prints neither and the client prints them
 /// once ([`Sent::receipt`]); a batch's answer is a quarter of the bytes it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
-    /// The message id, big-endian.
-    pub id: [u8; 16],
+    /// The message id (its 32 hex digits are the id clients see).
+    pub id: u128,
     /// Effective delivery time.
     pub deliver_at_ms: u64,
     /// Whether it differs from the requested one.
@@ -209,7 +209,7 @@ impl Sent {
     pub fn receipt(&self) -> Receipt {
         let mut handle = String::with_capacity(48);
         push_hex(&mut handle, u128::from(self.deliver_at_ms), 16);
-        push_hex(&mut handle, u128::from_be_bytes(self.id), 32);
+        push_hex(&mut handle, self.id, 32);
         Receipt {
             message_id: handle[16..].to_string(),
             recall_handle: handle,
@@ -700,11 +700,13 @@ impl Response {
                     })
                     .sum::<usize>()
             }
-            // A receipt takes at most 27 bytes, a refusal a few dozen.
+            // A receipt takes at most 28 bytes (a u128 17, a u64 9), a refusal a few
+            // dozen; an answer that grew from empty reallocated byte by byte.
+            Response::Sent(_) => 32,
             Response::SentBatch(v) => {
                 16 + v
                     .iter()
-                    .map(|r| r.as_ref().map_or_else(|f| 16 + f.message.len(), |_| 27))
+                    .map(|r| r.as_ref().map_or_else(|f| 16 + f.message.len(), |_| 28))
                     .sum::<usize>()
             }
             _ => 0,
@@ -813,7 +815,7 @@ mod tests {
         ) {
             let mut batch = Vec::new();
             for &(id, t, adjusted, ref refusal) in &rs {
-                let s = Sent { id: id.to_be_bytes(), deliver_at_ms: t, adjusted };
+                let s = Sent { id, deliver_at_ms: t, adjusted };
                 let r = s.receipt();
                 prop_assert_eq!(&r.message_id, &format!("{id:032x}"));
                 prop_assert_eq!(&r.recall_handle, &format!("{t:016x}{id:032x}"));
@@ -822,6 +824,11 @@ mod tests {
                     None => Ok(s),
                     Some(m) => Err(WireFailure { code: ErrorCode::StorageFull, message: m.clone() }),
                 });
+            }
+            for s in batch.iter().flatten() {
+                let one = Response::Sent(*s);
+                let bytes = encode_sized(&one, one.size_hint()).expect("encodes");
+                prop_assert!(bytes.len() <= one.size_hint(), "{} bytes", bytes.len());
             }
             let r = Response::SentBatch(batch);
             let hint = r.size_hint();

@@ -42,7 +42,7 @@ pub fn new_message(m: OutgoingMessage) -> NewMessage {
 /// A send receipt, for the wire.
 pub fn receipt(r: SendReceipt) -> Sent {
     Sent {
-        id: r.message_id.to_bytes(),
+        id: r.message_id.0,
         deliver_at_ms: r.deliver_at_ms,
         adjusted: r.adjusted,
     }
