@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use metrics::{counter, gauge, histogram, Histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -181,15 +181,68 @@ pub fn request_done(op: &'static str, started: Instant, code: Option<&'static st
     }
 }
 
+/// One topic and group's receive series.
+struct ReceiveSeries {
+    topic: String,
+    group: String,
+    lateness: Histogram,
+    receives: Counter,
+}
+
+impl ReceiveSeries {
+    fn of(topic: &str, group: &str) -> ReceiveSeries {
+        ReceiveSeries {
+            topic: topic.to_string(),
+            group: group.to_string(),
+            lateness: histogram!("sundial_receive_lateness_seconds", "topic" => topic.to_string()),
+            receives: counter!(
+                "sundial_receives_total",
+                "topic" => topic.to_string(),
+                "group" => group.to_string()
+            ),
+        }
+    }
+
+    fn record(&self, n: u64, first_lateness_ms: impl Iterator<Item = u64>) {
+        for l in first_lateness_ms {
+            self.lateness.record(l as f64 / 1000.0);
+        }
+        self.receives.increment(n);
+    }
+}
+
+/// Most receive series a thread keeps handles of; past that it starts over.
+const KEPT_RECEIVE_SERIES: usize = 64;
+
+thread_local! {
+    /// This thread's handles of the receive series, by topic and group. The registry's
+    /// lookup copied the label strings and hashed them, twice per receive.
+    static RECEIVE_SERIES: RefCell<Vec<ReceiveSeries>> = const { RefCell::new(Vec::new()) };
+}
+
 /// `n` messages handed to a group; `first_lateness_ms`: receive time − delivery time of
 /// each first delivery (redeliveries are late by their backoff, not by sundial).
 pub fn delivered(topic: &str, group: &str, n: u64, first_lateness_ms: impl Iterator<Item = u64>) {
-    let h = histogram!("sundial_receive_lateness_seconds", "topic" => topic.to_string());
-    for l in first_lateness_ms {
-        h.record(l as f64 / 1000.0);
+    if !INSTALLED.load(Ordering::Relaxed) {
+        ReceiveSeries::of(topic, group).record(n, first_lateness_ms);
+        return;
     }
-    counter!("sundial_receives_total", "topic" => topic.to_string(), "group" => group.to_string())
-        .increment(n);
+    RECEIVE_SERIES.with_borrow_mut(|kept| {
+        let at = match kept
+            .iter()
+            .position(|s| s.topic == topic && s.group == group)
+        {
+            Some(at) => at,
+            None => {
+                if kept.len() >= KEPT_RECEIVE_SERIES {
+                    kept.clear();
+                }
+                kept.push(ReceiveSeries::of(topic, group));
+                kept.len() - 1
+            }
+        };
+        kept[at].record(n, first_lateness_ms);
+    });
 }
 
 /// A send retried with a client id already stored was answered with the first receipt.

@@ -62,6 +62,19 @@ async fn metrics_expose_the_documented_families_with_buckets() {
         got.extend(c.receive("m", "g", &o).await.unwrap());
         receives += 1;
     }
+    // A second group of the same topic counts its receives in a series of its own.
+    c.create_group("m", "g2", StartFrom::Earliest, None)
+        .await
+        .unwrap();
+    let mut got2 = 0;
+    for _ in 0..50 {
+        if got2 == 5 {
+            break;
+        }
+        got2 += c.receive("m", "g2", &o).await.unwrap().len();
+        receives += 1;
+    }
+    assert_eq!(got2, 5);
     c.ack("m", "g", vec![got[0].receipt_handle.clone()])
         .await
         .unwrap();
@@ -131,11 +144,22 @@ async fn metrics_expose_the_documented_families_with_buckets() {
         metric_value(&text, "sundial_sends_total{topic=\"m\"}"),
         Some(7.0)
     );
-    // One lateness figure per first delivery, however a receive's figures are grouped.
+    // One lateness figure per first delivery to each group, however a receive's
+    // figures are grouped.
     assert_eq!(
         metric_value(&text, "sundial_receive_lateness_seconds_count{topic=\"m\"}"),
-        Some(5.0)
+        Some(10.0)
     );
+    for g in ["g", "g2"] {
+        assert_eq!(
+            metric_value(
+                &text,
+                &format!("sundial_receives_total{{topic=\"m\",group=\"{g}\"}}")
+            ),
+            Some(5.0),
+            "{g}"
+        );
+    }
     assert_eq!(
         metric_value(&text, "sundial_acks_total{topic=\"m\",group=\"g\"}"),
         Some(1.0)
