@@ -96,6 +96,11 @@ impl Store {
         let cf = self.cf(fam)?;
         let mut ro = ReadOptions::default();
         ro.fill_cache(false);
+        if keys.len() == 1 {
+            // A receive of one message: a multi-get's set-up costs as much as the lookup.
+            let v = self.db.get_pinned_cf_opt(cf, first, &ro)?;
+            return f(0, v.as_deref());
+        }
         if keys.len() < STEP_MIN_KEYS {
             return self.multi_get_from(cf, keys, 0, &ro, f);
         }
