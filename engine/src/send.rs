@@ -10,8 +10,8 @@ use crate::store::records::{self, MessageBody};
 use crate::store::Read;
 use crate::timer;
 use crate::types::{
-    validate_tag, write_hex, Config, MessageId, NewMessage, OverMaxDelay, SendReceipt,
-    StoragePolicy, TopicKind,
+    validate_tag, Config, MessageId, NewMessage, OverMaxDelay, SendReceipt, StoragePolicy,
+    TopicKind,
 };
 use crate::writer::Ctx;
 use std::sync::atomic::Ordering;
@@ -83,15 +83,6 @@ pub fn effective_time(requested: Option<i64>, now: u64, cfg: &Config) -> Result<
         adjusted: rounded != req,
         immediate: false,
     })
-}
-
-/// The recall handle: effective time and id, enough to find the timer entry.
-pub(crate) fn recall_handle(deliver_at_ms: u64, id: MessageId) -> String {
-    // The general formatter was a sixth of a send's instructions.
-    let mut buf = [0u8; 48];
-    write_hex(&mut buf[..16], u128::from(deliver_at_ms));
-    write_hex(&mut buf[16..], id.0);
-    String::from_utf8(buf.to_vec()).unwrap_or_default()
 }
 
 /// Parses a recall handle.
@@ -322,6 +313,7 @@ fn send_one(ctx: &mut Ctx<'_>, m: NewMessage) -> Result<SendReceipt> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::recall_handle;
 
     #[test]
     fn a_recall_handle_is_the_time_and_the_id_in_hex_and_parses_back() {

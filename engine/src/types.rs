@@ -44,6 +44,16 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// The recall handle: effective time and id, enough to find the timer entry
+/// (`send::parse_recall_handle` reads it back).
+pub(crate) fn recall_handle(deliver_at_ms: u64, id: MessageId) -> String {
+    // The general formatter was a sixth of a send's instructions.
+    let mut buf = [0u8; 48];
+    write_hex(&mut buf[..16], u128::from(deliver_at_ms));
+    write_hex(&mut buf[16..], id.0);
+    String::from_utf8(buf.to_vec()).unwrap_or_default()
+}
+
 /// Writes the low `out.len()` nibbles of `v` into `out` as lowercase hex, most
 /// significant first (ids and receipts are printed for every delivery; the general
 /// formatter was a visible share of a burst's request threads).
@@ -258,7 +268,7 @@ impl SendReceipt {
     /// effective time and the id, in hex. Printed on demand, since the native protocol
     /// carries the two numbers and lets its client print it.
     pub fn recall_handle(&self) -> String {
-        crate::send::recall_handle(self.deliver_at_ms, self.message_id)
+        recall_handle(self.deliver_at_ms, self.message_id)
     }
 }
 
