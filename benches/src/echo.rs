@@ -20,8 +20,8 @@ use sundial_rmq_proto::v2::{
     messaging_service_server::{MessagingService, MessagingServiceServer},
 };
 use sundial_wire::{
-    decode, encode, Delivered, ErrorCode, Frame, FrameCodec, Inbound, Request, Response, Sent,
-    Welcome, WireFailure, PROTOCOL_VERSION,
+    decode, encode, Delivery, ErrorCode, Frame, FrameCodec, Inbound, ReceiptHandle, Request,
+    Response, Sent, Welcome, WireFailure, PROTOCOL_VERSION,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
@@ -151,19 +151,14 @@ fn reply(req: Result<Request, sundial_wire::WireError>, canned: &Canned) -> Resp
         Ok(Request::SendBatch(ms)) => {
             Response::SentBatch(ms.iter().map(|m| Ok(receipt(m.deliver_at_ms))).collect())
         }
-        Ok(Request::Receive {
-            topic,
-            max_messages,
-            ..
-        }) => {
+        Ok(Request::Receive { max_messages, .. }) => {
             let now = sundial_wire::now_ms().max(0) as u64;
             let n = u64::from(max_messages.clamp(1, 1024));
             let first = ids.fetch_add(n, Ordering::Relaxed);
             Response::Messages(
                 (first..first + n)
-                    .map(|id| Delivered {
-                        message_id: format!("{id:032x}"),
-                        topic: topic.clone(),
+                    .map(|id| Delivery {
+                        id: u128::from(id),
                         tag: None,
                         keys: Vec::new(),
                         properties: Default::default(),
@@ -171,7 +166,11 @@ fn reply(req: Result<Request, sundial_wire::WireError>, canned: &Canned) -> Resp
                         deliver_at_ms: now,
                         ready_at_ms: now,
                         delivery_attempt: 1,
-                        receipt_handle: format!("{id:040x}"),
+                        receipt: ReceiptHandle {
+                            group: 1,
+                            offset: id,
+                            nonce: id,
+                        },
                     })
                     .collect(),
             )
@@ -263,16 +262,23 @@ mod tests {
             };
             assert_eq!(ms.len(), max as usize);
             for m in ms {
-                assert_eq!((m.topic.as_str(), m.body.len()), ("t", 300));
-                assert_eq!(m.receipt_handle.len(), 40);
-                assert!(ids.insert(m.message_id), "an id handed out twice");
+                assert_eq!(m.body.len(), 300);
+                assert_eq!(m.receipt.offset as u128, m.id);
+                assert!(ids.insert(m.id), "an id handed out twice");
             }
         }
         let r = reply(
             Ok(Request::Ack {
                 topic: "t".into(),
                 group: "g".into(),
-                receipts: vec!["a".into(), "b".into()],
+                receipts: vec![
+                    ReceiptHandle {
+                        group: 1,
+                        offset: 1,
+                        nonce: 1
+                    };
+                    2
+                ],
             }),
             &c,
         );

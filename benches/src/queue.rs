@@ -10,7 +10,9 @@ use std::time::Duration;
 use sundial_rmq_proto::convert::{proto_duration, resource};
 use sundial_rmq_proto::time;
 use sundial_rmq_proto::v2::{self, messaging_service_client::MessagingServiceClient};
-use sundial_wire::{Client, ClientOptions, OutgoingMessage, ReceiveOptions, StartFrom, TopicType};
+use sundial_wire::{
+    Client, ClientOptions, OutgoingMessage, ReceiptHandle, ReceiveOptions, StartFrom, TopicType,
+};
 use tonic::transport::Channel;
 
 /// Which queue a workload runs against.
@@ -43,8 +45,15 @@ pub struct Got {
     pub deliver_at_ms: u64,
     /// When it became Ready, where the queue says (sundial does; Redis does not).
     pub ready_at_ms: Option<u64>,
-    /// What `settle` needs (sundial's receipt handle).
-    receipt: Option<String>,
+    /// What `settle` needs: sundial's receipt handle, native or over gRPC.
+    receipt: Option<Settle>,
+}
+
+/// How a delivery is settled.
+#[derive(Debug, Clone)]
+enum Settle {
+    Native(ReceiptHandle),
+    Grpc(String),
 }
 
 /// A producer's connection.
@@ -296,7 +305,7 @@ impl Consumer {
                         id: u128::from_str_radix(&m.message_id, 16).unwrap_or(0),
                         deliver_at_ms: m.deliver_at_ms,
                         ready_at_ms: Some(m.ready_at_ms),
-                        receipt: Some(m.receipt_handle),
+                        receipt: Some(Settle::Native(m.receipt_handle)),
                     })
                     .collect())
             }
@@ -351,7 +360,7 @@ impl Consumer {
                                     .or(ms(sp.born_timestamp))
                                     .unwrap_or(0),
                                 ready_at_ms: None,
-                                receipt: sp.receipt_handle,
+                                receipt: sp.receipt_handle.map(Settle::Grpc),
                             });
                         }
                         _ => {}
@@ -388,12 +397,13 @@ impl Consumer {
         {
             let entries = got
                 .iter()
-                .filter_map(|g| {
-                    g.receipt.clone().map(|r| v2::AckMessageEntry {
+                .filter_map(|g| match &g.receipt {
+                    Some(Settle::Grpc(r)) => Some(v2::AckMessageEntry {
                         message_id: format!("{:032X}", g.id),
-                        receipt_handle: r,
+                        receipt_handle: r.clone(),
                         lite_topic: None,
-                    })
+                    }),
+                    _ => None,
                 })
                 .collect();
             let r = client
@@ -414,7 +424,13 @@ impl Consumer {
             ..
         } = self
         {
-            let receipts: Vec<String> = got.iter().filter_map(|g| g.receipt.clone()).collect();
+            let receipts: Vec<ReceiptHandle> = got
+                .iter()
+                .filter_map(|g| match g.receipt {
+                    Some(Settle::Native(r)) => Some(r),
+                    _ => None,
+                })
+                .collect();
             for r in client
                 .ack(topic, group, receipts)
                 .await

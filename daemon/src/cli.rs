@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 use sundial_wire::{
     deliver_at_after, Client, ClientError, ClientOptions, Delivered, OutgoingMessage,
-    ReceiveOptions, StartFrom, TopicType, WireFailure,
+    ReceiptHandle, ReceiveOptions, StartFrom, TopicType, WireFailure,
 };
 
 /// Options every client subcommand takes.
@@ -172,9 +172,9 @@ pub struct SettleArgs {
     /// Consumer group.
     #[arg(long)]
     pub group: String,
-    /// Receipt handles.
+    /// Receipt handles (40 hex digits each).
     #[arg(required = true)]
-    pub receipts: Vec<String>,
+    pub receipts: Vec<ReceiptHandle>,
 }
 
 /// `sundial reschedule ...`
@@ -627,7 +627,7 @@ pub async fn send(c: Client, a: SendArgs) -> Outcome {
 
 /// `sundial ack` (`ack` true) and `sundial nack`
 pub async fn settle(c: Client, a: SettleArgs, ack: bool) -> Outcome {
-    let receipts = a.receipts.clone();
+    let receipts: Vec<String> = a.receipts.iter().map(|r| r.to_string()).collect();
     let results = if ack {
         c.ack(&a.topic, &a.group, a.receipts).await?
     } else {
@@ -673,7 +673,7 @@ pub fn message_json(m: &Delivered) -> Value {
         "deliver_at_ms": m.deliver_at_ms,
         "ready_at_ms": m.ready_at_ms,
         "delivery_attempt": m.delivery_attempt,
-        "receipt_handle": m.receipt_handle,
+        "receipt_handle": m.receipt_handle.to_string(),
     });
     match std::str::from_utf8(&m.body) {
         Ok(text) => v["body"] = json!(text),
@@ -759,9 +759,17 @@ mod tests {
             deliver_at_ms: 1,
             ready_at_ms: 2,
             delivery_attempt: 1,
-            receipt_handle: "r".into(),
+            receipt_handle: ReceiptHandle {
+                group: 1,
+                offset: 2,
+                nonce: 3,
+            },
         };
         assert_eq!(message_json(&m)["body"], "hello");
+        assert_eq!(
+            message_json(&m)["receipt_handle"],
+            format!("{:08x}{:016x}{:016x}", 1, 2, 3)
+        );
         m.body = vec![0xff, 0xfe];
         let v = message_json(&m);
         assert_eq!(v["body_base64"], "//4=");

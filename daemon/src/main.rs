@@ -471,7 +471,7 @@ fn demo(data_dir: Option<PathBuf>, messages: u64, spacing_ms: u64) -> sundial_en
                     m.delivery_attempt
                 );
                 let acked = engine
-                    .submit_ack_batch("demo", "demo-group", vec![m.receipt_handle.clone()])
+                    .submit_ack_batch("demo", "demo-group", vec![m.receipt_handle])
                     .await?;
                 for r in acked {
                     r?;

@@ -10,7 +10,7 @@ use crate::store::keys::{self, GroupId};
 use crate::store::records::{self, Finished, Inflight, Lease};
 use crate::store::Read;
 use crate::topics::ensure_group;
-use crate::types::{write_hex, GroupStart, MessageId, ReceiveRequest, TagFilter};
+use crate::types::{GroupStart, MessageId, ReceiptHandle, ReceiveRequest, TagFilter};
 use crate::writer::Ctx;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -32,58 +32,9 @@ const POINT_READS: usize = 4;
 pub(crate) struct Delivery {
     pub id: MessageId,
     pub attempt: u32,
-    pub receipt: Receipt,
+    pub receipt: ReceiptHandle,
     pub ready_at_ms: u64,
     pub deliver_at_ms: u64,
-}
-
-/// A decoded receipt handle: which group, which offset, which delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Receipt {
-    pub group: GroupId,
-    pub offset: u64,
-    pub nonce: u64,
-}
-
-impl Receipt {
-    pub fn encode(&self) -> String {
-        let mut buf = [0u8; 40];
-        write_hex(&mut buf[..8], u128::from(self.group));
-        write_hex(&mut buf[8..24], u128::from(self.offset));
-        write_hex(&mut buf[24..], u128::from(self.nonce));
-        // Only ASCII hex digits were written: one copy, no per-character push.
-        String::from_utf8(buf.to_vec()).unwrap_or_default()
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = || Error::BadReceiptHandle(format!("{s:?} is not a receipt handle"));
-        let b = s.as_bytes();
-        if b.len() != 40 {
-            return Err(bad());
-        }
-        // Every ack parses one: a digit by byte ranges, not through `char`.
-        let hex = |part: &[u8]| -> Option<u64> {
-            part.iter().try_fold(0u64, |acc, &c| {
-                let d = match c {
-                    b'0'..=b'9' => c - b'0',
-                    b'a'..=b'f' => c - b'a' + 10,
-                    b'A'..=b'F' => c - b'A' + 10,
-                    _ => return None,
-                };
-                Some(acc << 4 | u64::from(d))
-            })
-        };
-        let (Some(group), Some(offset), Some(nonce)) =
-            (hex(&b[..8]), hex(&b[8..24]), hex(&b[24..]))
-        else {
-            return Err(bad());
-        };
-        Ok(Receipt {
-            group: u32::try_from(group).map_err(|_| bad())?,
-            offset,
-            nonce,
-        })
-    }
 }
 
 fn invisible_ms(d: Duration) -> Result<u64> {
@@ -286,7 +237,7 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
             };
             r.end = offset + 1;
             r.ready_at_ms = r.ready_at_ms.max(entry.ready_at_ms);
-            let receipt = Receipt {
+            let receipt = ReceiptHandle {
                 group: g,
                 offset,
                 nonce: r.nonce,
@@ -386,7 +337,7 @@ fn hand_out(
     Ok(Delivery {
         id,
         attempt,
-        receipt: Receipt {
+        receipt: ReceiptHandle {
             group: g,
             offset,
             nonce,
@@ -437,10 +388,9 @@ struct Lookahead {
 
 impl Lookahead {
     /// Reads ahead for `receipts` of group `g` when their offsets are dense enough.
-    fn read(ctx: &Ctx<'_>, g: GroupId, receipts: &[Result<Receipt>]) -> Result<Lookahead> {
+    fn read(ctx: &Ctx<'_>, g: GroupId, receipts: &[ReceiptHandle]) -> Result<Lookahead> {
         let offsets: Vec<u64> = receipts
             .iter()
-            .filter_map(|r| r.as_ref().ok())
             .filter(|r| r.group == g)
             .map(|r| r.offset)
             .collect();
@@ -500,9 +450,9 @@ fn receipt_group(ctx: &Ctx<'_>, topic: &str, group: &str) -> Result<GroupId> {
 fn resolve(
     ctx: &Ctx<'_>,
     (g, topic, group): (GroupId, &str, &str),
-    r: Receipt,
+    r: ReceiptHandle,
     ahead: &mut Lookahead,
-) -> Result<(Receipt, Held)> {
+) -> Result<(ReceiptHandle, Held)> {
     if g != r.group {
         return Err(Error::BadReceiptHandle(format!(
             "receipt belongs to another topic or group than {topic:?}/{group:?}"
@@ -552,13 +502,12 @@ fn resolve(
     Ok((r, Held::Leased(first, l)))
 }
 
-/// Acks each receipt (parsed by the caller, off the writer thread); each succeeds or
-/// fails on its own.
+/// Acks each receipt; each succeeds or fails on its own.
 pub(crate) fn ack(
     ctx: &mut Ctx<'_>,
     topic: &str,
     group: &str,
-    receipts: &[Result<Receipt>],
+    receipts: &[ReceiptHandle],
 ) -> Result<Vec<Result<()>>> {
     if failpoints::fires(failpoints::ACK_WRITE) {
         return Err(failpoints::injected(failpoints::ACK_WRITE));
@@ -570,11 +519,11 @@ pub(crate) fn ack(
         Err(_) => Lookahead::default(),
     };
     let mut out = Vec::with_capacity(receipts.len());
-    for receipt in receipts {
-        out.push(receipt.clone().and_then(|r| {
-            let g = g.clone()?;
-            ack_one(ctx, (g, topic, group), r, &mut seen, &mut ahead)
-        }));
+    for &r in receipts {
+        out.push(
+            g.clone()
+                .and_then(|g| ack_one(ctx, (g, topic, group), r, &mut seen, &mut ahead)),
+        );
     }
     Ok(out)
 }
@@ -582,7 +531,7 @@ pub(crate) fn ack(
 fn ack_one(
     ctx: &mut Ctx<'_>,
     named: (GroupId, &str, &str),
-    receipt: Receipt,
+    receipt: ReceiptHandle,
     seen: &mut HashSet<(GroupId, u64)>,
     ahead: &mut Lookahead,
 ) -> Result<()> {
@@ -619,8 +568,12 @@ fn ack_one(
 
 /// The inflight record a receipt names, taken out of the group's counts (and its lease
 /// or the index) so the caller can give it a new visibility or dead-letter it.
-fn take(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(Receipt, Inflight)> {
-    let r = Receipt::parse(receipt)?;
+fn take(
+    ctx: &mut Ctx<'_>,
+    topic: &str,
+    group: &str,
+    r: ReceiptHandle,
+) -> Result<(ReceiptHandle, Inflight)> {
     let g = receipt_group(ctx, topic, group)?;
     let (r, held) = resolve(ctx, (g, topic, group), r, &mut Lookahead::default())?;
     match held {
@@ -636,7 +589,12 @@ fn take(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<(R
 
 /// Makes a delivery visible again after the retry backoff for its attempt (or sends
 /// it to the dead-letter topic when it has no attempts left).
-pub(crate) fn nack(ctx: &mut Ctx<'_>, topic: &str, group: &str, receipt: &str) -> Result<()> {
+pub(crate) fn nack(
+    ctx: &mut Ctx<'_>,
+    topic: &str,
+    group: &str,
+    receipt: ReceiptHandle,
+) -> Result<()> {
     let (r, rec) = take(ctx, topic, group, receipt)?;
     let cfg = &ctx.sh.config;
     if rec.attempt >= cfg.max_delivery_attempts {
@@ -660,7 +618,7 @@ pub(crate) fn dead_letter_now(
     ctx: &mut Ctx<'_>,
     topic: &str,
     group: &str,
-    receipt: &str,
+    receipt: ReceiptHandle,
 ) -> Result<()> {
     let (r, rec) = take(ctx, topic, group, receipt)?;
     dead_letter(ctx, r.group, r.offset, &rec, true)
@@ -671,9 +629,9 @@ pub(crate) fn change_invisible(
     ctx: &mut Ctx<'_>,
     topic: &str,
     group: &str,
-    receipt: &str,
+    receipt: ReceiptHandle,
     d: Duration,
-) -> Result<String> {
+) -> Result<ReceiptHandle> {
     let inv = invisible_ms(d)?;
     let (r, rec) = take(ctx, topic, group, receipt)?;
     let at = ctx.now.saturating_add(inv);
@@ -681,7 +639,12 @@ pub(crate) fn change_invisible(
 }
 
 /// Gives a delivery taken with [`take`] a new record visible at `at`, and a new receipt.
-fn replace_visibility(ctx: &mut Ctx<'_>, r: Receipt, rec: &Inflight, at: u64) -> Result<String> {
+fn replace_visibility(
+    ctx: &mut Ctx<'_>,
+    r: ReceiptHandle,
+    rec: &Inflight,
+    at: u64,
+) -> Result<ReceiptHandle> {
     let nonce = ctx.st.next_seq();
     let new = Inflight {
         visible_at_ms: at,
@@ -693,17 +656,17 @@ fn replace_visibility(ctx: &mut Ctx<'_>, r: Receipt, rec: &Inflight, at: u64) ->
         gs.rec.cursor.inflight += 1;
     }
     note_visible(ctx, r.group, at);
-    Ok(Receipt {
+    Ok(ReceiptHandle {
         group: r.group,
         offset: r.offset,
         nonce,
-    }
-    .encode())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::str::FromStr;
 
     #[test]
     fn receipts_print_as_40_hex_digits_and_parse_back() {
@@ -712,27 +675,30 @@ mod tests {
             (7, 1 << 40, 0xdead_beef),
             (u32::MAX, u64::MAX, u64::MAX),
         ] {
-            let r = Receipt {
+            let r = ReceiptHandle {
                 group,
                 offset,
                 nonce,
             };
-            let s = r.encode();
+            let s = r.to_string();
             assert_eq!(s, format!("{group:08x}{offset:016x}{nonce:016x}"));
-            assert_eq!(Receipt::parse(&s).unwrap(), r);
-            assert_eq!(Receipt::parse(&s.to_uppercase()).unwrap(), r);
+            assert_eq!(ReceiptHandle::from_str(&s).unwrap(), r);
+            assert_eq!(ReceiptHandle::from_str(&s.to_uppercase()).unwrap(), r);
             // One byte just outside each digit range, in each part.
             for at in [0, 7, 8, 23, 24, 39] {
                 for c in ['/', ':', '@', 'G', '`', 'g', 'é'] {
                     let mut bad = s.clone();
                     bad.replace_range(at..at + 1, &c.to_string());
-                    assert!(Receipt::parse(&bad).is_err(), "{bad:?}");
+                    assert!(ReceiptHandle::from_str(&bad).is_err(), "{bad:?}");
                 }
             }
         }
         for bad in ["", "zz", &"0".repeat(39), &"g".repeat(40), &"0".repeat(41)] {
             assert!(
-                matches!(Receipt::parse(bad), Err(Error::BadReceiptHandle(_))),
+                matches!(
+                    ReceiptHandle::from_str(bad),
+                    Err(Error::BadReceiptHandle(_))
+                ),
                 "{bad:?}"
             );
         }

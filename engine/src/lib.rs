@@ -554,7 +554,7 @@ impl Engine {
                 ready_at_ms: d.ready_at_ms,
                 born_ms: m.born_ms,
                 delivery_attempt: d.attempt,
-                receipt_handle: d.receipt.encode(),
+                receipt_handle: d.receipt,
             });
         }
         Ok(out)
@@ -567,15 +567,20 @@ impl Engine {
     }
 
     /// Acknowledges one delivery; final for the group.
-    pub fn ack(&self, topic: &str, group: &str, receipt: &str) -> Result<()> {
-        self.ack_batch(topic, group, vec![receipt.to_string()])
+    pub fn ack(&self, topic: &str, group: &str, receipt: &ReceiptHandle) -> Result<()> {
+        self.ack_batch(topic, group, vec![*receipt])
             .into_iter()
             .next()
             .unwrap_or(Err(Error::Internal("empty reply from the writer".into())))
     }
 
     /// Acknowledges many deliveries in one commit; each succeeds or fails on its own.
-    pub fn ack_batch(&self, topic: &str, group: &str, receipts: Vec<String>) -> Vec<Result<()>> {
+    pub fn ack_batch(
+        &self,
+        topic: &str,
+        group: &str,
+        receipts: Vec<ReceiptHandle>,
+    ) -> Vec<Result<()>> {
         let n = receipts.len();
         match self.submit_ack_batch(topic, group, receipts).wait() {
             Ok(v) => v,
@@ -588,13 +593,9 @@ impl Engine {
         &self,
         topic: &str,
         group: &str,
-        receipts: Vec<String>,
+        receipts: Vec<ReceiptHandle>,
     ) -> Pending<Vec<Result<()>>> {
         let (topic, group) = (topic.to_string(), group.to_string());
-        let receipts: Vec<_> = receipts
-            .iter()
-            .map(|r| consume::Receipt::parse(r))
-            .collect();
         writer::submit_weighted(self.sh(), true, receipts.len(), move |ctx| {
             consume::ack(ctx, &topic, &group, &receipts)
         })
@@ -624,32 +625,32 @@ impl Engine {
         &self,
         topic: &str,
         group: &str,
-        receipts: Vec<String>,
+        receipts: Vec<ReceiptHandle>,
     ) -> Pending<Vec<Result<()>>> {
         let (topic, group) = (topic.to_string(), group.to_string());
         writer::submit_weighted(self.sh(), true, receipts.len(), move |ctx| {
             Ok(receipts
                 .iter()
-                .map(|r| consume::nack(ctx, &topic, &group, r))
+                .map(|&r| consume::nack(ctx, &topic, &group, r))
                 .collect())
         })
     }
 
     /// Gives a delivery back: visible again after the retry backoff of its attempt.
-    pub fn nack(&self, topic: &str, group: &str, receipt: &str) -> Result<()> {
-        let (topic, group, receipt) = (topic.to_string(), group.to_string(), receipt.to_string());
+    pub fn nack(&self, topic: &str, group: &str, receipt: &ReceiptHandle) -> Result<()> {
+        let (topic, group, receipt) = (topic.to_string(), group.to_string(), *receipt);
         writer::submit(self.sh(), true, move |ctx| {
-            consume::nack(ctx, &topic, &group, &receipt)
+            consume::nack(ctx, &topic, &group, receipt)
         })
         .wait()
     }
 
     /// Moves a delivery to `%DLQ%<group>` now, whatever its attempt; its receipt
     /// becomes stale.
-    pub fn dead_letter(&self, topic: &str, group: &str, receipt: &str) -> Result<()> {
-        let (topic, group, receipt) = (topic.to_string(), group.to_string(), receipt.to_string());
+    pub fn dead_letter(&self, topic: &str, group: &str, receipt: &ReceiptHandle) -> Result<()> {
+        let (topic, group, receipt) = (topic.to_string(), group.to_string(), *receipt);
         writer::submit(self.sh(), true, move |ctx| {
-            consume::dead_letter_now(ctx, &topic, &group, &receipt)
+            consume::dead_letter_now(ctx, &topic, &group, receipt)
         })
         .wait()
     }
@@ -660,12 +661,12 @@ impl Engine {
         &self,
         topic: &str,
         group: &str,
-        receipt: &str,
+        receipt: &ReceiptHandle,
         d: Duration,
-    ) -> Result<String> {
-        let (topic, group, receipt) = (topic.to_string(), group.to_string(), receipt.to_string());
+    ) -> Result<ReceiptHandle> {
+        let (topic, group, receipt) = (topic.to_string(), group.to_string(), *receipt);
         writer::submit(self.sh(), true, move |ctx| {
-            consume::change_invisible(ctx, &topic, &group, &receipt, d)
+            consume::change_invisible(ctx, &topic, &group, receipt, d)
         })
         .wait()
     }

@@ -90,6 +90,64 @@ impl FromStr for MessageId {
     }
 }
 
+/// What a consumer settles a delivery with: which group, which ready-log offset, and
+/// which delivery of it (a new nonce each time the message is handed out or its
+/// visibility changes, so an older handle goes stale). Printed as 40 hex digits: the
+/// group's 8, the offset's 16 and the nonce's 16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReceiptHandle {
+    /// The group's id.
+    pub group: u32,
+    /// The message's ready-log offset.
+    pub offset: u64,
+    /// The delivery's nonce.
+    pub nonce: u64,
+}
+
+impl fmt::Display for ReceiptHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 40];
+        write_hex(&mut buf[..8], u128::from(self.group));
+        write_hex(&mut buf[8..24], u128::from(self.offset));
+        write_hex(&mut buf[24..], u128::from(self.nonce));
+        // Only ASCII hex digits were written.
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl FromStr for ReceiptHandle {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::BadReceiptHandle(format!("{s:?} is not a receipt handle"));
+        let b = s.as_bytes();
+        if b.len() != 40 {
+            return Err(bad());
+        }
+        // A digit by byte ranges, not through `char`.
+        let hex = |part: &[u8]| -> Option<u64> {
+            part.iter().try_fold(0u64, |acc, &c| {
+                let d = match c {
+                    b'0'..=b'9' => c - b'0',
+                    b'a'..=b'f' => c - b'a' + 10,
+                    b'A'..=b'F' => c - b'A' + 10,
+                    _ => return None,
+                };
+                Some(acc << 4 | u64::from(d))
+            })
+        };
+        let (Some(group), Some(offset), Some(nonce)) =
+            (hex(&b[..8]), hex(&b[8..24]), hex(&b[24..]))
+        else {
+            return Err(bad());
+        };
+        Ok(ReceiptHandle {
+            group: u32::try_from(group).map_err(|_| bad())?,
+            offset,
+            nonce,
+        })
+    }
+}
+
 /// A topic's message type (SPEC §1, type consistency).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TopicKind {
@@ -296,7 +354,7 @@ pub struct ReceivedMessage {
     /// 1 for the first delivery to this group.
     pub delivery_attempt: u32,
     /// The handle for ack, nack and change_invisible_duration.
-    pub receipt_handle: String,
+    pub receipt_handle: ReceiptHandle,
 }
 
 /// Arguments of a receive call.

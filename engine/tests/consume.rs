@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use std::time::Duration;
-use sundial_engine::{Error, GroupMessageState, ReceiveRequest, TopicKind};
+use sundial_engine::{Error, GroupMessageState, ReceiptHandle, ReceiveRequest, TopicKind};
 
 #[test]
 fn ack_is_final_and_bad_receipts_are_refused() {
@@ -20,7 +20,16 @@ fn ack_is_final_and_bad_receipts_are_refused() {
         Err(Error::BadReceiptHandle(_))
     ));
     assert!(matches!(
-        h.e().ack("n", "g", "zz"),
+        "zz".parse::<ReceiptHandle>(),
+        Err(Error::BadReceiptHandle(_))
+    ));
+    // Well formed, but naming an offset nothing was delivered at.
+    let nowhere = ReceiptHandle {
+        offset: r.offset + 1_000,
+        ..*r
+    };
+    assert!(matches!(
+        h.e().ack("n", "g", &nowhere),
         Err(Error::BadReceiptHandle(_))
     ));
     assert!(matches!(

@@ -146,7 +146,7 @@ fn acknowledged_sends_survive_sigkill() {
             break;
         }
         let now = SystemClock.now_ms();
-        let rs: Vec<String> = got.iter().map(|m| m.receipt_handle.clone()).collect();
+        let rs: Vec<_> = got.iter().map(|m| m.receipt_handle).collect();
         for m in got {
             assert!(m.deliver_at_ms <= now);
             seen.insert(m.message_id, m.deliver_at_ms);

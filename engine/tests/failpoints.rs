@@ -193,7 +193,7 @@ fn a_failed_ack_is_an_error_and_the_delivery_stays_inflight() {
     h.e().tick().unwrap();
     let got = h.receive_inv("t", "g", 10, 1_000);
     assert_eq!(got.len(), 1);
-    let receipt = got[0].receipt_handle.clone();
+    let receipt = got[0].receipt_handle;
     {
         let _f = Set::new(failpoints::ACK_WRITE, "return");
         let r = h.e().ack("t", "g", &receipt);
@@ -292,7 +292,7 @@ fn a_full_file_system_refuses_the_round_keeps_counts_exact_and_writes_resume_wit
     h.e().tick().unwrap();
     let got = h.receive_inv("t", "g", 10, 10_000);
     assert_eq!(got.len(), 1);
-    let receipt = got[0].receipt_handle.clone();
+    let receipt = got[0].receipt_handle;
     let counts = h.e().counters();
     {
         let _f = Set::new(failpoints::WRITE_NO_SPACE, "return");

@@ -124,7 +124,7 @@ fn a_lease_survives_a_restart_and_its_receipts_still_ack() {
     h.e().ack("n", "g", &got[0].receipt_handle).unwrap();
     h.reopen();
     assert_eq!(counts(&h), (5, 0, 1));
-    let receipts: Vec<String> = got[1..3].iter().map(|m| m.receipt_handle.clone()).collect();
+    let receipts: Vec<_> = got[1..3].iter().map(|m| m.receipt_handle).collect();
     for r in h.e().ack_batch("n", "g", receipts) {
         r.unwrap();
     }
@@ -155,7 +155,7 @@ fn an_expired_lease_found_by_a_receive_before_the_pump_is_delivered_at_once() {
 fn acked_leases_do_not_hold_back_the_purge_of_acked_data() {
     let mut h = setup(50);
     let got = h.receive_inv("n", "g", 50, 3_600_000);
-    let receipts: Vec<String> = got.iter().map(|m| m.receipt_handle.clone()).collect();
+    let receipts: Vec<_> = got.iter().map(|m| m.receipt_handle).collect();
     for r in h.e().ack_batch("n", "g", receipts) {
         r.unwrap();
     }
@@ -220,8 +220,8 @@ fn a_receipt_twice_in_one_ack_call_is_refused_the_second_time() {
     let got = h.receive_inv("n", "g", 20, 60_000);
     assert_eq!(got.len(), 20);
     for (part, dup) in [(&got[..16], 5usize), (&got[16..], 1)] {
-        let mut receipts: Vec<String> = part.iter().map(|m| m.receipt_handle.clone()).collect();
-        receipts.insert(dup + 1, part[dup].receipt_handle.clone());
+        let mut receipts: Vec<_> = part.iter().map(|m| m.receipt_handle).collect();
+        receipts.insert(dup + 1, part[dup].receipt_handle);
         let out = h.e().ack_batch("n", "g", receipts);
         assert_eq!(out.len(), part.len() + 1);
         for (i, r) in out.iter().enumerate() {

@@ -8,7 +8,8 @@ use common::*;
 use proptest::prelude::*;
 use std::time::Duration;
 use sundial_engine::{
-    Error, GroupMessageState, GroupStart, MessageId, MessageState, ReceiveRequest, TopicKind,
+    Error, GroupMessageState, GroupStart, MessageId, MessageState, ReceiptHandle, ReceiveRequest,
+    TopicKind,
 };
 
 const GROUPS: [&str; 2] = ["g1", "g2"];
@@ -62,7 +63,7 @@ enum G {
     Inflight {
         attempt: u32,
         visible_at: u64,
-        receipt: Option<String>,
+        receipt: Option<ReceiptHandle>,
     },
     Acked,
     Dead,
@@ -80,7 +81,7 @@ struct M {
 struct Run {
     h: Harness,
     msgs: Vec<M>,
-    receipts: Vec<(usize, usize, String)>,
+    receipts: Vec<(usize, usize, ReceiptHandle)>,
 }
 
 impl Run {
@@ -208,17 +209,17 @@ impl Run {
             self.msgs[i].groups[g] = G::Inflight {
                 attempt,
                 visible_at: now + inv_ms,
-                receipt: Some(r.receipt_handle.clone()),
+                receipt: Some(r.receipt_handle),
             };
             self.receipts.push((g, i, r.receipt_handle));
         }
     }
 
-    fn current(&self, k: usize) -> Option<(usize, usize, String, bool)> {
+    fn current(&self, k: usize) -> Option<(usize, usize, ReceiptHandle, bool)> {
         if self.receipts.is_empty() {
             return None;
         }
-        let (g, i, r) = self.receipts[k % self.receipts.len()].clone();
+        let (g, i, r) = self.receipts[k % self.receipts.len()];
         let valid =
             matches!(&self.msgs[i].groups[g], G::Inflight { receipt: Some(x), .. } if *x == r);
         Some((g, i, r, valid))
@@ -293,7 +294,7 @@ impl Run {
                     self.msgs[i].groups[g] = G::Inflight {
                         attempt,
                         visible_at: now + d,
-                        receipt: Some(new.clone()),
+                        receipt: Some(new),
                     };
                     self.receipts.push((g, i, new));
                 }

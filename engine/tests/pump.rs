@@ -198,7 +198,7 @@ fn same_millisecond_burst_of_200k() {
             prev = Some(m.message_id);
         }
         n += got.len();
-        let rs: Vec<String> = got.into_iter().map(|m| m.receipt_handle).collect();
+        let rs: Vec<_> = got.into_iter().map(|m| m.receipt_handle).collect();
         for r in h.e().ack_batch("d", "g", rs) {
             r.unwrap();
         }

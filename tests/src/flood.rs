@@ -109,7 +109,7 @@ async fn round_trips(c: &Client, n: usize) -> Result<Vec<Duration>, String> {
             other => return Err(format!("round trip {i} received {other:?}")),
         }
         let acks = c
-            .ack("calm", "calm", vec![got[0].receipt_handle.clone()])
+            .ack("calm", "calm", vec![got[0].receipt_handle])
             .await
             .map_err(|e| e.to_string())?;
         if let Some(Err(e)) = acks.first() {

@@ -124,11 +124,8 @@ async fn workload(c: &Client) {
     }
     assert_eq!(got.len(), 20, "all 20 due messages arrive");
     let (nacked, rest) = got.split_at(2);
-    let receipts = |v: &[sundial_wire::Delivered]| {
-        v.iter()
-            .map(|m| m.receipt_handle.clone())
-            .collect::<Vec<_>>()
-    };
+    let receipts =
+        |v: &[sundial_wire::Delivered]| v.iter().map(|m| m.receipt_handle).collect::<Vec<_>>();
     c.ack("orders", "billing", receipts(&rest[..10]))
         .await
         .unwrap();

@@ -146,7 +146,7 @@ async fn a_full_disk_refuses_sends_keeps_consumers_working_and_recovers() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !receipted.is_subset(&seen) && Instant::now() < deadline {
         let got = c.receive("d", "g", &o).await.unwrap();
-        let receipts = got.iter().map(|m| m.receipt_handle.clone()).collect();
+        let receipts = got.iter().map(|m| m.receipt_handle).collect();
         for m in got {
             seen.insert(m.message_id);
         }
@@ -321,7 +321,7 @@ async fn a_file_system_filled_from_outside_refuses_sends_until_freed_without_a_r
     }
     let resumed = resumed.unwrap_or_else(|| panic!("sends still refused\n{}", d.log_text()));
     accepted.push(resumed);
-    let receipts = held.iter().map(|m| m.receipt_handle.clone()).collect();
+    let receipts = held.iter().map(|m| m.receipt_handle).collect();
     for r in c.ack("d", "g", receipts).await.unwrap() {
         r.unwrap();
     }
@@ -343,7 +343,7 @@ async fn a_file_system_filled_from_outside_refuses_sends_until_freed_without_a_r
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen.len() < accepted.len() && Instant::now() < deadline {
         let got = c.receive("d", "g", &o).await.unwrap();
-        let receipts = got.iter().map(|m| m.receipt_handle.clone()).collect();
+        let receipts = got.iter().map(|m| m.receipt_handle).collect();
         seen.extend(got.iter().map(|m| m.message_id.to_string()));
         for r in c.ack("d", "g", receipts).await.unwrap() {
             r.unwrap();

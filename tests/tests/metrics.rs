@@ -75,17 +75,17 @@ async fn metrics_expose_the_documented_families_with_buckets() {
         receives += 1;
     }
     assert_eq!(got2, 5);
-    c.ack("m", "g", vec![got[0].receipt_handle.clone()])
-        .await
-        .unwrap();
-    c.nack("m", "g", vec![got[1].receipt_handle.clone()])
-        .await
-        .unwrap();
+    c.ack("m", "g", vec![got[0].receipt_handle]).await.unwrap();
+    c.nack("m", "g", vec![got[1].receipt_handle]).await.unwrap();
     c.recall(&later.recall_handle).await.unwrap();
 
     // A refused nack naming a made-up group must not create a series for it.
     let refused = c
-        .nack("m", "made-up-group", vec!["0".repeat(40)])
+        .nack(
+            "m",
+            "made-up-group",
+            vec!["0".repeat(40).parse().expect("a handle")],
+        )
         .await
         .unwrap();
     assert!(refused[0].is_err());

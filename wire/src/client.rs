@@ -7,8 +7,8 @@ use crate::frame::{
 };
 use crate::message::{
     decode, encode, Delivered, ErrorCode, GroupInfo, Hello, MessageInfo, OutgoingMessage, Receipt,
-    Request, Response, StartFrom, StatsReport, TopicCounts, TopicInfo, TopicType, Welcome,
-    WireFailure,
+    ReceiptHandle, Request, Response, StartFrom, StatsReport, TopicCounts, TopicInfo, TopicType,
+    Welcome, WireFailure,
 };
 use crate::tls::BoxedIo;
 use bytes::Bytes;
@@ -566,7 +566,8 @@ impl Client {
                 wait_ms: o.wait.as_millis() as u64,
             })
             .await?;
-        expect!(r, Response::Messages(m) => m)
+        let ds = expect!(r, Response::Messages(m) => m)?;
+        Ok(ds.into_iter().map(|d| d.delivered(topic)).collect())
     }
 
     /// Acknowledges deliveries; one result per receipt, in order.
@@ -574,7 +575,7 @@ impl Client {
         &self,
         topic: &str,
         group: &str,
-        receipts: Vec<String>,
+        receipts: Vec<ReceiptHandle>,
     ) -> ClientResult<Vec<Result<(), WireFailure>>> {
         let req = Request::Ack {
             topic: topic.into(),
@@ -589,7 +590,7 @@ impl Client {
         &self,
         topic: &str,
         group: &str,
-        receipts: Vec<String>,
+        receipts: Vec<ReceiptHandle>,
     ) -> ClientResult<Vec<Result<(), WireFailure>>> {
         let req = Request::Nack {
             topic: topic.into(),
@@ -620,14 +621,14 @@ impl Client {
         &self,
         topic: &str,
         group: &str,
-        receipt: &str,
+        receipt: &ReceiptHandle,
         d: Duration,
-    ) -> ClientResult<String> {
+    ) -> ClientResult<ReceiptHandle> {
         let r = self
             .call(&Request::ChangeInvisible {
                 topic: topic.into(),
                 group: group.into(),
-                receipt: receipt.into(),
+                receipt: *receipt,
                 invisible_ms: d.as_millis() as u64,
             })
             .await?;
@@ -766,19 +767,19 @@ impl SimpleConsumer {
     }
 
     /// Acknowledges one delivery.
-    pub async fn ack(&self, receipt: &str) -> ClientResult<()> {
+    pub async fn ack(&self, receipt: &ReceiptHandle) -> ClientResult<()> {
         let v = self
             .client
-            .ack(&self.topic, &self.group, vec![receipt.into()])
+            .ack(&self.topic, &self.group, vec![*receipt])
             .await?;
         one(v)
     }
 
     /// Gives one delivery back for redelivery after the retry backoff.
-    pub async fn nack(&self, receipt: &str) -> ClientResult<()> {
+    pub async fn nack(&self, receipt: &ReceiptHandle) -> ClientResult<()> {
         let v = self
             .client
-            .nack(&self.topic, &self.group, vec![receipt.into()])
+            .nack(&self.topic, &self.group, vec![*receipt])
             .await?;
         one(v)
     }
@@ -786,9 +787,9 @@ impl SimpleConsumer {
     /// Makes a delivery invisible for `d` from now; returns the new receipt handle.
     pub async fn change_invisible_duration(
         &self,
-        receipt: &str,
+        receipt: &ReceiptHandle,
         d: Duration,
-    ) -> ClientResult<String> {
+    ) -> ClientResult<ReceiptHandle> {
         self.client
             .change_invisible_duration(&self.topic, &self.group, receipt, d)
             .await
@@ -958,7 +959,7 @@ where
         let mut msgs = msgs;
         if msgs.len() > permits.len() {
             // More than asked for: give the extras back rather than run them unbounded.
-            let extra: Vec<String> = msgs
+            let extra: Vec<ReceiptHandle> = msgs
                 .split_off(permits.len())
                 .into_iter()
                 .map(|m| m.receipt_handle)
@@ -974,7 +975,7 @@ where
             );
             running.spawn(async move {
                 let _permit = permit;
-                let receipt = m.receipt_handle.clone();
+                let receipt = m.receipt_handle;
                 // A panic in the listener, before or while its future runs, is a Failure.
                 let outcome =
                     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener(m))) {

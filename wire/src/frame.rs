@@ -11,7 +11,7 @@ use tokio_util::codec::{Decoder, Encoder};
 /// Magic bytes that open every frame header.
 pub const MAGIC: [u8; 2] = *b"SD";
 /// The protocol version spoken by this crate.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Bytes of the header inside a frame (magic, version, request id).
 pub const HEADER_LEN: usize = 12;
 /// Default largest frame (length prefix excluded): a 4 MiB body plus room for the rest.

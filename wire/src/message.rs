@@ -416,13 +416,66 @@ pub struct StatsReport {
     pub uptime_s: u64,
 }
 
-/// A received message.
+/// A delivery's receipt handle: the group, the ready-log offset and the delivery's
+/// nonce that the daemon settles it by, carried as numbers. It prints as 40 lowercase
+/// hex digits (the group's 8, the offset's 16, the nonce's 16), the form the CLI shows
+/// and `str::parse` reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReceiptHandle {
+    /// The group's id.
+    pub group: u32,
+    /// The message's ready-log offset.
+    pub offset: u64,
+    /// Which delivery of it.
+    pub nonce: u64,
+}
+
+impl std::fmt::Display for ReceiptHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::with_capacity(40);
+        push_hex(&mut s, u128::from(self.group), 8);
+        push_hex(&mut s, u128::from(self.offset), 16);
+        push_hex(&mut s, u128::from(self.nonce), 16);
+        f.write_str(&s)
+    }
+}
+
+/// Text that is not a receipt handle's 40 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a receipt handle (40 hexadecimal digits)")]
+pub struct BadReceiptHandle(pub String);
+
+impl std::str::FromStr for ReceiptHandle {
+    type Err = BadReceiptHandle;
+    fn from_str(s: &str) -> Result<Self, BadReceiptHandle> {
+        let bad = || BadReceiptHandle(s.to_string());
+        let part = |r: std::ops::Range<usize>| {
+            s.get(r)
+                .filter(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|p| u64::from_str_radix(p, 16).ok())
+        };
+        if s.len() != 40 {
+            return Err(bad());
+        }
+        let (Some(group), Some(offset), Some(nonce)) = (part(0..8), part(8..24), part(24..40))
+        else {
+            return Err(bad());
+        };
+        Ok(ReceiptHandle {
+            group: u32::try_from(group).map_err(|_| bad())?,
+            offset,
+            nonce,
+        })
+    }
+}
+
+/// A received message as the daemon answers it: the id and the receipt handle as
+/// numbers, and no topic (the receive named it). The client turns it into a
+/// [`Delivered`] with [`Delivery::delivered`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delivered {
-    /// 32 lowercase hex characters.
-    pub message_id: String,
-    /// Topic.
-    pub topic: String,
+pub struct Delivery {
+    /// The message id (its 32 hex digits are the id clients see).
+    pub id: u128,
     /// Tag.
     pub tag: Option<String>,
     /// Lookup keys.
@@ -439,7 +492,52 @@ pub struct Delivered {
     /// 1 for the first delivery to this group.
     pub delivery_attempt: u32,
     /// For ack, nack and change_invisible_duration.
-    pub receipt_handle: String,
+    pub receipt: ReceiptHandle,
+}
+
+impl Delivery {
+    /// The message as a consumer sees it, the id printed and the topic filled in.
+    pub fn delivered(self, topic: &str) -> Delivered {
+        let mut message_id = String::with_capacity(32);
+        push_hex(&mut message_id, self.id, 32);
+        Delivered {
+            message_id,
+            topic: topic.to_string(),
+            tag: self.tag,
+            keys: self.keys,
+            properties: self.properties,
+            body: self.body,
+            deliver_at_ms: self.deliver_at_ms,
+            ready_at_ms: self.ready_at_ms,
+            delivery_attempt: self.delivery_attempt,
+            receipt_handle: self.receipt,
+        }
+    }
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// 32 lowercase hex characters.
+    pub message_id: String,
+    /// Topic.
+    pub topic: String,
+    /// Tag.
+    pub tag: Option<String>,
+    /// Lookup keys.
+    pub keys: Vec<String>,
+    /// User properties.
+    pub properties: BTreeMap<String, String>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Effective delivery time (Unix ms).
+    pub deliver_at_ms: u64,
+    /// When it became Ready (Unix ms).
+    pub ready_at_ms: u64,
+    /// 1 for the first delivery to this group.
+    pub delivery_attempt: u32,
+    /// For ack, nack and change_invisible_duration.
+    pub receipt_handle: ReceiptHandle,
 }
 
 /// One group's view of a Ready message.
@@ -560,7 +658,7 @@ pub enum Request {
         /// Group.
         group: String,
         /// Receipt handles.
-        receipts: Vec<String>,
+        receipts: Vec<ReceiptHandle>,
     },
     /// Gives deliveries back for redelivery after the retry backoff.
     Nack {
@@ -569,7 +667,7 @@ pub enum Request {
         /// Group.
         group: String,
         /// Receipt handles.
-        receipts: Vec<String>,
+        receipts: Vec<ReceiptHandle>,
     },
     /// Makes a delivery invisible for `invisible_ms` from now.
     ChangeInvisible {
@@ -578,7 +676,7 @@ pub enum Request {
         /// Group.
         group: String,
         /// Receipt handle.
-        receipt: String,
+        receipt: ReceiptHandle,
         /// New invisible duration.
         invisible_ms: u64,
     },
@@ -663,11 +761,11 @@ pub enum Response {
     /// Per message of a batch, in order.
     SentBatch(Vec<Result<Sent, WireFailure>>),
     /// Received messages (possibly none).
-    Messages(Vec<Delivered>),
+    Messages(Vec<Delivery>),
     /// Per receipt of an ack or nack, in order.
     Settled(Vec<Result<(), WireFailure>>),
     /// A new receipt handle.
-    NewReceipt(String),
+    NewReceipt(ReceiptHandle),
     /// One message's state.
     Message(MessageInfo),
     /// Message ids.
@@ -686,17 +784,15 @@ impl Response {
                 16 + ms
                     .iter()
                     .map(|m| {
-                        // Each length prefix and integer takes at most 9 bytes.
-                        64 + m.message_id.len()
-                            + m.topic.len()
-                            + m.tag.as_ref().map_or(0, String::len)
+                        // Each length prefix and integer takes at most 9 bytes, the id
+                        // 17 and the receipt 23: 100 with the tag's flag.
+                        100 + m.tag.as_ref().map_or(0, String::len)
                             + m.keys.iter().map(|k| k.len() + 9).sum::<usize>()
                             + m.properties
                                 .iter()
                                 .map(|(k, v)| k.len() + v.len() + 18)
                                 .sum::<usize>()
                             + m.body.len()
-                            + m.receipt_handle.len()
                     })
                     .sum::<usize>()
             }
@@ -766,22 +862,22 @@ mod tests {
         fn messages_fit_their_size_hint(
             ms in proptest::collection::vec(
                 (
-                    "[a-z]{0,40}",
+                    any::<u128>(),
                     proptest::option::of("[a-z]{0,20}"),
                     proptest::collection::vec("[a-z]{0,30}", 0..4),
                     proptest::collection::btree_map("[a-z]{1,12}", "[a-z]{0,30}", 0..4),
                     proptest::collection::vec(any::<u8>(), 0..600),
                     any::<u64>(),
                     any::<u32>(),
+                    any::<(u32, u64, u64)>(),
                 ),
                 0..40,
             ),
         ) {
             let r = Response::Messages(
                 ms.into_iter()
-                    .map(|(topic, tag, keys, properties, body, t, attempt)| Delivered {
-                        message_id: format!("{t:032x}"),
-                        topic,
+                    .map(|(id, tag, keys, properties, body, t, attempt, (group, offset, nonce))| Delivery {
+                        id,
                         tag,
                         keys,
                         properties,
@@ -789,7 +885,7 @@ mod tests {
                         deliver_at_ms: t,
                         ready_at_ms: t,
                         delivery_attempt: attempt,
-                        receipt_handle: format!("{t:040x}"),
+                        receipt: ReceiptHandle { group, offset, nonce },
                     })
                     .collect(),
             );
@@ -800,6 +896,61 @@ mod tests {
             prop_assert_eq!(&bytes, &encode(&r).expect("encodes"));
             prop_assert_eq!(decode::<Response>(&bytes).expect("decodes"), r);
         }
+    }
+
+    proptest! {
+        /// A receipt handle prints its three numbers as `format!` would and parses
+        /// back, in either case; a delivery prints its id the same way and keeps the
+        /// rest as it came.
+        #[test]
+        fn receipt_handles_and_ids_print_their_numbers(
+            group in any::<u32>(), offset in any::<u64>(), nonce in any::<u64>(), id in any::<u128>(),
+        ) {
+            let h = ReceiptHandle { group, offset, nonce };
+            let text = h.to_string();
+            prop_assert_eq!(&text, &format!("{group:08x}{offset:016x}{nonce:016x}"));
+            prop_assert_eq!(text.parse::<ReceiptHandle>(), Ok(h));
+            prop_assert_eq!(text.to_uppercase().parse::<ReceiptHandle>(), Ok(h));
+            let d = Delivery {
+                id,
+                tag: Some("t".into()),
+                keys: vec!["k".into()],
+                properties: BTreeMap::new(),
+                body: b"b".to_vec(),
+                deliver_at_ms: 1,
+                ready_at_ms: 2,
+                delivery_attempt: 3,
+                receipt: h,
+            }
+            .delivered("orders");
+            prop_assert_eq!(&d.message_id, &format!("{id:032x}"));
+            prop_assert_eq!((d.topic.as_str(), d.receipt_handle, d.delivery_attempt), ("orders", h, 3));
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_a_receipt_handle_is_refused() {
+        let good = "0000000700000100000000000000000000beef01";
+        assert!(good.parse::<ReceiptHandle>().is_ok());
+        for bad in [
+            "",
+            "zz",
+            &good[1..],
+            &format!("{good}0"),
+            &good.replacen('0', "g", 1),
+            &good.replacen('0', " ", 1),
+            &good.replacen("00", "é", 1),
+        ] {
+            assert_eq!(
+                bad.parse::<ReceiptHandle>(),
+                Err(BadReceiptHandle(bad.to_string()))
+            );
+        }
+        // A 40-byte string whose 8th byte starts a multi-byte character has no part
+        // boundary there: refused, not a panic.
+        let split = format!("0000000é{}", &good[9..]);
+        assert_eq!(split.len(), 40);
+        assert!(split.parse::<ReceiptHandle>().is_err());
     }
 
     proptest! {

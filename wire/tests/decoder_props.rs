@@ -14,8 +14,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use sundial_wire::{
-    decode, encode, Frame, FrameCodec, Hello, Inbound, OutgoingMessage, Request, StartFrom,
-    TopicType, WireError, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+    decode, encode, Frame, FrameCodec, Hello, Inbound, OutgoingMessage, ReceiptHandle, Request,
+    StartFrom, TopicType, WireError, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -190,6 +190,19 @@ fn maybe_text(rng: &mut Rng) -> Option<String> {
 }
 
 /// Up to 8 random strings.
+fn handle(rng: &mut Rng) -> ReceiptHandle {
+    ReceiptHandle {
+        group: number(rng) as u32,
+        offset: number(rng),
+        nonce: number(rng),
+    }
+}
+
+fn handles(rng: &mut Rng) -> Vec<ReceiptHandle> {
+    let n = rng.below(9);
+    (0..n).map(|_| handle(rng)).collect()
+}
+
 fn texts(rng: &mut Rng) -> Vec<String> {
     let n = rng.below(9);
     (0..n).map(|_| text(rng)).collect()
@@ -282,17 +295,17 @@ fn request(rng: &mut Rng, variant: usize) -> Request {
         11 => Request::Ack {
             topic: text(rng),
             group: text(rng),
-            receipts: texts(rng),
+            receipts: handles(rng),
         },
         12 => Request::Nack {
             topic: text(rng),
             group: text(rng),
-            receipts: texts(rng),
+            receipts: handles(rng),
         },
         13 => Request::ChangeInvisible {
             topic: text(rng),
             group: text(rng),
-            receipt: text(rng),
+            receipt: handle(rng),
             invisible_ms: number(rng),
         },
         14 => Request::Recall { handle: text(rng) },
@@ -975,13 +988,33 @@ fn claimed_lengths_do_not_drive_allocation() {
         (
             "a list of strings",
             with_claim(
+                &encode(&Request::Send({
+                    let mut m = message.clone();
+                    m.keys = vec!["\u{7}".into(); 3];
+                    m
+                }))
+                .unwrap(),
+                &[3, 1, 7, 1, 7, 1, 7],
+                1_000_000_000,
+            ),
+        ),
+        (
+            "a list of receipt handles",
+            with_claim(
                 &encode(&Request::Ack {
                     topic: "t".into(),
                     group: "g".into(),
-                    receipts: vec!["\u{7}".into(); 3],
+                    receipts: vec![
+                        ReceiptHandle {
+                            group: 7,
+                            offset: 7,
+                            nonce: 7
+                        };
+                        3
+                    ],
                 })
                 .unwrap(),
-                &[3, 1, 7, 1, 7, 1, 7],
+                &[3, 7, 7, 7, 7, 7, 7],
                 1_000_000_000,
             ),
         ),

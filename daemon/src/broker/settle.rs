@@ -3,7 +3,7 @@
 use super::{check_batch, Broker};
 use crate::metrics;
 use std::time::Duration;
-use sundial_engine::Error;
+use sundial_engine::{Error, ReceiptHandle};
 
 impl Broker {
     /// Acknowledges deliveries of a group; one outcome per receipt, in order.
@@ -12,7 +12,7 @@ impl Broker {
         op: &'static str,
         topic: String,
         group: String,
-        receipts: Vec<String>,
+        receipts: Vec<ReceiptHandle>,
     ) -> Result<Vec<Result<(), Error>>, Error> {
         self.measured(op, async {
             check_batch(receipts.len())?;
@@ -29,7 +29,7 @@ impl Broker {
         op: &'static str,
         topic: String,
         group: String,
-        receipts: Vec<String>,
+        receipts: Vec<ReceiptHandle>,
     ) -> Result<Vec<Result<(), Error>>, Error> {
         self.measured(op, async {
             check_batch(receipts.len())?;
@@ -53,9 +53,9 @@ impl Broker {
         op: &'static str,
         topic: String,
         group: String,
-        receipt: String,
+        receipt: ReceiptHandle,
         invisible: Duration,
-    ) -> Result<String, Error> {
+    ) -> Result<ReceiptHandle, Error> {
         let change = self
             .blocking(move |e| e.change_invisible_duration(&topic, &group, &receipt, invisible));
         self.measured(op, change).await
@@ -67,7 +67,7 @@ impl Broker {
         op: &'static str,
         topic: String,
         group: String,
-        receipt: String,
+        receipt: ReceiptHandle,
     ) -> Result<(), Error> {
         let dlq = self.blocking(move |e| e.dead_letter(&topic, &group, &receipt));
         self.measured(op, dlq).await

@@ -2,12 +2,12 @@
 
 use crate::broker::Report;
 use sundial_engine::{
-    GroupMessageState, GroupStart, MessageState, MessageView, NewMessage, ReceivedMessage,
-    SendReceipt, TopicKind, TopicStats,
+    GroupMessageState, GroupStart, MessageState, MessageView, NewMessage, ReceiptHandle,
+    ReceivedMessage, SendReceipt, TopicKind, TopicStats,
 };
 use sundial_wire::{
-    Delivered, FamilyCounts, GroupCounts, GroupInfo, GroupState, MessageInfo, OutgoingMessage,
-    Sent, StartFrom, StatsReport, TopicCounts, TopicInfo, TopicType,
+    Delivery, FamilyCounts, GroupCounts, GroupInfo, GroupState, MessageInfo, OutgoingMessage, Sent,
+    StartFrom, StatsReport, TopicCounts, TopicInfo, TopicType,
 };
 
 /// A topic type as the engine names it.
@@ -48,11 +48,10 @@ pub fn receipt(r: SendReceipt) -> Sent {
     }
 }
 
-/// A received message, for the wire.
-pub fn delivered(m: ReceivedMessage) -> Delivered {
-    Delivered {
-        message_id: m.message_id.hex(),
-        topic: m.topic,
+/// A received message, for the wire (the topic is the receive's).
+pub fn delivered(m: ReceivedMessage) -> Delivery {
+    Delivery {
+        id: m.message_id.0,
         tag: m.tag,
         keys: m.keys,
         properties: m.properties,
@@ -60,7 +59,25 @@ pub fn delivered(m: ReceivedMessage) -> Delivered {
         deliver_at_ms: m.deliver_at_ms,
         ready_at_ms: m.ready_at_ms,
         delivery_attempt: m.delivery_attempt,
-        receipt_handle: m.receipt_handle,
+        receipt: wire_handle(m.receipt_handle),
+    }
+}
+
+/// A receipt handle, for the engine.
+pub fn handle(h: sundial_wire::ReceiptHandle) -> ReceiptHandle {
+    ReceiptHandle {
+        group: h.group,
+        offset: h.offset,
+        nonce: h.nonce,
+    }
+}
+
+/// A receipt handle, for the wire.
+pub fn wire_handle(h: ReceiptHandle) -> sundial_wire::ReceiptHandle {
+    sundial_wire::ReceiptHandle {
+        group: h.group,
+        offset: h.offset,
+        nonce: h.nonce,
     }
 }
 

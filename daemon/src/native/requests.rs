@@ -7,7 +7,8 @@ use crate::errors;
 use std::time::Duration;
 use sundial_engine::{Error, ReceiveRequest};
 use sundial_wire::{
-    ErrorCode, OutgoingMessage, Request, Response, StartFrom, TopicType, WireFailure,
+    ErrorCode, OutgoingMessage, ReceiptHandle as WireHandle, Request, Response, StartFrom,
+    TopicType, WireFailure,
 };
 
 type Answer = Result<Response, Error>;
@@ -261,11 +262,13 @@ fn settled(v: Vec<Result<(), Error>>) -> Response {
     Response::Settled(v.into_iter().map(|r| r.map_err(|e| failure(&e))).collect())
 }
 
-async fn ack(c: Call<'_>, topic: String, group: String, receipts: Vec<String>) -> Answer {
+async fn ack(c: Call<'_>, topic: String, group: String, receipts: Vec<WireHandle>) -> Answer {
+    let receipts = receipts.into_iter().map(convert::handle).collect();
     Ok(settled(c.broker.ack(c.op, topic, group, receipts).await?))
 }
 
-async fn nack(c: Call<'_>, topic: String, group: String, receipts: Vec<String>) -> Answer {
+async fn nack(c: Call<'_>, topic: String, group: String, receipts: Vec<WireHandle>) -> Answer {
+    let receipts = receipts.into_iter().map(convert::handle).collect();
     Ok(settled(c.broker.nack(c.op, topic, group, receipts).await?))
 }
 
@@ -273,15 +276,16 @@ async fn change_invisible(
     c: Call<'_>,
     topic: String,
     group: String,
-    receipt: String,
+    receipt: WireHandle,
     invisible_ms: u64,
 ) -> Answer {
     let d = Duration::from_millis(invisible_ms);
+    let receipt = convert::handle(receipt);
     let h = c
         .broker
         .change_invisible(c.op, topic, group, receipt, d)
         .await?;
-    Ok(Response::NewReceipt(h))
+    Ok(Response::NewReceipt(convert::wire_handle(h)))
 }
 
 async fn recall(c: Call<'_>, handle: String) -> Answer {
@@ -361,7 +365,11 @@ mod tests {
             Request::ChangeInvisible {
                 topic: s(),
                 group: s(),
-                receipt: s(),
+                receipt: sundial_wire::ReceiptHandle {
+                    group: 0,
+                    offset: 0,
+                    nonce: 0,
+                },
                 invisible_ms: 0,
             },
             Request::Recall { handle: s() },

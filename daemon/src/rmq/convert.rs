@@ -124,7 +124,7 @@ pub fn delivered(
         deliver_at_ms: m.deliver_at_ms,
         born_ms: m.born_ms,
         delivery_attempt: m.delivery_attempt,
-        receipt_handle: m.receipt_handle,
+        receipt_handle: m.receipt_handle.to_string(),
     };
     wire::delivered(d, namespace, invisible, form)
 }

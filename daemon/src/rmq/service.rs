@@ -9,7 +9,7 @@ use crate::metrics;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sundial_engine::{Error, ReceiveRequest, TopicInfo, TopicKind, MAX_RECEIVE};
+use sundial_engine::{Error, ReceiptHandle, ReceiveRequest, TopicInfo, TopicKind, MAX_RECEIVE};
 use sundial_rmq_proto::digest::ChecksumForm;
 use sundial_rmq_proto::v2::{self, messaging_service_server::MessagingService, Code};
 use sundial_rmq_proto::{auth, time};
@@ -374,20 +374,37 @@ impl Service {
                 ),
             ));
         }
-        let used: Vec<String> = req
+        let used: Vec<Result<ReceiptHandle, Error>> = req
             .entries
             .iter()
             .map(|e| self.sessions.current(&e.receipt_handle))
             .collect();
-        let mut results = self
-            .broker
-            .ack("AckMessage", topic.clone(), group.clone(), used.clone())
-            .await?;
+        // Text that is no receipt handle is refused on its own; the rest go in one ack.
+        let handles: Vec<ReceiptHandle> = used.iter().filter_map(|u| u.clone().ok()).collect();
+        let mut acked = if handles.is_empty() {
+            Vec::new()
+        } else {
+            self.broker
+                .ack("AckMessage", topic.clone(), group.clone(), handles)
+                .await?
+        }
+        .into_iter();
+        let mut results: Vec<Result<(), Error>> = used
+            .iter()
+            .map(|u| match u {
+                Ok(_) => acked
+                    .next()
+                    .unwrap_or_else(|| Err(Error::Internal("an ack result is missing".into()))),
+                Err(e) => Err(e.clone()),
+            })
+            .collect();
         // A renewal may have replaced the receipt while the ack was on its way.
         for (i, e) in req.entries.iter().enumerate() {
             if matches!(results[i], Err(Error::BadReceiptHandle(_))) {
-                let now = self.sessions.current(&e.receipt_handle);
-                if now != used[i] {
+                let Ok(now) = self.sessions.current(&e.receipt_handle) else {
+                    continue;
+                };
+                if Some(now) != used[i].clone().ok() {
                     let again = self
                         .broker
                         .ack("AckMessage", topic.clone(), group.clone(), vec![now])
@@ -659,7 +676,7 @@ impl MessagingService for Service {
                 Code::IllegalConsumerGroup,
             )?;
             let topic = name_of(req.topic.as_ref(), "topic", Code::IllegalTopic)?;
-            let current = self.sessions.current(&req.receipt_handle);
+            let current = self.sessions.current(&req.receipt_handle)?;
             self.broker.dead_letter(OP, topic, group, current).await?;
             self.sessions.settled(&req.receipt_handle);
             Ok::<_, Refusal>(())
@@ -775,7 +792,7 @@ impl MessagingService for Service {
             // the change forever, and the message never came back while the client lived.
             // Below the engine's minimum means the minimum.
             let d = d.max(sundial_engine::MIN_INVISIBLE);
-            let current = self.sessions.current(&req.receipt_handle);
+            let current = self.sessions.current(&req.receipt_handle)?;
             let new = self
                 .broker
                 .change_invisible(OP, topic, group, current, d)
@@ -787,7 +804,7 @@ impl MessagingService for Service {
         Ok(Response::new(match answer {
             Ok(new) => v2::ChangeInvisibleDurationResponse {
                 status: Some(ok()),
-                receipt_handle: new,
+                receipt_handle: new.to_string(),
             },
             Err(r) => {
                 self.refused(OP, started, &r);

@@ -11,7 +11,7 @@ use crate::broker::Broker;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use sundial_engine::Error;
+use sundial_engine::{Error, ReceiptHandle};
 use tokio::time::Instant;
 
 /// How long an auto-renewed delivery is made invisible at a time, by default.
@@ -26,7 +26,7 @@ struct Renewal {
     topic: String,
     group: String,
     /// The receipt the engine knows now.
-    current: String,
+    current: ReceiptHandle,
     renew_at: Instant,
 }
 
@@ -114,7 +114,7 @@ impl Sessions {
     }
 
     /// Keeps a delivery invisible while `client` is alive.
-    pub fn renew(&self, client: &str, topic: &str, group: &str, receipt: &str) {
+    pub fn renew(&self, client: &str, topic: &str, group: &str, receipt: &ReceiptHandle) {
         let mut r = lock(&self.renewals);
         if r.len() >= MAX_RENEWALS {
             return;
@@ -125,18 +125,19 @@ impl Sessions {
                 client: client.to_string(),
                 topic: topic.to_string(),
                 group: group.to_string(),
-                current: receipt.to_string(),
+                current: *receipt,
                 renew_at: self.renew_at(),
             },
         );
     }
 
-    /// The receipt the engine knows for the one a client sent.
-    pub fn current(&self, receipt: &str) -> String {
-        lock(&self.renewals)
-            .get(receipt)
-            .map(|r| r.current.clone())
-            .unwrap_or_else(|| receipt.to_string())
+    /// The receipt the engine knows for the one a client sent; `BadReceiptHandle` when
+    /// the text is not one.
+    pub fn current(&self, receipt: &str) -> Result<ReceiptHandle, Error> {
+        if let Some(r) = lock(&self.renewals).get(receipt) {
+            return Ok(r.current);
+        }
+        receipt.parse()
     }
 
     /// Stops renewing a delivery the client settled.
@@ -160,7 +161,7 @@ impl Sessions {
         let mut renewed = 0;
         for (given, v) in due {
             let got = broker
-                .change_invisible(op, v.topic, v.group, v.current.clone(), self.lease)
+                .change_invisible(op, v.topic, v.group, v.current, self.lease)
                 .await;
             let mut r = lock(&self.renewals);
             match got {
@@ -205,13 +206,21 @@ mod tests {
     #[test]
     fn a_renewal_maps_the_given_receipt_until_settled() {
         let s = Sessions::default();
-        s.renew("c1", "t", "g", "r1");
-        assert_eq!(s.current("r1"), "r1");
-        assert_eq!(s.current("other"), "other");
-        lock(&s.renewals).get_mut("r1").unwrap().current = "r2".into();
-        assert_eq!(s.current("r1"), "r2");
-        s.settled("r1");
-        assert_eq!(s.current("r1"), "r1");
+        let handle = |nonce| ReceiptHandle {
+            group: 1,
+            offset: 2,
+            nonce,
+        };
+        let (r1, r2, other) = (handle(1), handle(2), handle(3));
+        let given = r1.to_string();
+        s.renew("c1", "t", "g", &r1);
+        assert_eq!(s.current(&given).ok(), Some(r1));
+        assert_eq!(s.current(&other.to_string()).ok(), Some(other));
+        assert!(matches!(s.current("r1"), Err(Error::BadReceiptHandle(_))));
+        lock(&s.renewals).get_mut(&given).unwrap().current = r2;
+        assert_eq!(s.current(&given).ok(), Some(r2));
+        s.settled(&given);
+        assert_eq!(s.current(&given).ok(), Some(r1));
         assert_eq!(s.renewing(), 0);
     }
 }

@@ -97,7 +97,7 @@ impl Harness {
             if got.is_empty() {
                 break;
             }
-            let receipts: Vec<String> = got.iter().map(|m| m.receipt_handle.clone()).collect();
+            let receipts: Vec<_> = got.iter().map(|m| m.receipt_handle).collect();
             for r in self.e().ack_batch(topic, group, receipts) {
                 r.expect("ack");
             }
