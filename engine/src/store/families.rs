@@ -82,6 +82,14 @@ pub(crate) fn descriptors(
             }
             o.set_write_buffer_size(64 << 20);
             o.set_max_write_buffer_number(4);
+            if matches!(f, INFLIGHT | ACKED) {
+                // An ack looks up records that are mostly not there (its own inflight
+                // record when a lease holds it, an ack entry): a whole-key bloom filter
+                // in each memtable answers those misses without a skip-list search. It
+                // lives in the memtable's arena, inside the write-buffer budget.
+                o.set_memtable_whole_key_filtering(true);
+                o.set_memtable_prefix_bloom_ratio(0.02);
+            }
             let mut t = BlockBasedOptions::default();
             t.set_block_cache(cache);
             t.set_cache_index_and_filter_blocks(true);
