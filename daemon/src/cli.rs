@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 use sundial_wire::{
-    deliver_at_after, Client, ClientError, ClientOptions, Delivered, OutgoingMessage,
+    deliver_at_after, Client, ClientError, ClientOptions, Delivered, ErrorCode, OutgoingMessage,
     ReceiptHandle, ReceiveOptions, StartFrom, TopicType, WireFailure,
 };
 
@@ -174,7 +174,7 @@ pub struct SettleArgs {
     pub group: String,
     /// Receipt handles (40 hex digits each).
     #[arg(required = true)]
-    pub receipts: Vec<ReceiptHandle>,
+    pub receipts: Vec<String>,
 }
 
 /// `sundial reschedule ...`
@@ -627,12 +627,37 @@ pub async fn send(c: Client, a: SendArgs) -> Outcome {
 
 /// `sundial ack` (`ack` true) and `sundial nack`
 pub async fn settle(c: Client, a: SettleArgs, ack: bool) -> Outcome {
-    let receipts: Vec<String> = a.receipts.iter().map(|r| r.to_string()).collect();
-    let results = if ack {
-        c.ack(&a.topic, &a.group, a.receipts).await?
+    // Text that is no receipt handle is refused on its own; the rest go in one request.
+    let parsed: Vec<Result<ReceiptHandle, WireFailure>> = a
+        .receipts
+        .iter()
+        .map(|r| {
+            r.parse::<ReceiptHandle>()
+                .map_err(|e| WireFailure::new(ErrorCode::BadReceiptHandle, e.to_string()))
+        })
+        .collect();
+    let handles: Vec<ReceiptHandle> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
+    let mut answered = if handles.is_empty() {
+        Vec::new()
+    } else if ack {
+        c.ack(&a.topic, &a.group, handles).await?
     } else {
-        c.nack(&a.topic, &a.group, a.receipts).await?
-    };
+        c.nack(&a.topic, &a.group, handles).await?
+    }
+    .into_iter();
+    let results: Vec<Result<(), WireFailure>> = parsed
+        .into_iter()
+        .map(|p| match p {
+            Ok(_) => answered.next().unwrap_or_else(|| {
+                Err(WireFailure::new(
+                    ErrorCode::Internal,
+                    "the daemon gave no result for this receipt",
+                ))
+            }),
+            Err(f) => Err(f),
+        })
+        .collect();
+    let receipts = a.receipts;
     let verb = if ack { "acked" } else { "nacked" };
     let mut human = String::new();
     let mut items = Vec::new();

@@ -93,8 +93,26 @@ fn json_outputs_carry_the_documented_fields() {
     let shown = json(&d, &["message", "show", &id]);
     assert_eq!(shown["state"], "Ready");
     assert_eq!(shown["groups"][0]["state"], "Inflight");
-    let acked = json(&d, &["ack", "reminders", "--group", "mailer", &receipt]);
-    assert_eq!(acked[0]["acked"], true);
+    // Text that is no receipt handle is refused on its own, with the code the daemon
+    // would give; the real handle next to it is still acked, and the exit says some failed.
+    let (status, out, err) = d.cli(&[
+        "ack",
+        "reminders",
+        "--group",
+        "mailer",
+        "not-a-receipt",
+        &receipt.to_uppercase(),
+        "--json",
+    ]);
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    let acked: Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert_eq!(acked[0]["receipt_handle"], "not-a-receipt");
+    assert_eq!(acked[0]["acked"], false);
+    assert_eq!(acked[0]["error"], "BadReceiptHandle");
+    assert_eq!(acked[1]["receipt_handle"], receipt.to_uppercase().as_str());
+    assert_eq!(acked[1]["acked"], true);
+    let again = d.cli(&["ack", "reminders", "--group", "mailer", &receipt]);
+    assert_eq!(again.0.code(), Some(1), "acked once already: {}", again.1);
     let found = json(
         &d,
         &["message", "find", "--topic", "reminders", "--key", "u2"],

@@ -43,9 +43,10 @@ const DECODE_SLACK: usize = 4 * 1024;
 /// the list doubles as it grows, to at most twice its length: a receipt handle is 3
 /// bytes on the wire at least and 24 in memory (16 ×), an empty string 1 byte and a
 /// 24-byte `String` (48 ×). The requests built here hold at most 8 elements, but a
-/// mutated count followed by small numbers decodes as hundreds of handles. A length
-/// that is only claimed may still reserve no more than the slack
-/// (`claimed_lengths_do_not_drive_allocation`).
+/// mutated count followed by small numbers decodes as hundreds of handles. This bound
+/// applies to payloads that were refused, whose lists are unknown; a decoded request is
+/// held to the payload plus twice its longest list. A length that is only claimed may
+/// still reserve no more than the slack (`claimed_lengths_do_not_drive_allocation`).
 const LIST_GROWTH: usize = 48;
 
 /// Random seeds proptest draws; each drives `INPUTS_PER_CASE` inputs.
@@ -621,13 +622,38 @@ fn check_wire_error(e: &WireError) {
     assert!(!e.code().is_empty() && !e.to_string().is_empty());
 }
 
+/// The bytes in memory of the longest list in a request.
+fn largest_list(r: &Request) -> usize {
+    let message = |m: &OutgoingMessage| m.keys.len() * std::mem::size_of::<String>();
+    match r {
+        Request::Ack { receipts, .. } | Request::Nack { receipts, .. } => {
+            receipts.len() * std::mem::size_of::<ReceiptHandle>()
+        }
+        Request::Send(m) => message(m),
+        Request::SendBatch(ms) => ms
+            .iter()
+            .map(message)
+            .chain([ms.len() * std::mem::size_of::<OutgoingMessage>()])
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Decodes one frame payload as the daemon does, checking the allocation bound, the
 /// error type, and that whatever decodes re-encodes to the same value.
 fn decode_request(payload: &[u8], stats: &mut Stats) -> Option<Request> {
     let (r, largest) = measured(|| decode::<Request>(payload));
+    // What decoded is known: its lists may have doubled to twice their length, and
+    // nothing else may exceed the payload. What was refused may have grown a list of
+    // real elements before the bytes ran out.
+    let bound = match &r {
+        Ok(req) => payload.len() + DECODE_SLACK + 2 * largest_list(req),
+        Err(_) => LIST_GROWTH * payload.len() + DECODE_SLACK,
+    };
     assert!(
-        largest <= LIST_GROWTH * payload.len() + DECODE_SLACK,
-        "decoding a {}-byte payload allocated {largest} bytes at once",
+        largest <= bound,
+        "decoding a {}-byte payload allocated {largest} bytes at once (bound {bound})",
         payload.len()
     );
     stats.request_largest = stats.request_largest.max(largest);
