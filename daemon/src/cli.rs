@@ -2,6 +2,7 @@
 //! or with `--json` one JSON object (or array) with SPEC §7's field names.
 
 use crate::config::parse_duration;
+use crate::partial;
 use base64::Engine as _;
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{json, Value};
@@ -636,27 +637,20 @@ pub async fn settle(c: Client, a: SettleArgs, ack: bool) -> Outcome {
                 .map_err(|e| WireFailure::new(ErrorCode::BadReceiptHandle, e.to_string()))
         })
         .collect();
-    let handles: Vec<ReceiptHandle> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
-    let mut answered = if handles.is_empty() {
+    let handles = partial::sendable(&parsed);
+    let answered = if handles.is_empty() {
         Vec::new()
     } else if ack {
         c.ack(&a.topic, &a.group, handles).await?
     } else {
         c.nack(&a.topic, &a.group, handles).await?
-    }
-    .into_iter();
-    let results: Vec<Result<(), WireFailure>> = parsed
-        .into_iter()
-        .map(|p| match p {
-            Ok(_) => answered.next().unwrap_or_else(|| {
-                Err(WireFailure::new(
-                    ErrorCode::Internal,
-                    "the daemon gave no result for this receipt",
-                ))
-            }),
-            Err(f) => Err(f),
-        })
-        .collect();
+    };
+    let results = partial::in_order(parsed, answered, || {
+        WireFailure::new(
+            ErrorCode::Internal,
+            "the daemon gave no result for this receipt",
+        )
+    });
     let receipts = a.receipts;
     let verb = if ack { "acked" } else { "nacked" };
     let mut human = String::new();

@@ -7,6 +7,7 @@ mod config;
 mod errors;
 mod metrics;
 mod native;
+mod partial;
 mod rmq;
 
 use clap::{Parser, Subcommand};

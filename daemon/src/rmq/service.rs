@@ -6,6 +6,7 @@ use super::convert::{self, name_of, ok, status, Refusal};
 use super::sessions::Sessions;
 use crate::broker::{Broker, MAX_BATCH, MAX_WAIT};
 use crate::metrics;
+use crate::partial;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -380,24 +381,17 @@ impl Service {
             .map(|e| self.sessions.current(&e.receipt_handle))
             .collect();
         // Text that is no receipt handle is refused on its own; the rest go in one ack.
-        let handles: Vec<ReceiptHandle> = used.iter().filter_map(|u| u.clone().ok()).collect();
-        let mut acked = if handles.is_empty() {
+        let handles = partial::sendable(&used);
+        let acked = if handles.is_empty() {
             Vec::new()
         } else {
             self.broker
                 .ack("AckMessage", topic.clone(), group.clone(), handles)
                 .await?
-        }
-        .into_iter();
-        let mut results: Vec<Result<(), Error>> = used
-            .iter()
-            .map(|u| match u {
-                Ok(_) => acked
-                    .next()
-                    .unwrap_or_else(|| Err(Error::Internal("an ack result is missing".into()))),
-                Err(e) => Err(e.clone()),
-            })
-            .collect();
+        };
+        let mut results = partial::in_order(used.clone(), acked, || {
+            Error::Internal("an ack result is missing".into())
+        });
         // A renewal may have replaced the receipt while the ack was on its way.
         for (i, e) in req.entries.iter().enumerate() {
             if matches!(results[i], Err(Error::BadReceiptHandle(_))) {
