@@ -26,6 +26,7 @@
 # Each measurement starts `sundial serve` under callgrind with instrumentation off, lets
 # it open its store, switches instrumentation on, runs the workload, switches it off and
 # sums the instructions of all the daemon's threads. Installs valgrind if missing.
+# CALLGRIND_ARGS adds options, e.g. --separate-threads=yes for one file per thread.
 # Needs a release (or `profiling`) build of both binaries. KEEP=1 keeps the work dir.
 set -euo pipefail
 
@@ -64,7 +65,7 @@ measure() {
     local name="$1"; shift
     local dir="$work/$name"
     mkdir -p "$dir"
-    SUNDIAL_LOG_LEVEL=warn valgrind --tool=callgrind --instr-atstart=no \
+    SUNDIAL_LOG_LEVEL=warn valgrind --tool=callgrind --instr-atstart=no ${CALLGRIND_ARGS:-} \
         --callgrind-out-file="$dir/callgrind.out.%p" \
         "$bin" serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --grpc-listen off \
         --data-dir "$dir/data" >"$dir/out" 2>"$dir/err" &

@@ -20,8 +20,8 @@ use sundial_rmq_proto::v2::{
     messaging_service_server::{MessagingService, MessagingServiceServer},
 };
 use sundial_wire::{
-    decode, encode, Delivery, ErrorCode, Frame, FrameCodec, Inbound, ReceiptHandle, Request,
-    Response, Sent, Welcome, WireFailure, PROTOCOL_VERSION,
+    decode_request, encode, Delivery, ErrorCode, Frame, FrameCodec, Inbound, ReceiptHandle,
+    Request, Response, Sent, Welcome, WireFailure, PROTOCOL_VERSION,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
@@ -117,7 +117,7 @@ async fn native_connection(s: TcpStream, canned: Arc<Canned>) {
 
 fn answer(inbound: Inbound, canned: &Canned) -> Frame {
     let (request_id, resp) = match inbound {
-        Inbound::Frame(f) => (f.request_id, reply(decode::<Request>(&f.payload), canned)),
+        Inbound::Frame(f) => (f.request_id, reply(decode_request(&f.payload), canned)),
         Inbound::Oversized { request_id, .. } => (
             request_id,
             Response::Failed(WireFailure::new(ErrorCode::FrameTooLarge, "too large")),

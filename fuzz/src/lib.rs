@@ -94,8 +94,8 @@ pub fn measured<R>(f: impl FnOnce() -> R) -> (R, usize) {
 /// Decodes `payload` as the daemon decodes a request frame and checks what must hold
 /// for any input: a bounded allocation, a typed error, and a stable round trip.
 pub fn check_request(payload: &[u8]) {
-    use sundial_wire::{decode, encode, Request, WireError};
-    let (r, largest) = measured(|| decode::<Request>(payload));
+    use sundial_wire::{decode, decode_request, encode, Request, WireError};
+    let (r, largest) = measured(|| decode_request(payload));
     assert!(
         largest <= EXPANSION * payload.len() + DECODE_SLACK,
         "decoding a {}-byte payload allocated {largest} bytes at once",

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 use sundial_tests::{closed_within, raw_frame, Daemon};
 use sundial_wire::{
-    decode, encode, Client, ClientError, ClientOptions, ErrorCode, Hello, OutgoingMessage, Request,
-    Response, StartFrom, TopicType, PROTOCOL_VERSION,
+    decode, encode, Client, ClientError, ClientOptions, ErrorCode, Hello, OutgoingMessage,
+    ReceiptHandle, Request, Response, StartFrom, TopicType, MAX_LIST, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -170,6 +170,27 @@ async fn bad_input_is_refused_and_nothing_else_is_disturbed() {
         Some((43, Response::Topics(t))) => assert_eq!(t.len(), 1),
         other => panic!("connection unusable after a bad payload: {other:?}"),
     }
+    // An ack of more receipts than a request's list may hold: refused before its
+    // list is decoded, Malformed for that id, and the connection goes on.
+    let over = Request::Ack {
+        topic: "keep".into(),
+        group: "g".into(),
+        receipts: vec![
+            ReceiptHandle {
+                group: 1,
+                offset: 1,
+                nonce: 1,
+            };
+            MAX_LIST + 1
+        ],
+    };
+    s.write_all(&frame(45, &over)).await.unwrap();
+    assert_eq!(failed(read_frame(&mut s).await), (45, ErrorCode::Malformed));
+    s.write_all(&frame(46, &Request::ListTopics)).await.unwrap();
+    assert!(matches!(
+        read_frame(&mut s).await,
+        Some((46, Response::Topics(_)))
+    ));
     // A second handshake on the same connection is a typed refusal too.
     let hello = Request::Hello(Hello {
         version: PROTOCOL_VERSION,

@@ -11,23 +11,39 @@ use std::fmt;
 /// to spare small lists from regrowing, too few to matter whatever length is claimed.
 const PREALLOC: usize = 16;
 
+/// No limit on the elements of a list or map (answers: a topic list is as long as the
+/// topics are many).
+pub(crate) const UNLIMITED: usize = usize::MAX;
+
+/// Refuses a list or map that claims more than `MAX` elements, before any of them is
+/// decoded (bincode states the length first, and serde passes it on as the size hint).
+fn within<E: de::Error, const MAX: usize>(claimed: Option<usize>) -> Result<(), E> {
+    match claimed {
+        Some(n) if n > MAX => Err(E::custom(format_args!(
+            "a list of {n} elements, over the {MAX} a request may hold"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Wraps one part of a deserialization (a deserializer, a visitor, a seed, or a
 /// sequence, map, enum or variant access) and forwards to it, except that owned
 /// strings and byte buffers are requested as borrowed ones (bincode then checks
 /// their length against the bytes left before anything is allocated, and the
-/// visitor copies exactly what is there) and size hints are capped at [`PREALLOC`].
-pub(crate) struct Bounded<T>(pub(crate) T);
+/// visitor copies exactly what is there), size hints are capped at [`PREALLOC`], and a
+/// list or map claiming more than `MAX` elements is refused before it is decoded.
+pub(crate) struct Bounded<T, const MAX: usize>(pub(crate) T);
 
 /// Forwards deserializer methods that take only a visitor, wrapping the visitor.
 macro_rules! forward_deserialize {
     ($($method:ident)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-            self.0.$method(Bounded(visitor))
+            self.0.$method(Bounded::<_, MAX>(visitor))
         }
     )*};
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<D> {
+impl<'de, D: Deserializer<'de>, const MAX: usize> Deserializer<'de> for Bounded<D, MAX> {
     type Error = D::Error;
 
     forward_deserialize! {
@@ -39,11 +55,11 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<D> {
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.0.deserialize_str(Bounded(visitor))
+        self.0.deserialize_str(Bounded::<_, MAX>(visitor))
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.0.deserialize_bytes(Bounded(visitor))
+        self.0.deserialize_bytes(Bounded::<_, MAX>(visitor))
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -51,7 +67,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_unit_struct(name, Bounded(visitor))
+        self.0
+            .deserialize_unit_struct(name, Bounded::<_, MAX>(visitor))
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -59,7 +76,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_newtype_struct(name, Bounded(visitor))
+        self.0
+            .deserialize_newtype_struct(name, Bounded::<_, MAX>(visitor))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(
@@ -67,7 +85,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_tuple(len, Bounded(visitor))
+        self.0.deserialize_tuple(len, Bounded::<_, MAX>(visitor))
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -76,7 +94,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_tuple_struct(name, len, Bounded(visitor))
+        self.0
+            .deserialize_tuple_struct(name, len, Bounded::<_, MAX>(visitor))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -85,7 +104,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_struct(name, fields, Bounded(visitor))
+        self.0
+            .deserialize_struct(name, fields, Bounded::<_, MAX>(visitor))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -94,7 +114,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<D> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_enum(name, variants, Bounded(visitor))
+        self.0
+            .deserialize_enum(name, variants, Bounded::<_, MAX>(visitor))
     }
 
     fn is_human_readable(&self) -> bool {
@@ -111,7 +132,7 @@ macro_rules! forward_visit {
     )*};
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Bounded<V> {
+impl<'de, V: Visitor<'de>, const MAX: usize> Visitor<'de> for Bounded<V, MAX> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,42 +156,44 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Bounded<V> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.0.visit_some(Bounded(d))
+        self.0.visit_some(Bounded::<_, MAX>(d))
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.0.visit_newtype_struct(Bounded(d))
+        self.0.visit_newtype_struct(Bounded::<_, MAX>(d))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_seq(Bounded(seq))
+        within::<A::Error, MAX>(seq.size_hint())?;
+        self.0.visit_seq(Bounded::<_, MAX>(seq))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_map(Bounded(map))
+        within::<A::Error, MAX>(map.size_hint())?;
+        self.0.visit_map(Bounded::<_, MAX>(map))
     }
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_enum(Bounded(data))
+        self.0.visit_enum(Bounded::<_, MAX>(data))
     }
 }
 
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Bounded<S> {
+impl<'de, S: DeserializeSeed<'de>, const MAX: usize> DeserializeSeed<'de> for Bounded<S, MAX> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
-        self.0.deserialize(Bounded(d))
+        self.0.deserialize(Bounded::<_, MAX>(d))
     }
 }
 
-impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Bounded<A> {
+impl<'de, A: SeqAccess<'de>, const MAX: usize> SeqAccess<'de> for Bounded<A, MAX> {
     type Error = A::Error;
 
     fn next_element_seed<S: DeserializeSeed<'de>>(
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, A::Error> {
-        self.0.next_element_seed(Bounded(seed))
+        self.0.next_element_seed(Bounded::<_, MAX>(seed))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -178,18 +201,18 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Bounded<A> {
     }
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Bounded<A> {
+impl<'de, A: MapAccess<'de>, const MAX: usize> MapAccess<'de> for Bounded<A, MAX> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        self.0.next_key_seed(Bounded(seed))
+        self.0.next_key_seed(Bounded::<_, MAX>(seed))
     }
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
-        self.0.next_value_seed(Bounded(seed))
+        self.0.next_value_seed(Bounded::<_, MAX>(seed))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -197,20 +220,20 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Bounded<A> {
     }
 }
 
-impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Bounded<A> {
+impl<'de, A: EnumAccess<'de>, const MAX: usize> EnumAccess<'de> for Bounded<A, MAX> {
     type Error = A::Error;
-    type Variant = Bounded<A::Variant>;
+    type Variant = Bounded<A::Variant, MAX>;
 
     fn variant_seed<S: DeserializeSeed<'de>>(
         self,
         seed: S,
     ) -> Result<(S::Value, Self::Variant), A::Error> {
-        let (value, variant) = self.0.variant_seed(Bounded(seed))?;
-        Ok((value, Bounded(variant)))
+        let (value, variant) = self.0.variant_seed(Bounded::<_, MAX>(seed))?;
+        Ok((value, Bounded::<_, MAX>(variant)))
     }
 }
 
-impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Bounded<A> {
+impl<'de, A: VariantAccess<'de>, const MAX: usize> VariantAccess<'de> for Bounded<A, MAX> {
     type Error = A::Error;
 
     fn unit_variant(self) -> Result<(), A::Error> {
@@ -218,11 +241,11 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Bounded<A> {
     }
 
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, A::Error> {
-        self.0.newtype_variant_seed(Bounded(seed))
+        self.0.newtype_variant_seed(Bounded::<_, MAX>(seed))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
-        self.0.tuple_variant(len, Bounded(visitor))
+        self.0.tuple_variant(len, Bounded::<_, MAX>(visitor))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -230,6 +253,6 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Bounded<A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, A::Error> {
-        self.0.struct_variant(fields, Bounded(visitor))
+        self.0.struct_variant(fields, Bounded::<_, MAX>(visitor))
     }
 }

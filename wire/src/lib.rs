@@ -55,10 +55,10 @@ pub use frame::{
     RESPONSE_HEADROOM,
 };
 pub use message::{
-    decode, encode, encode_sized, BadReceiptHandle, Delivered, Delivery, ErrorCode, FamilyCounts,
-    GroupCounts, GroupInfo, GroupState, Hello, MessageInfo, OutgoingMessage, Receipt,
+    decode, decode_request, encode, encode_sized, BadReceiptHandle, Delivered, Delivery, ErrorCode,
+    FamilyCounts, GroupCounts, GroupInfo, GroupState, Hello, MessageInfo, OutgoingMessage, Receipt,
     ReceiptHandle, Request, Response, Sent, StartFrom, StatsReport, TopicCounts, TopicInfo,
-    TopicType, Welcome, WireFailure, ALL_CODES, MAX_DECODE,
+    TopicType, Welcome, WireFailure, ALL_CODES, MAX_DECODE, MAX_LIST,
 };
 
 /// Default address of the protocol port.

@@ -826,6 +826,13 @@ pub fn encode_sized<T: Serialize>(v: &T, capacity: usize) -> Result<Vec<u8>, cra
 /// Largest payload [`decode`] accepts; frame limits must stay below it.
 pub const MAX_DECODE: usize = 64 * 1024 * 1024;
 
+/// Most elements one list or map in a request may hold: the sends of a batch, the
+/// receipts of a settle, a message's keys or properties. [`decode_request`] refuses a
+/// request that claims more before decoding the list, so a frame of tiny elements
+/// (a receipt handle takes 3 bytes on the wire and 24 in memory, an empty string 1 and
+/// 24) cannot decode to many times its size only to be refused as too large a batch.
+pub const MAX_LIST: usize = 4096;
+
 /// Decodes a payload, refusing trailing bytes and more than [`MAX_DECODE`] bytes of
 /// claimed allocations, and allocating only for bytes the payload really holds.
 ///
@@ -835,10 +842,22 @@ pub const MAX_DECODE: usize = 64 * 1024 * 1024;
 /// the frame limit. Through [`Bounded`](crate::bounded::Bounded), strings and byte
 /// buffers are first borrowed from the payload (so their length is checked against the
 /// bytes present) and then copied, and lists and maps reserve room for at most a few
-/// elements; valid payloads decode to exactly the same values.
+/// elements; valid payloads decode to exactly the same values. Lists may be of any
+/// length (an answer lists every topic); requests are decoded by [`decode_request`].
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, crate::WireError> {
+    decode_within::<T, { crate::bounded::UNLIMITED }>(bytes)
+}
+
+/// [`decode`] for a request, whose lists and maps hold at most [`MAX_LIST`] elements.
+pub fn decode_request(bytes: &[u8]) -> Result<Request, crate::WireError> {
+    decode_within::<Request, MAX_LIST>(bytes)
+}
+
+fn decode_within<T: for<'de> Deserialize<'de>, const MAX: usize>(
+    bytes: &[u8],
+) -> Result<T, crate::WireError> {
     let cfg = bincode::config::standard().with_limit::<MAX_DECODE>();
-    let seed = crate::bounded::Bounded(std::marker::PhantomData::<T>);
+    let seed = crate::bounded::Bounded::<_, MAX>(std::marker::PhantomData::<T>);
     let (v, used) = bincode::serde::seed_decode_from_slice(seed, bytes, cfg)
         .map_err(|e| crate::WireError::Malformed(format!("undecodable payload: {e}")))?;
     if used != bytes.len() {

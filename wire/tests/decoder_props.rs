@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 use sundial_wire::{
     decode, encode, Frame, FrameCodec, Hello, Inbound, OutgoingMessage, ReceiptHandle, Request,
-    StartFrom, TopicType, WireError, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+    StartFrom, TopicType, WireError, HEADER_LEN, MAGIC, MAX_LIST, PROTOCOL_VERSION,
 };
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -643,7 +643,7 @@ fn largest_list(r: &Request) -> usize {
 /// Decodes one frame payload as the daemon does, checking the allocation bound, the
 /// error type, and that whatever decodes re-encodes to the same value.
 fn decode_request(payload: &[u8], stats: &mut Stats) -> Option<Request> {
-    let (r, largest) = measured(|| decode::<Request>(payload));
+    let (r, largest) = measured(|| sundial_wire::decode_request(payload));
     // What decoded is known: its lists may have doubled to twice their length, and
     // nothing else may exceed the payload. What was refused may have grown a list of
     // real elements before the bytes ran out.
@@ -660,8 +660,9 @@ fn decode_request(payload: &[u8], stats: &mut Stats) -> Option<Request> {
     match r {
         Ok(req) => {
             stats.requests_ok += 1;
-            let again = decode::<Request>(&encode(&req).expect("a decoded request encodes"))
-                .expect("a re-encoded request decodes");
+            let again =
+                sundial_wire::decode_request(&encode(&req).expect("a decoded request encodes"))
+                    .expect("a re-encoded request decodes");
             assert_eq!(again, req, "decode, encode, decode is stable");
             Some(req)
         }
@@ -1077,6 +1078,77 @@ fn claimed_lengths_do_not_drive_allocation() {
             largest <= DECODE_SLACK,
             "{what}: a {}-byte payload allocated {largest} bytes at once",
             payload.len()
+        );
+    }
+}
+
+/// A request's lists and maps hold at most `MAX_LIST` elements, and one that claims
+/// more is refused before its elements are decoded: an Ack of 4,097 handles of small
+/// numbers is 12 KiB on the wire and grew a 192 KiB list before being refused as too
+/// large a batch. Answers (decoded by clients) have no such limit.
+#[test]
+fn request_lists_over_the_limit_are_refused_before_decoding() {
+    let h = ReceiptHandle {
+        group: 1,
+        offset: 2,
+        nonce: 3,
+    };
+    let ack = |n: usize| Request::Ack {
+        topic: "t".into(),
+        group: "g".into(),
+        receipts: vec![h; n],
+    };
+    let tiny = OutgoingMessage::new("t", Vec::new());
+    let with_keys = |n: usize| {
+        let mut m = tiny.clone();
+        m.keys = vec![String::new(); n];
+        Request::Send(m)
+    };
+    let with_properties = |n: usize| {
+        let mut m = tiny.clone();
+        m.properties = (0..n).map(|i| (i.to_string(), String::new())).collect();
+        Request::Send(m)
+    };
+    let cases: Vec<(&str, Request, Request)> = vec![
+        ("receipts", ack(MAX_LIST), ack(MAX_LIST + 1)),
+        (
+            "sends",
+            Request::SendBatch(vec![tiny.clone(); MAX_LIST]),
+            Request::SendBatch(vec![tiny.clone(); MAX_LIST + 1]),
+        ),
+        ("keys", with_keys(MAX_LIST), with_keys(MAX_LIST + 1)),
+        (
+            "properties",
+            with_properties(MAX_LIST),
+            with_properties(MAX_LIST + 1),
+        ),
+    ];
+    for (what, full, over) in cases {
+        let bytes = encode(&full).unwrap();
+        assert_eq!(
+            sundial_wire::decode_request(&bytes).ok().as_ref(),
+            Some(&full),
+            "{what}: {MAX_LIST} elements decode"
+        );
+        let bytes = encode(&over).unwrap();
+        let (r, largest) = measured(|| sundial_wire::decode_request(&bytes));
+        match r {
+            Err(WireError::Malformed(m)) => assert!(
+                m.contains(&format!("{} elements", MAX_LIST + 1)),
+                "{what}: {m}"
+            ),
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(
+            largest <= DECODE_SLACK,
+            "{what}: refusing {} elements allocated {largest} bytes at once",
+            MAX_LIST + 1
+        );
+        // The same bytes as an answer would be: no element limit.
+        assert_eq!(
+            decode::<Request>(&bytes).ok().as_ref(),
+            Some(&over),
+            "{what}"
         );
     }
 }

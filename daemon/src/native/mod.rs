@@ -8,3 +8,7 @@ mod server;
 
 pub use requests::OPS;
 pub use server::{run, ServerOptions};
+
+// The request decoder refuses lists longer than `MAX_LIST` before the broker sees them:
+// it must not refuse a batch the broker would take.
+const _: () = assert!(sundial_wire::MAX_LIST >= crate::broker::MAX_BATCH);

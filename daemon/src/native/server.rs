@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use sundial_wire::tls::{BoxedIo, TlsAcceptor};
 use sundial_wire::{
-    decode, encode, encode_sized, ErrorCode, Frame, FrameCodec, Inbound, OutgoingMessage, Request,
-    Response, Welcome, WireError, WireFailure, HEADER_LEN, PROTOCOL_VERSION, RESPONSE_HEADROOM,
+    decode_request, encode, encode_sized, ErrorCode, Frame, FrameCodec, Inbound, OutgoingMessage,
+    Request, Response, Welcome, WireError, WireFailure, HEADER_LEN, PROTOCOL_VERSION,
+    RESPONSE_HEADROOM,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -279,7 +280,7 @@ async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOpt
                         None => reading = false,
                         Some(Ok(Inbound::Frame(Frame { request_id, payload }))) => {
                             in_flight += 1;
-                            match decode::<Request>(&payload) {
+                            match decode_request(&payload) {
                                 Ok(Request::Send(m)) => sends.push((request_id, m)),
                                 decoded => pending.push(Either::Left(answer_one(
                                     broker, max_frame, max_answer, request_id, decoded,
@@ -415,7 +416,7 @@ async fn handshake(framed: &mut Framed<BoxedIo, FrameCodec>, opts: &ServerOption
         }
         Ok(Some(Ok(Inbound::Frame(f)))) => f,
     };
-    let refusal = match decode::<Request>(&first.payload) {
+    let refusal = match decode_request(&first.payload) {
         Ok(Request::Hello(h)) => {
             let token_ok = match &opts.token {
                 None => true,
