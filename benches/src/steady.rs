@@ -71,6 +71,10 @@ struct Report {
     lateness_ms_p99: f64,
     lateness_ms_p999: f64,
     lateness_ms_max: f64,
+    /// When the latest message was received: Unix ms (to match with the daemon's log).
+    lateness_max_at_unix_ms: u64,
+    /// When the schedule started, Unix ms.
+    start_unix_ms: u64,
 }
 
 fn now_us() -> u64 {
@@ -116,6 +120,11 @@ fn print_table(r: &Report) {
     println!(
         "lateness (receive - deliver_at) ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
         r.lateness_ms_p50, r.lateness_ms_p90, r.lateness_ms_p99, r.lateness_ms_p999, r.lateness_ms_max
+    );
+    println!(
+        "the latest message was received {:.1} s after the schedule's start (Unix ms {})",
+        r.lateness_max_at_unix_ms.saturating_sub(r.start_unix_ms) as f64 / 1000.0,
+        r.lateness_max_at_unix_ms
     );
     println!(
         "early {}  lost {}  duplicates {}  producers at most {} ms behind schedule",
@@ -206,14 +215,17 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
         (a.rate * a.seconds) as usize,
     )));
     let (early, dups) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // (lateness µs, received at µs) of the latest message so far.
+    let worst = Arc::new(Mutex::new((0u64, 0u64)));
     let mut consumers = tokio::task::JoinSet::new();
     for _ in 0..a.consumers.max(1) {
-        let (hist, seen, early, dups, scheduled) = (
+        let (hist, seen, early, dups, scheduled, worst) = (
             hist.clone(),
             seen.clone(),
             early.clone(),
             dups.clone(),
             scheduled.clone(),
+            worst.clone(),
         );
         let max = a.receive_max;
         let mut c = q.consumer("g", Duration::from_secs(60)).await?;
@@ -236,12 +248,17 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
                 {
                     let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
                     let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut w = worst.lock().unwrap_or_else(|p| p.into_inner());
                     for m in &got {
                         let due_us = m.deliver_at_ms * 1000;
                         if at < due_us {
                             early.fetch_add(1, Ordering::Relaxed);
                         }
-                        let _ = h.record(at.saturating_sub(due_us).max(1));
+                        let late = at.saturating_sub(due_us).max(1);
+                        let _ = h.record(late);
+                        if late > w.0 {
+                            *w = (late, at);
+                        }
                         if !s.insert(m.id) {
                             dups.fetch_add(1, Ordering::Relaxed);
                         }
@@ -260,6 +277,7 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
     let h = hist.lock().unwrap_or_else(|p| p.into_inner());
     let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
     let received = seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+    let worst_at_us = worst.lock().unwrap_or_else(|p| p.into_inner()).1;
     let sched = scheduled.load(Ordering::Relaxed);
     Ok(Report {
         queue: queue.to_string(),
@@ -278,6 +296,8 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
         lateness_ms_p99: q(0.99),
         lateness_ms_p999: q(0.999),
         lateness_ms_max: h.max() as f64 / 1000.0,
+        lateness_max_at_unix_ms: worst_at_us / 1000,
+        start_unix_ms: start,
     })
 }
 

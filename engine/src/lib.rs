@@ -276,6 +276,13 @@ impl Engine {
             &path,
             families::descriptors(&horizon, config.retention.as_secs(), &cache)?,
         )?;
+        let moved = store::upgrade::move_runs(&db)?;
+        if moved > 0 {
+            tracing::info!(
+                moved,
+                "moved the run records of earlier builds to their own family"
+            );
+        }
         let mut st = load_state(&db)?;
         let (ready_tx, _) = watch::channel(0u64);
         let (tx, rx) = sync_channel(QUEUE_DEPTH);

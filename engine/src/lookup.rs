@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::inflight;
-use crate::store::families::{ACKED, INFLIGHT, KEYS, MESSAGES, READY, TIMER};
+use crate::store::families::{ACKED, INFLIGHT, KEYS, MESSAGES, READY, RUNS, TIMER};
 use crate::store::keys::{self, TopicId};
 use crate::store::records::{self, Finished, Location};
 use crate::store::Read;
@@ -132,7 +132,7 @@ fn locate_in_run(
     let mut ro = ReadOptions::default();
     ro.set_iterate_lower_bound(prefix.to_vec());
     ro.set_iterate_upper_bound(keys::prefix_end(&prefix));
-    let mut it = sh.store.db.raw_iterator_cf_opt(sh.store.cf(MESSAGES)?, ro);
+    let mut it = sh.store.db.raw_iterator_cf_opt(sh.store.cf(RUNS)?, ro);
     it.seek_for_prev(keys::run(topic, deliver_at_ms, id));
     let run = match (it.valid(), it.value()) {
         (true, Some(v)) => records::decode_run(v)?,

@@ -3,7 +3,7 @@
 //! reads the log from its own cursor. The only code that appends to it.
 
 use crate::error::Result;
-use crate::store::families::{MESSAGES, READY};
+use crate::store::families::{MESSAGES, READY, RUNS};
 use crate::store::keys::{self, TopicId};
 use crate::store::records::{self, Location};
 use crate::types::MessageId;
@@ -60,7 +60,7 @@ pub(crate) fn put_run(
     run: &records::Run,
 ) -> Result<()> {
     ctx.put(
-        MESSAGES,
+        RUNS,
         keys::run(topic, first.0, first.1),
         records::encode_run(run),
     )

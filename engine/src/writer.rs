@@ -222,7 +222,7 @@ pub(crate) struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     fn new(
         sh: &'a Shared,
-        handles: [&'a ColumnFamily; 7],
+        handles: [&'a ColumnFamily; crate::store::families::COUNT],
         st: &'a mut State,
         spare: Spare,
     ) -> Self {

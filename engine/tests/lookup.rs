@@ -119,3 +119,72 @@ fn show_finds_pumped_messages_across_steps_and_topics() {
         assert_eq!(v.groups, vec![("g".to_string(), want)], "{id}");
     }
 }
+
+/// A store written before run records had their own family keeps them in `messages`
+/// (under `0xff`): opening it moves them, and pumped messages are still found with
+/// the time they became Ready.
+#[test]
+fn run_records_of_an_older_store_are_moved_when_it_opens() {
+    let mut h = Harness::with(|c| c.pump_step = 3);
+    h.topic("d", TopicKind::Delay);
+    let ids: Vec<_> = (0..10u64)
+        .map(|i| {
+            h.e()
+                .send(delay_msg("d", T0 + 10 + i, "x"))
+                .unwrap()
+                .message_id
+        })
+        .collect();
+    h.advance(30);
+    while h.e().tick().unwrap().more {}
+    h.engine = None;
+    // Put the runs back where earlier builds wrote them.
+    let names = [
+        "meta", "messages", "timer", "ready", "inflight", "acked", "keys", "runs",
+    ];
+    let count_runs = |db: &rocksdb::DB, family: &str| {
+        let cf = db.cf_handle(family).unwrap();
+        db.iterator_cf(
+            cf,
+            rocksdb::IteratorMode::From(&[0xff], rocksdb::Direction::Forward),
+        )
+        .filter(|r| r.as_ref().unwrap().0.first() == Some(&0xff))
+        .count()
+    };
+    {
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), h.dir.path(), names).unwrap();
+        let (runs, messages) = (
+            db.cf_handle("runs").unwrap(),
+            db.cf_handle("messages").unwrap(),
+        );
+        let rows: Vec<_> = db
+            .iterator_cf(runs, rocksdb::IteratorMode::Start)
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(
+            rows.len() >= 4,
+            "ten messages in steps of three: {} runs",
+            rows.len()
+        );
+        for (k, v) in rows {
+            db.put_cf(messages, &k, &v).unwrap();
+            db.delete_cf(runs, &k).unwrap();
+        }
+        assert_eq!(count_runs(&db, "runs"), 0);
+    }
+    h.reopen();
+    for id in &ids {
+        let v = h.e().show(*id).unwrap();
+        assert_eq!(
+            v.state,
+            MessageState::Ready {
+                ready_at_ms: T0 + 30
+            },
+            "{id}"
+        );
+    }
+    h.engine = None;
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), h.dir.path(), names).unwrap();
+    assert_eq!(count_runs(&db, "messages"), 0);
+    assert!(count_runs(&db, "runs") >= 4);
+}

@@ -3,12 +3,20 @@
 //! | family     | key                                   | value                         |
 //! |------------|---------------------------------------|-------------------------------|
 //! | `meta`     | `T`name, `G`group id, `E`             | topic, group, engine records  |
-//! | `messages` | id ‖ 0 (record), id ‖ 1 (location), `0xff` topic ‖ t ‖ id (run of one pump step) | the body, stored once; where it became Ready |
+//! | `messages` | id ‖ 0 (record), id ‖ 1 (location)  | the body, stored once; where it became Ready |
 //! | `timer`    | deliver_at_ms ‖ id                    | topic id ‖ tag                |
 //! | `ready`    | topic id ‖ offset                     | ready_at, deliver_at, id, tag |
 //! | `inflight` | `i` group ‖ offset, `v` group ‖ t ‖ off | attempt, visible_at, nonce  |
 //! | `acked`    | group ‖ offset                        | acked or dead-lettered        |
 //! | `keys`     | topic ‖ len ‖ key ‖ id                | deliver_at                    |
+//! | `runs`     | `0xff` topic ‖ t ‖ id (first of a pump step's run) | its offsets, when Ready |
+//!
+//! Message ids begin with the time they were given, so `messages` is written in key
+//! order but for deletions: its memtables flush to tables that do not overlap, which
+//! compaction moves down a level without rewriting them (the bodies are the bulk of
+//! what is stored). The runs one pump step writes name messages sent seconds or days
+//! earlier; kept in `messages`, they made every table span up to the runs' `0xff` keys
+//! and every compaction of it rewrite all its bodies.
 
 use crate::store::filters::{self, Horizon};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options};
@@ -39,13 +47,18 @@ pub(crate) const INFLIGHT: Family = Family(4);
 pub(crate) const ACKED: Family = Family(5);
 /// Lookup by key.
 pub(crate) const KEYS: Family = Family(6);
+/// Where the messages one pump step made Ready went in their topic's ready log.
+pub(crate) const RUNS: Family = Family(7);
 
-const NAMES: [&str; 7] = [
-    "meta", "messages", "timer", "ready", "inflight", "acked", "keys",
+/// How many families there are.
+pub(crate) const COUNT: usize = 8;
+
+const NAMES: [&str; COUNT] = [
+    "meta", "messages", "timer", "ready", "inflight", "acked", "keys", "runs",
 ];
 
 /// Every family, in creation order.
-pub(crate) const ALL: [Family; 7] = [META, MESSAGES, TIMER, READY, INFLIGHT, ACKED, KEYS];
+pub(crate) const ALL: [Family; COUNT] = [META, MESSAGES, TIMER, READY, INFLIGHT, ACKED, KEYS, RUNS];
 
 /// The length of the key prefix under which a family's keys are mostly written in
 /// order (a topic's ready log, a group's inflight records and acks, message ids,
@@ -120,6 +133,9 @@ pub(crate) fn descriptors(
                     horizon.clone(),
                 ),
                 KEYS => filters::install_keys_filter(&mut o, horizon.clone()),
+                // A run's value starts like a message record's, with the delivery
+                // time of its last message: it expires with the messages it names.
+                RUNS => filters::install_message_filter(&mut o, horizon.clone()),
                 _ => {}
             }
             if f != META && f != TIMER {

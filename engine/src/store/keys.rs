@@ -41,9 +41,11 @@ pub fn location(id: MessageId) -> [u8; 17] {
     k
 }
 
-/// `messages`: a run of consecutive ready-log offsets one pump step filled for one
-/// topic, keyed by its first message's timer key: `0xff ‖ topic ‖ deliver_at ‖ id`.
-/// (Message ids begin with a millisecond time, so no record key starts with `0xff`.)
+/// `runs`: a run of consecutive ready-log offsets one pump step filled for one topic,
+/// keyed by its first message's timer key: `0xff ‖ topic ‖ deliver_at ‖ id`. (Stores
+/// written before the `runs` family kept these in `messages`, where no record key
+/// starts with `0xff` since message ids begin with a millisecond time; opening one
+/// moves them.)
 pub fn run(topic: TopicId, deliver_at_ms: u64, id: MessageId) -> [u8; 29] {
     let mut k = [0u8; 29];
     k[0] = 0xff;

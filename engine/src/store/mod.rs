@@ -9,6 +9,7 @@ pub(crate) mod filters;
 pub mod keys;
 pub(crate) mod records;
 mod round;
+pub(crate) mod upgrade;
 
 pub(crate) use round::{Round, RowBuf, Spare};
 
@@ -66,8 +67,8 @@ impl Store {
     }
 
     /// Every family's handle, in [`families::ALL`] order.
-    pub fn handles(&self) -> Result<[&ColumnFamily; 7]> {
-        let mut out = Vec::with_capacity(7);
+    pub fn handles(&self) -> Result<[&ColumnFamily; families::COUNT]> {
+        let mut out = Vec::with_capacity(families::COUNT);
         for f in families::ALL {
             out.push(self.cf(f)?);
         }

@@ -14,7 +14,7 @@
 //! little more than the encoding. The buffer and the logs are kept from one round to
 //! the next ([`Spare`]), so a round allocates nothing once they have grown.
 
-use super::families::Family;
+use super::families::{self, Family};
 use super::{bounded, Read, Row, Rows};
 use crate::error::{Error, Result};
 use rocksdb::{ColumnFamily, WriteBatch, DB};
@@ -282,16 +282,16 @@ fn step_on(it: &mut rocksdb::DBRawIterator<'_>, reverse: bool) {
 /// and the column families' ids in the WriteBatch format.
 pub(crate) struct Spare {
     rep: Vec<u8>,
-    logs: [FamilyLog; 7],
-    ids: [u32; 7],
+    logs: [FamilyLog; families::COUNT],
+    ids: [u32; families::COUNT],
 }
 
 impl Spare {
     /// Empty buffers for rounds over the families `handles` (in `families::ALL`
     /// order). Each family's id is read from a batch RocksDB encodes itself, so the
     /// round's own encoding names families as RocksDB does.
-    pub fn new(handles: &[&ColumnFamily; 7]) -> Result<Self> {
-        let mut ids = [0u32; 7];
+    pub fn new(handles: &[&ColumnFamily; families::COUNT]) -> Result<Self> {
+        let mut ids = [0u32; families::COUNT];
         for (id, h) in ids.iter_mut().zip(handles) {
             let mut probe = WriteBatch::default();
             probe.put_cf(*h, b"", b"");
@@ -321,19 +321,19 @@ fn family_id(data: &[u8]) -> Option<u32> {
 /// The writes of one round, and reads that see them.
 pub(crate) struct Round<'a> {
     db: &'a DB,
-    handles: [&'a ColumnFamily; 7],
+    handles: [&'a ColumnFamily; families::COUNT],
     /// The round's writes in RocksDB's WriteBatch format, header first (its count is
     /// filled in at commit).
     rep: Vec<u8>,
     count: u32,
-    logs: [FamilyLog; 7],
-    ids: [u32; 7],
+    logs: [FamilyLog; families::COUNT],
+    ids: [u32; families::COUNT],
 }
 
 impl<'a> Round<'a> {
     /// An empty round over `db` (handles in `families::ALL` order) in the buffers of
     /// `spare`.
-    pub fn new(db: &'a DB, handles: [&'a ColumnFamily; 7], spare: Spare) -> Self {
+    pub fn new(db: &'a DB, handles: [&'a ColumnFamily; families::COUNT], spare: Spare) -> Self {
         Round {
             db,
             handles,
@@ -664,8 +664,8 @@ mod tests {
                 .iter()
                 .map(|f| db.cf_handle(f.name()).expect("cf"))
                 .collect();
-            let Ok(handles) = <[&ColumnFamily; 7]>::try_from(handles) else {
-                panic!("seven families");
+            let Ok(handles) = <[&ColumnFamily; families::COUNT]>::try_from(handles) else {
+                panic!("every family");
             };
             // The round runs in the buffers of a refused one that wrote to the same
             // family: none of that may show.
@@ -735,8 +735,8 @@ mod tests {
                 .collect();
             // The last family stands in for the default one.
             handles[6] = db.cf_handle("default").expect("default cf");
-            let Ok(handles) = <[&ColumnFamily; 7]>::try_from(handles) else {
-                panic!("seven families");
+            let Ok(handles) = <[&ColumnFamily; families::COUNT]>::try_from(handles) else {
+                panic!("every family");
             };
             let mut spare = Spare::new(&handles).expect("spare");
             for _ in 0..rounds {
