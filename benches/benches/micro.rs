@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use divan::{black_box, Bencher};
 use std::sync::OnceLock;
 use sundial_engine::{keys, Config, Engine, ManualClock, MessageId, NewMessage, TopicKind};
-use sundial_wire::{decode, encode, Frame, FrameCodec, Inbound, OutgoingMessage, Request};
+use sundial_wire::{decode_request, encode, Frame, FrameCodec, Inbound, OutgoingMessage, Request};
 use tokio_util::codec::{Decoder, Encoder};
 
 fn main() {
@@ -56,7 +56,7 @@ fn send_request_encode_decode(bencher: Bencher, messages: usize) {
     let req = Request::SendBatch(vec![m; messages]);
     bencher.bench_local(|| {
         let b = encode(black_box(&req)).expect("encode");
-        decode::<Request>(&b).map(|r| matches!(r, Request::SendBatch(_)))
+        decode_request(&b).map(|r| matches!(r, Request::SendBatch(_)))
     });
 }
 

@@ -828,9 +828,11 @@ pub const MAX_DECODE: usize = 64 * 1024 * 1024;
 
 /// Most elements one list or map in a request may hold: the sends of a batch, the
 /// receipts of a settle, a message's keys or properties. [`decode_request`] refuses a
-/// request that claims more before decoding the list, so a frame of tiny elements
-/// (a receipt handle takes 3 bytes on the wire and 24 in memory, an empty string 1 and
-/// 24) cannot decode to many times its size only to be refused as too large a batch.
+/// request that claims more before decoding the list, so no list grows past what the
+/// broker takes (an ack of a whole frame of 3-byte receipt handles was millions of
+/// them). Memory per wire byte is not bounded by it: a batch of messages each with
+/// thousands of empty keys still decodes to up to 24 times its size (a 24-byte
+/// `String` per byte), before the engine refuses more than 32 keys a message.
 pub const MAX_LIST: usize = 4096;
 
 /// Decodes a payload, refusing trailing bytes and more than [`MAX_DECODE`] bytes of

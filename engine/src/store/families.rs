@@ -69,7 +69,7 @@ pub(crate) const ALL: [Family; COUNT] = [META, MESSAGES, TIMER, READY, INFLIGHT,
 fn insert_hint_prefix(f: Family) -> Option<usize> {
     match f {
         READY | ACKED | TIMER => Some(4),
-        INFLIGHT => Some(5),
+        INFLIGHT | RUNS => Some(5),
         MESSAGES => Some(1),
         _ => None,
     }
@@ -120,7 +120,11 @@ pub(crate) fn descriptors(
                     t.set_block_size(16 << 10);
                     o.set_block_based_table_factory(&t);
                     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-                    filters::install_message_filter(&mut o, horizon.clone());
+                    filters::install_message_filter(
+                        &mut o,
+                        "sundial-messages-retention",
+                        horizon.clone(),
+                    );
                 }
                 READY => filters::install_ready_at_filter(
                     &mut o,
@@ -135,7 +139,11 @@ pub(crate) fn descriptors(
                 KEYS => filters::install_keys_filter(&mut o, horizon.clone()),
                 // A run's value starts like a message record's, with the delivery
                 // time of its last message: it expires with the messages it names.
-                RUNS => filters::install_message_filter(&mut o, horizon.clone()),
+                RUNS => filters::install_message_filter(
+                    &mut o,
+                    "sundial-runs-retention",
+                    horizon.clone(),
+                ),
                 _ => {}
             }
             if f != META && f != TIMER {

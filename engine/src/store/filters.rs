@@ -70,13 +70,11 @@ fn decide(expired: bool) -> Decision {
     }
 }
 
-pub(crate) fn install_message_filter(o: &mut Options, h: Arc<Horizon>) {
-    o.set_compaction_filter(
-        "sundial-messages-retention",
-        move |_, _k: &[u8], v: &[u8]| {
-            decide(matches!(records::message_deliver_at(v), Some(t) if h.deliver_expired(t)))
-        },
-    );
+/// For `messages` and `runs`, whose values start with a delivery time.
+pub(crate) fn install_message_filter(o: &mut Options, name: &str, h: Arc<Horizon>) {
+    o.set_compaction_filter(name, move |_, _k: &[u8], v: &[u8]| {
+        decide(matches!(records::message_deliver_at(v), Some(t) if h.deliver_expired(t)))
+    });
 }
 
 /// For `ready` and `acked`, whose values start with the time the message became Ready.

@@ -722,7 +722,7 @@ mod tests {
         #[test]
         fn the_rounds_batch_is_encoded_as_rocksdb_encodes_it(
             ops in proptest::collection::vec(
-                (0usize..7, 0u8..6, proptest::collection::vec(any::<u8>(), 0..300),
+                (0usize..families::COUNT, 0u8..6, proptest::collection::vec(any::<u8>(), 0..300),
                  proptest::collection::vec(any::<u8>(), 0..300)),
                 0..30),
             rounds in 1usize..3,
@@ -734,7 +734,7 @@ mod tests {
                 .map(|f| db.cf_handle(f.name()).expect("cf"))
                 .collect();
             // The last family stands in for the default one.
-            handles[6] = db.cf_handle("default").expect("default cf");
+            handles[families::COUNT - 1] = db.cf_handle("default").expect("default cf");
             let Ok(handles) = <[&ColumnFamily; families::COUNT]>::try_from(handles) else {
                 panic!("every family");
             };

@@ -22,12 +22,15 @@ pub(crate) fn move_runs(db: &DB) -> Result<u64> {
         .ok_or_else(|| missing(RUNS.name()))?;
     let mut wo = WriteOptions::default();
     wo.set_sync(true);
+    // One iterator for the whole move: it reads the state of its creation, so it does
+    // not step over the deletions of the chunks already moved (nothing else writes
+    // while the store is being opened).
+    let mut ro = rocksdb::ReadOptions::default();
+    ro.set_iterate_lower_bound(vec![0xffu8]);
+    let mut it = db.raw_iterator_cf_opt(from, ro);
+    it.seek([0xffu8]);
     let mut moved = 0u64;
     loop {
-        let mut ro = rocksdb::ReadOptions::default();
-        ro.set_iterate_lower_bound(vec![0xffu8]);
-        let mut it = db.raw_iterator_cf_opt(from, ro);
-        it.seek([0xffu8]);
         let mut batch = WriteBatch::default();
         let mut n = 0usize;
         while n < CHUNK {
@@ -40,7 +43,6 @@ pub(crate) fn move_runs(db: &DB) -> Result<u64> {
             it.next();
         }
         it.status()?;
-        drop(it);
         if n == 0 {
             return Ok(moved);
         }
