@@ -206,26 +206,25 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
     }
     let end_of_schedule = start + ticks * tick_ms;
     let last_due = end_of_schedule + a.max_delay_ms;
-    let hist = Arc::new(Mutex::new(
+    // The lateness histogram, and (lateness µs, received at µs) of the latest message.
+    let hist = Arc::new(Mutex::new((
         Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?,
-    ));
+        (0u64, 0u64),
+    )));
     // Sized up front: growing a set of a million ids rehashes it under the lock every
     // consumer takes, a pause that would be measured as lateness.
     let seen = Arc::new(Mutex::new(HashSet::<u128>::with_capacity(
         (a.rate * a.seconds) as usize,
     )));
     let (early, dups) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    // (lateness µs, received at µs) of the latest message so far.
-    let worst = Arc::new(Mutex::new((0u64, 0u64)));
     let mut consumers = tokio::task::JoinSet::new();
     for _ in 0..a.consumers.max(1) {
-        let (hist, seen, early, dups, scheduled, worst) = (
+        let (hist, seen, early, dups, scheduled) = (
             hist.clone(),
             seen.clone(),
             early.clone(),
             dups.clone(),
             scheduled.clone(),
-            worst.clone(),
         );
         let max = a.receive_max;
         let mut c = q.consumer("g", Duration::from_secs(60)).await?;
@@ -246,9 +245,9 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
                 }
                 let at = now_us();
                 {
-                    let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut guard = hist.lock().unwrap_or_else(|p| p.into_inner());
+                    let (h, w) = &mut *guard;
                     let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
-                    let mut w = worst.lock().unwrap_or_else(|p| p.into_inner());
                     for m in &got {
                         let due_us = m.deliver_at_ms * 1000;
                         if at < due_us {
@@ -274,10 +273,10 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
     while let Some(r) = consumers.join_next().await {
         r.map_err(|e| e.to_string())??;
     }
-    let h = hist.lock().unwrap_or_else(|p| p.into_inner());
+    let guard = hist.lock().unwrap_or_else(|p| p.into_inner());
+    let (h, &(_, worst_at_us)) = (&guard.0, &guard.1);
     let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
     let received = seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
-    let worst_at_us = worst.lock().unwrap_or_else(|p| p.into_inner()).1;
     let sched = scheduled.load(Ordering::Relaxed);
     Ok(Report {
         queue: queue.to_string(),

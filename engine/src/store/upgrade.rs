@@ -5,13 +5,17 @@ use super::families::{MESSAGES, RUNS};
 use crate::error::{Error, Result};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
-/// Run records moved per atomic batch.
+/// Run records copied per batch.
 const CHUNK: usize = 4096;
 
+/// Longer than any run key (29 bytes), all `0xff`: above every key that starts with it.
+const ABOVE_RUNS: [u8; 30] = [0xff; 30];
+
 /// Moves the run records that stores written before the `runs` family keep in
-/// `messages` (under `0xff`, above every message record) to `runs`, a chunk per synced
-/// batch that puts them in `runs` and deletes them from `messages` together: a move
-/// cut short by a crash goes on at the next open. Returns how many were moved.
+/// `messages` (under `0xff`, above every message record) to `runs`: copies them a chunk
+/// per batch, then deletes them from `messages` with one range deletion, synced (which
+/// syncs the copies before it). A move cut short by a crash copies again at the next
+/// open, harmlessly, since the copies are the same records. Returns how many moved.
 pub(crate) fn move_runs(db: &DB) -> Result<u64> {
     let missing = |name: &str| Error::Internal(format!("column family {name} is missing"));
     let from = db
@@ -20,35 +24,30 @@ pub(crate) fn move_runs(db: &DB) -> Result<u64> {
     let to = db
         .cf_handle(RUNS.name())
         .ok_or_else(|| missing(RUNS.name()))?;
-    let mut wo = WriteOptions::default();
-    wo.set_sync(true);
-    // One iterator for the whole move: it reads the state of its creation, so it does
-    // not step over the deletions of the chunks already moved (nothing else writes
-    // while the store is being opened).
     let mut ro = rocksdb::ReadOptions::default();
     ro.set_iterate_lower_bound(vec![0xffu8]);
     let mut it = db.raw_iterator_cf_opt(from, ro);
     it.seek([0xffu8]);
     let mut moved = 0u64;
-    loop {
-        let mut batch = WriteBatch::default();
-        let mut n = 0usize;
-        while n < CHUNK {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else {
-                break;
-            };
-            batch.put_cf(to, k, v);
-            batch.delete_cf(from, k);
-            n += 1;
-            it.next();
+    let mut batch = WriteBatch::default();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        batch.put_cf(to, k, v);
+        moved += 1;
+        if batch.len() == CHUNK {
+            db.write(std::mem::take(&mut batch))?;
         }
-        it.status()?;
-        if n == 0 {
-            return Ok(moved);
-        }
-        db.write_opt(batch, &wo)?;
-        moved += n as u64;
+        it.next();
     }
+    it.status()?;
+    drop(it);
+    if moved == 0 {
+        return Ok(0);
+    }
+    batch.delete_range_cf(from, &[0xffu8][..], &ABOVE_RUNS[..]);
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    db.write_opt(batch, &wo)?;
+    Ok(moved)
 }
 
 #[cfg(test)]
