@@ -47,6 +47,8 @@ pub const FAMILIES: &[&str] = &[
     "sundial_rocksdb_table_readers_bytes",
     "sundial_rocksdb_write_stopped",
     "sundial_rocksdb_delayed_write_rate_bytes",
+    "sundial_rocksdb_body_compression",
+    "sundial_rocksdb_body_compression_ratio",
     "sundial_connections",
     "sundial_connections_total",
     "sundial_connections_refused_total",
@@ -317,6 +319,10 @@ pub fn refresh(engine: &Engine, live: &Live, started: Instant) {
     gauge!("sundial_rocksdb_table_readers_bytes").set(s.table_readers_bytes as f64);
     gauge!("sundial_rocksdb_write_stopped").set(u8::from(s.write_stopped) as f64);
     gauge!("sundial_rocksdb_delayed_write_rate_bytes").set(s.delayed_write_rate as f64);
+    gauge!("sundial_rocksdb_body_compression").set(u8::from(s.body_compression) as f64);
+    // NaN until the writer has sampled 16 KiB of bodies.
+    gauge!("sundial_rocksdb_body_compression_ratio")
+        .set(s.body_compression_ratio.unwrap_or(f64::NAN));
     gauge!("sundial_disk_bytes").set(s.disk_bytes as f64);
     // The watermark in bytes: the configured budget, else the ratio of the filesystem.
     let watermark = s.disk_high_watermark_bytes.or(s

@@ -12,6 +12,7 @@
 mod store;
 // Engine-wide pieces every layer may use.
 mod clock;
+mod compression;
 mod error;
 pub mod failpoints;
 mod state;
@@ -90,6 +91,8 @@ pub(crate) struct Shared {
     pub ready_tx: watch::Sender<u64>,
     pub pump_wake: Arc<Wake>,
     pub maintenance_wake: Arc<Wake>,
+    /// Whether stored bodies compress, and what the `messages` family is set to.
+    pub bodies: compression::BodySampler,
     pub shutdown: AtomicBool,
 }
 
@@ -309,6 +312,7 @@ impl Engine {
             ready_tx,
             pump_wake,
             maintenance_wake,
+            bodies: compression::BodySampler::default(),
             shutdown: AtomicBool::new(false),
         });
         st.next_timer_due = timer::next_due(&sh.store, st.engine.watermark)?;

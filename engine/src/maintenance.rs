@@ -32,6 +32,7 @@ pub struct MaintenanceReport {
 
 /// One maintenance pass; see [`Engine::maintain`].
 pub(crate) fn maintain(sh: &Arc<Shared>) -> Result<MaintenanceReport> {
+    crate::compression::apply(sh);
     match writer::submit(sh, false, pump::tick).wait() {
         // A full file system refuses the pump's round too; the pass still measures the
         // disk, which is what lifts the refusal once there is room.

@@ -22,6 +22,9 @@ pub(crate) fn put(
         records::encode_message_into(v, deliver_at_ms, m)
     })?;
     note_record_size(ctx, tid, len);
+    if ctx.sh.bodies.offer(&m.body) {
+        ctx.sh.maintenance_wake.kick();
+    }
     for k in &m.keys {
         ctx.put(
             KEYS,

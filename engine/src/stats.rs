@@ -115,6 +115,11 @@ pub struct Stats {
     pub block_cache_pinned_bytes: u64,
     /// Bytes of table readers held outside the block cache, all families.
     pub table_readers_bytes: u64,
+    /// Whether the `messages` family compresses its tables (off while the stored
+    /// bodies do not compress).
+    pub body_compression: bool,
+    /// Compressed / raw size of recent samples of the stored bodies (LZ4), if any.
+    pub body_compression_ratio: Option<f64>,
 }
 
 /// The exact counters alone: no RocksDB property and no directory listing, cheap
@@ -236,5 +241,7 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
             .iter()
             .map(|&f| prop(f, "rocksdb.estimate-table-readers-mem"))
             .sum(),
+        body_compression: sh.bodies.compressing(),
+        body_compression_ratio: sh.bodies.ratio(),
     }
 }
