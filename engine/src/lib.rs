@@ -214,6 +214,33 @@ fn load_state(db: &DB) -> Result<State> {
     Ok(st)
 }
 
+/// Fills in what memory keeps besides the records: the earliest due time of the timer
+/// index and each group's earliest visibility entry.
+fn derive_hints(store: &Store, st: &mut State) -> Result<()> {
+    st.next_timer_due = timer::next_due(store, st.engine.watermark)?;
+    let group_ids: Vec<_> = st.groups.keys().copied().collect();
+    for g in group_ids {
+        let from = st.groups.get(&g).map(|gs| gs.rec.cursor.expired_to);
+        if let Some(from) = from {
+            let next = inflight::next_visible(store, g, from)?;
+            if let Some(gs) = st.groups.get_mut(&g) {
+                gs.next_visible = next;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The state as the store holds it, as opening the store would find it: what memory
+/// goes back to after a round the store refused (it wrote nothing). The engine's
+/// clock keeps `last_now`, so it still never goes back.
+pub(crate) fn reload_state(store: &Store, last_now: u64) -> Result<State> {
+    let mut st = load_state(&store.db)?;
+    st.engine.last_now = st.engine.last_now.max(last_now);
+    derive_hints(store, &mut st)?;
+    Ok(st)
+}
+
 impl Engine {
     /// Opens (or creates) the store at `path`. Start-up reads only the topic and group
     /// records and one key per index; it never scans the messages.
@@ -315,17 +342,7 @@ impl Engine {
             bodies: compression::BodySampler::default(),
             shutdown: AtomicBool::new(false),
         });
-        st.next_timer_due = timer::next_due(&sh.store, st.engine.watermark)?;
-        let group_ids: Vec<_> = st.groups.keys().copied().collect();
-        for g in group_ids {
-            let from = st.groups.get(&g).map(|gs| gs.rec.cursor.expired_to);
-            if let Some(from) = from {
-                let next = inflight::next_visible(&sh.store, g, from)?;
-                if let Some(gs) = st.groups.get_mut(&g) {
-                    gs.next_visible = next;
-                }
-            }
-        }
+        derive_hints(&sh.store, &mut st)?;
         *sh.state.lock().unwrap_or_else(|p| p.into_inner()) = st;
         sh.disk_guard
             .measured(disk::disk_level(&sh).map(|l| l.headroom()));

@@ -106,9 +106,10 @@ pub(crate) struct TopicState {
     pub groups: HashMap<String, GroupId>,
 }
 
-/// Cloned at the start of every writer round (to go back to if the round cannot be
-/// stored), so it holds only small maps; the checkpoint list is shared until changed.
-#[derive(Default, Clone)]
+/// What memory keeps of the store: the topic, group and engine records, and hints
+/// derived from the indexes. A round the store refuses reads it back from the store
+/// (`reload_state`) instead of keeping a copy of it per round.
+#[derive(Default)]
 pub(crate) struct State {
     pub engine: EngineRecord,
     /// `(w, t)`: every message with `deliver_at < w` was Ready by time `t`. Kept in

@@ -582,8 +582,6 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
     let mut written = 0u64;
     while let Some(jobs) = queue.next_round(&rx) {
         let mut guard = sh.state.lock().unwrap_or_else(|p| p.into_inner());
-        // What memory goes back to if the round cannot be stored (a full disk).
-        let before = guard.clone();
         let mut ctx = Ctx::new(&sh, handles, &mut guard, spare);
         for job in jobs {
             ctx.run_guarded(job);
@@ -612,7 +610,15 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Job>) {
             }
         }
         if matches!(fail, Some(Error::StorageFull(_))) {
-            *guard = before;
+            // The round wrote nothing (a full disk): memory goes back to what the store
+            // holds, read again rather than copied before every round, so a round's
+            // cost does not grow with the number of topics and groups.
+            match crate::reload_state(&sh.store, guard.engine.last_now) {
+                Ok(st) => *guard = st,
+                Err(e) => sh.poison(&format!(
+                    "cannot read the state back after a refused round: {e}"
+                )),
+            }
         }
         drop(guard);
         // Announce before answering, so a caller that got its answer also sees the
