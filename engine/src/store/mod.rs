@@ -49,6 +49,28 @@ const STEPS_BEFORE_SEEK: usize = 8;
 /// seek.
 const SEEK_SHARE: usize = 4;
 
+thread_local! {
+    /// Read options for point reads, made once per thread: the binding's plain `get_cf`
+    /// makes (allocates, fills in and frees) a set of RocksDB's read options per call.
+    static POINT_READ: ReadOptions = ReadOptions::default();
+    /// The same, for reads of bodies that are not worth keeping in the block cache.
+    static UNCACHED_READ: ReadOptions = {
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        ro
+    };
+}
+
+/// `k` of family `cf`, copied out.
+pub(crate) fn point_get(db: &DB, cf: &ColumnFamily, k: &[u8]) -> Result<Option<Vec<u8>>> {
+    POINT_READ.with(|ro| Ok(db.get_pinned_cf_opt(cf, k, ro)?.map(|v| v.to_vec())))
+}
+
+/// The length of `k`'s value in family `cf`.
+pub(crate) fn point_len(db: &DB, cf: &ColumnFamily, k: &[u8]) -> Result<Option<usize>> {
+    POINT_READ.with(|ro| Ok(db.get_pinned_cf_opt(cf, k, ro)?.map(|v| v.len())))
+}
+
 /// Read options bounded to `[lower, upper)`, so the iterator never steps over
 /// tombstones outside them.
 fn bounded(lower: &[u8], upper: &[u8]) -> ReadOptions {
@@ -95,13 +117,13 @@ impl Store {
             return Ok(());
         };
         let cf = self.cf(fam)?;
-        let mut ro = ReadOptions::default();
-        ro.fill_cache(false);
         if keys.len() == 1 {
             // A receive of one message: a multi-get's set-up costs as much as the lookup.
-            let v = self.db.get_pinned_cf_opt(cf, first, &ro)?;
+            let v = UNCACHED_READ.with(|ro| self.db.get_pinned_cf_opt(cf, first, ro))?;
             return f(0, v.as_deref());
         }
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
         if keys.len() < STEP_MIN_KEYS {
             return self.multi_get_from(cf, keys, 0, &ro, f);
         }
@@ -187,11 +209,11 @@ impl Store {
 
 impl Read for Store {
     fn get(&self, f: Family, k: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(f)?, k)?)
+        point_get(&self.db, self.cf(f)?, k.as_ref())
     }
 
     fn value_len(&self, f: Family, k: impl AsRef<[u8]>) -> Result<Option<usize>> {
-        Ok(self.db.get_pinned_cf(self.cf(f)?, k)?.map(|v| v.len()))
+        point_len(&self.db, self.cf(f)?, k.as_ref())
     }
 
     fn scan(&self, f: Family, lower: &[u8], upper: &[u8], limit: usize) -> Result<Rows> {

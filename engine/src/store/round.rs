@@ -552,7 +552,7 @@ impl Read for Round<'_> {
         let k = k.as_ref();
         match self.logs[f.0].lookup(k, &self.rep) {
             Some(v) => Ok(v.map(<[u8]>::to_vec)),
-            None => Ok(self.db.get_cf(self.handles[f.0], k)?),
+            None => super::point_get(self.db, self.handles[f.0], k),
         }
     }
 
@@ -560,10 +560,7 @@ impl Read for Round<'_> {
         let k = k.as_ref();
         match self.logs[f.0].lookup(k, &self.rep) {
             Some(v) => Ok(v.map(<[u8]>::len)),
-            None => Ok(self
-                .db
-                .get_pinned_cf(self.handles[f.0], k)?
-                .map(|v| v.len())),
+            None => super::point_len(self.db, self.handles[f.0], k),
         }
     }
 
