@@ -10,8 +10,8 @@
 //! compression off while the samples do not shrink, and on again once they do.
 //!
 //! Sampling takes consecutive bodies (so what neighbouring messages share counts, as it
-//! does in a block) until a sample is full, then skips 63 times as many messages: the
-//! writer spends well under a hundred instructions per message on it.
+//! does in a block) until a sample is full, then skips 255 times as many messages: the
+//! writer spends a few tens of instructions per message on it.
 
 use crate::store::families::MESSAGES;
 use crate::Shared;
@@ -23,7 +23,7 @@ const SAMPLE_BYTES: usize = 16 << 10;
 /// Most bytes one body adds to a sample.
 const BODY_BYTES: usize = 4 << 10;
 /// Messages skipped after a sample, per message the sample took.
-const SKIP_PER_TAKEN: u32 = 63;
+const SKIP_PER_TAKEN: u32 = 255;
 /// Compression goes off when the smoothed ratio (compressed / raw, in thousandths) is
 /// at least this: LZ4 saves next to nothing.
 const OFF_AT: u32 = 920;
@@ -259,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn sampling_takes_consecutive_bodies_then_skips_63_times_as_many() {
+    fn sampling_takes_consecutive_bodies_then_skips_255_times_as_many() {
         let s = BodySampler::default();
         let mut seed = 3;
         // 16 KiB of 256-byte bodies is 64 of them: the 64th completes the sample.
@@ -268,8 +268,8 @@ mod tests {
             s.offer(&noise(256, &mut seed));
         }
         assert!(s.ratio().is_some());
-        assert_eq!(s.skip.load(Ordering::Relaxed), 64 * 63);
-        for _ in 0..64 * 63 {
+        assert_eq!(s.skip.load(Ordering::Relaxed), 64 * 255);
+        for _ in 0..64 * 255 {
             s.offer(&noise(256, &mut seed));
         }
         assert_eq!(s.skip.load(Ordering::Relaxed), 0);

@@ -89,8 +89,8 @@ fn compression_follows_what_the_bodies_do() {
     assert!(!h.e().stats().body_compression);
     assert_eq!(messages_compression(h.dir.path()), "kNoCompression");
 
-    // JSON bodies: the next sample starts after 63 × 64 skipped messages.
-    let batch: Vec<_> = (0..5_000).map(json).collect();
+    // JSON bodies: the next sample starts after 255 × 64 skipped messages.
+    let batch: Vec<_> = (0..17_000).map(json).collect();
     sent.extend(batch.iter().cloned());
     for chunk in batch.chunks(1_000) {
         let msgs = chunk.iter().map(|b| msg(T0 + 10, b.clone())).collect();
