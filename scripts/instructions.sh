@@ -26,6 +26,7 @@
 # Each measurement starts `sundial serve` under callgrind with instrumentation off, lets
 # it open its store, switches instrumentation on, runs the workload, switches it off and
 # sums the instructions of all the daemon's threads. Installs valgrind if missing.
+# BODY sets the body size of WORKLOAD=batched (256 bytes by default).
 # CALLGRIND_ARGS adds options, e.g. --separate-threads=yes for one file per thread.
 # Needs a release (or `profiling`) build of both binaries. KEEP=1 keeps the work dir.
 set -euo pipefail
@@ -130,7 +131,7 @@ if [ "$workload" = send ]; then
     grep -E "single sends" "$work/send/bench" || true
 elif [ "$workload" = batched ]; then
     measure batched send --repeat 1 --producers 4 --messages "$count" --batch 256 \
-        --inflight 8 --single-inflight 0 --no-echo
+        --inflight 8 --single-inflight 0 --no-echo --body "${BODY:-256}"
     total="$(cat "$work/batched/total")"
     echo "daemon instructions: $total for $count messages sent in batches of 256: $((total / count)) per message"
     grep -E "sends \(batched\)" "$work/batched/bench" || true

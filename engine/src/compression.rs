@@ -1,17 +1,19 @@
-//! Whether message bodies are worth compressing.
+//! Whether the stored messages are worth compressing.
 //!
 //! The `messages` family's tables are compressed with LZ4 when a memtable is flushed
 //! (its tables are then moved down unrewritten, so the flush is the only time). RocksDB
-//! keeps a compressed block only when it saves an eighth, but it compresses every block
-//! to find out: with bodies that do not compress (encrypted, already compressed, random
-//! ids), that was a sixth of the daemon's instructions per batched send, all of it
-//! thrown away. So the writer samples the bodies it stores, compresses each 16 KiB
-//! sample with the same LZ4, and the maintenance thread switches the family's
-//! compression off while the samples do not shrink, and on again once they do.
+//! keeps a compressed block only when it saves an eighth (896 bytes a KiB or less), but
+//! it compresses every block to find out: with bodies that do not compress (encrypted,
+//! already compressed, random ids) and are large next to their record's other fields,
+//! that work is all thrown away. So the writer samples the records it stores (the body
+//! with its delivery time, tag, keys and properties, as a block holds them), compresses
+//! each 16 KiB sample with the same LZ4, and the maintenance thread switches the
+//! family's compression off while the samples say RocksDB would keep no block
+//! compressed, and on again once they shrink.
 //!
-//! Sampling takes consecutive bodies (so what neighbouring messages share counts, as it
-//! does in a block) until a sample is full, then skips 255 times as many messages: the
-//! writer spends a few tens of instructions per message on it.
+//! Sampling takes consecutive records (so what neighbouring messages share counts, as
+//! it does in a block) until a sample is full, then skips 255 times as many messages:
+//! the writer spends a few tens of instructions per message on it.
 
 use crate::store::families::MESSAGES;
 use crate::Shared;
@@ -20,14 +22,15 @@ use std::sync::Mutex;
 
 /// Bytes per sample: the `messages` family's block size.
 const SAMPLE_BYTES: usize = 16 << 10;
-/// Most bytes one body adds to a sample.
-const BODY_BYTES: usize = 4 << 10;
+/// Most bytes one record adds to a sample.
+const RECORD_BYTES: usize = 4 << 10;
 /// Messages skipped after a sample, per message the sample took.
 const SKIP_PER_TAKEN: u32 = 255;
 /// Compression goes off when the smoothed ratio (compressed / raw, in thousandths) is
-/// at least this: LZ4 saves next to nothing.
-const OFF_AT: u32 = 920;
-/// And on again at or below this (RocksDB keeps blocks that shrink to 875 or less).
+/// at least this: RocksDB would keep hardly any block compressed (it keeps those at
+/// 875 or less).
+const OFF_AT: u32 = 900;
+/// And on again at or below this.
 const ON_AT: u32 = 850;
 /// The ratio before any sample.
 const UNSAMPLED: u32 = u32::MAX;
@@ -65,9 +68,9 @@ impl Default for BodySampler {
 }
 
 impl BodySampler {
-    /// Offers one stored body; returns true when the samples changed their call
+    /// Offers one stored record (its value); returns true when the samples changed their call
     /// (the caller wakes the maintenance thread to apply it).
-    pub fn offer(&self, body: &[u8]) -> bool {
+    pub fn offer(&self, record: &[u8]) -> bool {
         let skip = self.skip.load(Ordering::Relaxed);
         if skip > 0 {
             self.skip.store(skip - 1, Ordering::Relaxed);
@@ -75,8 +78,8 @@ impl BodySampler {
         }
         let mut s = self.sample.lock().unwrap_or_else(|p| p.into_inner());
         let room = SAMPLE_BYTES - s.bytes.len();
-        let take = body.len().min(BODY_BYTES).min(room);
-        s.bytes.extend_from_slice(&body[..take]);
+        let take = record.len().min(RECORD_BYTES).min(room);
+        s.bytes.extend_from_slice(&record[..take]);
         s.taken += 1;
         if s.bytes.len() < SAMPLE_BYTES {
             return false;

@@ -320,6 +320,11 @@ impl<'a> Ctx<'a> {
         r.map(|()| len)
     }
 
+    /// The value the last [`Ctx::put_encoded`] wrote.
+    pub fn last_encoded(&self) -> &[u8] {
+        &self.scratch
+    }
+
     pub fn delete(&mut self, cf: Family, k: impl AsRef<[u8]>) -> Result<()> {
         self.round.delete(cf, k.as_ref())?;
         self.job_wrote = true;
