@@ -176,7 +176,7 @@ pub(crate) fn apply(sh: &Shared) {
             tracing::info!(
                 compression = if want { "lz4" } else { "none" },
                 sampled_ratio = s.ratio().unwrap_or(1.0),
-                "message bodies' tables: compression changed"
+                "messages' tables: compression changed"
             );
         }
         Err(e) => tracing::warn!(error = %e, "could not change the messages' compression"),

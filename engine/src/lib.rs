@@ -91,7 +91,7 @@ pub(crate) struct Shared {
     pub ready_tx: watch::Sender<u64>,
     pub pump_wake: Arc<Wake>,
     pub maintenance_wake: Arc<Wake>,
-    /// Whether stored bodies compress, and what the `messages` family is set to.
+    /// Whether stored records compress, and what the `messages` family is set to.
     pub bodies: compression::BodySampler,
     pub shutdown: AtomicBool,
 }

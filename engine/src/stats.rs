@@ -116,9 +116,9 @@ pub struct Stats {
     /// Bytes of table readers held outside the block cache, all families.
     pub table_readers_bytes: u64,
     /// Whether the `messages` family compresses its tables (off while the stored
-    /// bodies do not compress).
+    /// records would not shrink enough for RocksDB to keep them compressed).
     pub body_compression: bool,
-    /// Compressed / raw size of recent samples of the stored bodies (LZ4), if any.
+    /// Compressed / raw size of recent samples of the stored records (LZ4), if any.
     pub body_compression_ratio: Option<f64>,
 }
 
