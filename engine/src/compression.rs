@@ -36,7 +36,7 @@ const ON_AT: u32 = 850;
 const UNSAMPLED: u32 = u32::MAX;
 
 /// The writer's sampling state and what it concluded.
-pub(crate) struct BodySampler {
+pub(crate) struct RecordSampler {
     /// Bodies to let pass before the next sample starts (the writer's alone).
     skip: AtomicU32,
     sample: Mutex<Sample>,
@@ -55,9 +55,9 @@ struct Sample {
     out: Vec<u8>,
 }
 
-impl Default for BodySampler {
+impl Default for RecordSampler {
     fn default() -> Self {
-        BodySampler {
+        RecordSampler {
             skip: AtomicU32::new(0),
             sample: Mutex::new(Sample::default()),
             ratio: AtomicU32::new(UNSAMPLED),
@@ -67,7 +67,7 @@ impl Default for BodySampler {
     }
 }
 
-impl BodySampler {
+impl RecordSampler {
     /// Offers one stored record (its value); returns true when the samples changed their call
     /// (the caller wakes the maintenance thread to apply it).
     pub fn offer(&self, record: &[u8]) -> bool {
@@ -157,7 +157,7 @@ fn lz4_ratio(data: &[u8], out: &mut Vec<u8>) -> u32 {
 /// Sets the `messages` family's compression to what the samples call for, if it is
 /// not already (run by the maintenance thread; a change writes a new OPTIONS file).
 pub(crate) fn apply(sh: &Shared) {
-    let s = &sh.bodies;
+    let s = &sh.compression;
     let want = s.want_lz4.load(Ordering::Relaxed);
     if want == s.lz4.load(Ordering::Relaxed) {
         return;
@@ -211,13 +211,13 @@ mod tests {
     }
 
     /// Offers `n` bodies made by `body`; returns how many times the call changed.
-    fn offer_all(s: &BodySampler, n: u64, mut body: impl FnMut(u64) -> Vec<u8>) -> usize {
+    fn offer_all(s: &RecordSampler, n: u64, mut body: impl FnMut(u64) -> Vec<u8>) -> usize {
         (0..n).filter(|&i| s.offer(&body(i))).count()
     }
 
     #[test]
     fn bodies_that_do_not_compress_turn_compression_off() {
-        let s = BodySampler::default();
+        let s = RecordSampler::default();
         let mut seed = 0x9e37_79b9_7f4a_7c15;
         assert_eq!(offer_all(&s, 20_000, |_| noise(256, &mut seed)), 1);
         assert!(!s.want_lz4.load(Ordering::Relaxed));
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn bodies_that_compress_keep_it_on() {
-        let s = BodySampler::default();
+        let s = RecordSampler::default();
         assert_eq!(offer_all(&s, 20_000, json), 0);
         assert!(s.want_lz4.load(Ordering::Relaxed));
         let r = s.ratio().expect("sampled");
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn the_call_follows_the_bodies_both_ways() {
-        let s = BodySampler::default();
+        let s = RecordSampler::default();
         let mut seed = 7;
         assert_eq!(offer_all(&s, 10_000, |_| noise(512, &mut seed)), 1);
         assert!(!s.want_lz4.load(Ordering::Relaxed));
@@ -248,7 +248,7 @@ mod tests {
     fn neighbours_that_repeat_count_as_compressible() {
         // Each random body comes four times in a row: blocks of them compress, and so
         // must the samples, which take consecutive bodies.
-        let s = BodySampler::default();
+        let s = RecordSampler::default();
         let mut seed = 11;
         let mut last = Vec::new();
         let changes = offer_all(&s, 20_000, |i| {
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn sampling_takes_consecutive_bodies_then_skips_255_times_as_many() {
-        let s = BodySampler::default();
+        let s = RecordSampler::default();
         let mut seed = 3;
         // 16 KiB of 256-byte bodies is 64 of them: the 64th completes the sample.
         for i in 0..64 {

@@ -92,7 +92,7 @@ pub(crate) struct Shared {
     pub pump_wake: Arc<Wake>,
     pub maintenance_wake: Arc<Wake>,
     /// Whether stored records compress, and what the `messages` family is set to.
-    pub bodies: compression::BodySampler,
+    pub compression: compression::RecordSampler,
     pub shutdown: AtomicBool,
 }
 
@@ -339,7 +339,7 @@ impl Engine {
             ready_tx,
             pump_wake,
             maintenance_wake,
-            bodies: compression::BodySampler::default(),
+            compression: compression::RecordSampler::default(),
             shutdown: AtomicBool::new(false),
         });
         derive_hints(&sh.store, &mut st)?;

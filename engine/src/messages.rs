@@ -22,7 +22,7 @@ pub(crate) fn put(
         records::encode_message_into(v, deliver_at_ms, m)
     })?;
     note_record_size(ctx, tid, len);
-    if ctx.sh.bodies.offer(ctx.last_encoded()) {
+    if ctx.sh.compression.offer(ctx.last_encoded()) {
         ctx.sh.maintenance_wake.kick();
     }
     for k in &m.keys {

@@ -241,7 +241,7 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
             .iter()
             .map(|&f| prop(f, "rocksdb.estimate-table-readers-mem"))
             .sum(),
-        body_compression: sh.bodies.compressing(),
-        body_compression_ratio: sh.bodies.ratio(),
+        body_compression: sh.compression.compressing(),
+        body_compression_ratio: sh.compression.ratio(),
     }
 }

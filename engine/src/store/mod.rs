@@ -122,11 +122,12 @@ impl Store {
             let v = UNCACHED_READ.with(|ro| self.db.get_pinned_cf_opt(cf, first, ro))?;
             return f(0, v.as_deref());
         }
+        if keys.len() < STEP_MIN_KEYS {
+            return self.multi_get_from(cf, keys, 0, f);
+        }
+        // The iterator owns its bounds, so it gets options of its own.
         let mut ro = ReadOptions::default();
         ro.fill_cache(false);
-        if keys.len() < STEP_MIN_KEYS {
-            return self.multi_get_from(cf, keys, 0, &ro, f);
-        }
         // The smallest key above the last one: nothing past it is read.
         let mut upper = last.as_ref().to_vec();
         upper.push(0);
@@ -157,9 +158,7 @@ impl Store {
                 }
             }
             if i + 1 >= STEP_MIN_KEYS && seeks * SEEK_SHARE > i + 1 && i + 1 < keys.len() {
-                let mut ro = ReadOptions::default();
-                ro.fill_cache(false);
-                return self.multi_get_from(cf, &keys[i + 1..], i + 1, &ro, f);
+                return self.multi_get_from(cf, &keys[i + 1..], i + 1, f);
             }
         }
         it.status()?;
@@ -172,14 +171,15 @@ impl Store {
         cf: &ColumnFamily,
         keys: &[K],
         base: usize,
-        ro: &ReadOptions,
         mut f: impl FnMut(usize, Option<&[u8]>) -> Result<()>,
     ) -> Result<()> {
-        let values = self.db.batched_multi_get_cf_opt(cf, keys, true, ro);
-        for (i, v) in values.into_iter().enumerate() {
-            f(base + i, v?.as_deref())?;
-        }
-        Ok(())
+        UNCACHED_READ.with(|ro| {
+            let values = self.db.batched_multi_get_cf_opt(cf, keys, true, ro);
+            for (i, v) in values.into_iter().enumerate() {
+                f(base + i, v?.as_deref())?;
+            }
+            Ok(())
+        })
     }
 
     /// Visits keys and values in `[lower, upper)` in order until `f` returns false.
