@@ -5,6 +5,7 @@ mod broker;
 mod cli;
 mod config;
 mod errors;
+mod memory;
 mod metrics;
 mod native;
 mod partial;
@@ -189,18 +190,6 @@ fn main() {
     std::process::exit(code);
 }
 
-/// Gives the system back the memory glibc's malloc holds free. RocksDB allocates its
-/// memtables in 1 MiB blocks, which glibc serves from its heaps once it has seen such
-/// blocks freed; after a memtable's flush they stayed in the daemon's RSS (with 50M
-/// pending it grew past 300 MiB). Called every second; it takes a few milliseconds.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: a plain libc call with no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit status.
 fn serve(args: config::ServeArgs) -> i32 {
     let cfg = match args.resolve() {
@@ -280,17 +269,26 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Histograms keep raw samples until upkeep folds them into buckets; without a
     // scraper they would grow with every request and every promoted message. Free heap
-    // memory goes back to the system every second.
+    // memory goes back to the system as soon as a flushed memtable is freed, and every
+    // second in any case (`memory.rs`).
     let upkeep = {
         let handle = prometheus.clone();
+        let engine = engine.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-            for n in 0u64.. {
+            let mut every = tokio::time::interval(memory::TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut trim = memory::TrimPolicy::default();
+            let upkeep_every = Duration::from_secs(5);
+            let mut last_upkeep = Instant::now();
+            loop {
                 every.tick().await;
-                if n % 5 == 0 {
+                if last_upkeep.elapsed() >= upkeep_every {
                     handle.run_upkeep();
+                    last_upkeep = Instant::now();
                 }
-                let _ = tokio::task::spawn_blocking(release_free_memory).await;
+                if trim.tick(engine.memtable_bytes()) {
+                    let _ = tokio::task::spawn_blocking(memory::release_free_memory).await;
+                }
             }
         })
     };
@@ -368,6 +366,8 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
     let _ = stop_tx.send(true);
     let _ = metrics_task.await;
     upkeep.abort();
+    // The upkeep task holds an engine handle too: wait until it is gone.
+    let _ = upkeep.await;
     // Closing the engine finishes queued writes; it waits on threads, so not here.
     tokio::task::spawn_blocking(move || drop(engine))
         .await

@@ -49,6 +49,8 @@ pub const FAMILIES: &[&str] = &[
     "sundial_rocksdb_delayed_write_rate_bytes",
     "sundial_rocksdb_body_compression",
     "sundial_rocksdb_body_compression_ratio",
+    "sundial_rocksdb_memtable_waits_total",
+    "sundial_rocksdb_memtable_wait_seconds",
     "sundial_connections",
     "sundial_connections_total",
     "sundial_connections_refused_total",
@@ -323,6 +325,8 @@ pub fn refresh(engine: &Engine, live: &Live, started: Instant) {
     // NaN until the writer has sampled 16 KiB of bodies.
     gauge!("sundial_rocksdb_body_compression_ratio")
         .set(s.body_compression_ratio.unwrap_or(f64::NAN));
+    counter!("sundial_rocksdb_memtable_waits_total").absolute(s.memtable_waits);
+    gauge!("sundial_rocksdb_memtable_wait_seconds").set(s.memtable_wait_seconds);
     gauge!("sundial_disk_bytes").set(s.disk_bytes as f64);
     // The watermark in bytes: the configured budget, else the ratio of the filesystem.
     let watermark = s.disk_high_watermark_bytes.or(s

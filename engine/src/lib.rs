@@ -28,6 +28,7 @@ mod consume;
 mod disk;
 mod lookup;
 mod maintenance;
+mod memtables;
 mod pump;
 mod recall;
 mod redeliver;
@@ -65,7 +66,7 @@ use tokio::sync::watch;
 /// Bytes of RocksDB's shared block cache.
 const MEMORY_BLOCK_CACHE: usize = 64 << 20;
 /// Bytes all memtables together may hold before the largest is flushed.
-const MEMORY_MEMTABLES: usize = 192 << 20;
+pub(crate) const MEMORY_MEMTABLES: usize = 192 << 20;
 
 /// Jobs that may wait in the writer's queue before callers block.
 const QUEUE_DEPTH: usize = 16 * 1024;
@@ -93,6 +94,10 @@ pub(crate) struct Shared {
     pub maintenance_wake: Arc<Wake>,
     /// Whether stored records compress, and what the `messages` family is set to.
     pub compression: compression::RecordSampler,
+    /// The memtables' shared budget; its usage falls when a flushed memtable is freed.
+    pub memtables: rocksdb::WriteBufferManager,
+    /// The writer's waits for the memtables to shrink below their budget.
+    pub memtable_waits: memtables::Waits,
     pub shutdown: AtomicBool,
 }
 
@@ -340,6 +345,8 @@ impl Engine {
             pump_wake,
             maintenance_wake,
             compression: compression::RecordSampler::default(),
+            memtables: wbm,
+            memtable_waits: memtables::Waits::default(),
             shutdown: AtomicBool::new(false),
         });
         derive_hints(&sh.store, &mut st)?;
@@ -727,6 +734,12 @@ impl Engine {
     /// The exact counters alone (cheap: no storage properties).
     pub fn counters(&self) -> Counters {
         stats::counters(self.sh())
+    }
+
+    /// Bytes the memtables of every family hold now, counted by RocksDB as it
+    /// allocates and frees their blocks (one atomic read: cheap enough to poll).
+    pub fn memtable_bytes(&self) -> usize {
+        self.sh().memtables.get_usage()
     }
 
     /// Exact counters and storage figures.

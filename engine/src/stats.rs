@@ -120,6 +120,11 @@ pub struct Stats {
     pub body_compression: bool,
     /// Compressed / raw size of recent samples of the stored records (LZ4), if any.
     pub body_compression_ratio: Option<f64>,
+    /// Writer rounds that waited for the memtables to shrink below their budget
+    /// (flushes behind the writes), and the seconds they waited in all.
+    pub memtable_waits: u64,
+    /// See `memtable_waits`.
+    pub memtable_wait_seconds: f64,
 }
 
 /// The exact counters alone: no RocksDB property and no directory listing, cheap
@@ -243,5 +248,7 @@ pub(crate) fn stats(sh: &Shared) -> Stats {
             .sum(),
         body_compression: sh.compression.compressing(),
         body_compression_ratio: sh.compression.ratio(),
+        memtable_waits: sh.memtable_waits.count(),
+        memtable_wait_seconds: sh.memtable_waits.seconds(),
     }
 }

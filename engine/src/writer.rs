@@ -409,6 +409,12 @@ impl<'a> Ctx<'a> {
         if self.round.is_empty() {
             return None;
         }
+        let sh = self.sh;
+        sh.memtable_waits.wait(
+            || sh.memtables.get_usage(),
+            crate::MEMORY_MEMTABLES,
+            crate::memtables::MOST,
+        );
         let batch = self.round.take_batch();
         let mut wo = WriteOptions::default();
         wo.set_sync(false);
