@@ -9,7 +9,8 @@
 //! should refuse its round with `StorageFull`. So the writer waits itself, before
 //! writing a round, while the memtables hold the whole budget, and for at most
 //! [`MOST`]; then it writes anyway, and a failed flush answers that write with its
-//! error.
+//! error. Once a write has been refused for lack of space the writer does not wait
+//! again until a write succeeds, so a full disk's refusals come at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

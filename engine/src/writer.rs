@@ -410,11 +410,15 @@ impl<'a> Ctx<'a> {
             return None;
         }
         let sh = self.sh;
-        sh.memtable_waits.wait(
-            || sh.memtables.get_usage(),
-            crate::MEMORY_MEMTABLES,
-            crate::memtables::MOST,
-        );
+        // After a write the file system refused, the memtables cannot shrink until
+        // RocksDB finds room to flush again: refuse at once instead of waiting first.
+        if !sh.out_of_space.load(Ordering::SeqCst) {
+            sh.memtable_waits.wait(
+                || sh.memtables.get_usage(),
+                crate::MEMORY_MEMTABLES,
+                crate::memtables::MOST,
+            );
+        }
         let batch = self.round.take_batch();
         let mut wo = WriteOptions::default();
         wo.set_sync(false);
