@@ -101,7 +101,8 @@ pub(crate) struct Shared {
     pub maintenance_wake: Arc<Wake>,
     /// Whether stored records compress, and what the `messages` family is set to.
     pub compression: compression::RecordSampler,
-    /// The memtables' shared budget; its usage falls when a flushed memtable is freed.
+    /// RocksDB's write buffer manager (the flush budget); its usage counts every
+    /// family's memtables and falls when a flushed one is freed.
     pub memtables: rocksdb::WriteBufferManager,
     /// The writer's waits for the memtables to shrink below their budget.
     pub memtable_waits: memtables::Waits,
