@@ -213,12 +213,50 @@ impl Encoder<Frame> for FrameCodec {
         }
         dst.reserve(4 + len);
         dst.put_u32(len as u32);
-        dst.put_slice(&MAGIC);
-        dst.put_u16(PROTOCOL_VERSION);
-        dst.put_u64(f.request_id);
+        put_header(dst, f.request_id);
         dst.put_slice(&f.payload);
         Ok(())
     }
+}
+
+/// The header inside a frame, after its length.
+fn put_header(dst: &mut BytesMut, request_id: u64) {
+    dst.put_slice(&MAGIC);
+    dst.put_u16(PROTOCOL_VERSION);
+    dst.put_u64(request_id);
+}
+
+/// Appends to `dst` the frame of `request_id` whose payload `payload` appends, with no
+/// buffer of the payload's own: what a server answering many requests at once writes
+/// into its connection's buffer. `reserve`: the payload's expected size. A frame over
+/// `max` bytes (length prefix excluded), or a payload that fails, appends nothing and
+/// is the error.
+pub fn put_frame(
+    dst: &mut BytesMut,
+    request_id: u64,
+    max: usize,
+    reserve: usize,
+    payload: impl FnOnce(&mut BytesMut) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    let start = dst.len();
+    dst.reserve(4 + HEADER_LEN + reserve);
+    dst.put_u32(0);
+    put_header(dst, request_id);
+    let r = payload(dst);
+    let len = dst.len() - start - 4;
+    let r = match r {
+        Ok(()) if len > max => Err(WireError::FrameTooLarge { len, max }),
+        Ok(()) => match u32::try_from(len) {
+            Ok(l) => {
+                dst[start..start + 4].copy_from_slice(&l.to_be_bytes());
+                return Ok(());
+            }
+            Err(_) => Err(WireError::FrameTooLarge { len, max }),
+        },
+        Err(e) => Err(e),
+    };
+    dst.truncate(start);
+    r
 }
 
 #[cfg(test)]
@@ -245,6 +283,43 @@ mod tests {
             Some(Inbound::Frame(f)) => f,
             other => panic!("expected a frame, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_frame_put_in_place_is_the_frame_the_codec_encodes_and_a_refused_one_leaves_nothing() {
+        let mut b = BytesMut::from(&b"before"[..]);
+        let put = |b: &mut BytesMut, id: u64, payload: &[u8], max: usize| {
+            put_frame(b, id, max, 1, |d| {
+                d.extend_from_slice(payload);
+                Ok(())
+            })
+        };
+        put(&mut b, 7, b"payload", 1024).unwrap();
+        put(&mut b, 8, b"", 1024).unwrap();
+        let mut want = BytesMut::from(&b"before"[..]);
+        want.extend_from_slice(&encode(7, b"payload"));
+        want.extend_from_slice(&encode(8, b""));
+        assert_eq!(b, want);
+        // Over the limit (header included) or a failing payload: nothing appended.
+        let err = put(&mut b, 9, &[1u8; 20], HEADER_LEN + 19).unwrap_err();
+        assert!(
+            matches!(err, WireError::FrameTooLarge { len: 32, max: 31 }),
+            "{err:?}"
+        );
+        let failed = put_frame(&mut b, 10, 1024, 0, |d| {
+            d.extend_from_slice(b"half");
+            Err(WireError::Malformed("no".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(b, want, "nothing of the refused frames is left");
+        put(&mut b, 11, &[2u8; 19], HEADER_LEN + 19).unwrap();
+        let mut c = FrameCodec::new(1024);
+        let mut rest = b.split_off(6);
+        for (id, payload) in [(7, &b"payload"[..]), (8, b""), (11, &[2u8; 19])] {
+            let f = frame(&mut c, &mut rest);
+            assert_eq!((f.request_id, &f.payload[..]), (id, payload));
+        }
+        assert!(rest.is_empty());
     }
 
     #[test]

@@ -51,14 +51,14 @@ pub use client::{
     Producer, PushConsumer, PushOptions, PushReport, ReceiveOptions, SimpleConsumer,
 };
 pub use frame::{
-    Frame, FrameCodec, Inbound, WireError, DEFAULT_MAX_FRAME, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
-    RESPONSE_HEADROOM,
+    put_frame, Frame, FrameCodec, Inbound, WireError, DEFAULT_MAX_FRAME, HEADER_LEN, MAGIC,
+    PROTOCOL_VERSION, RESPONSE_HEADROOM,
 };
 pub use message::{
-    decode, decode_request, encode, encode_sized, BadReceiptHandle, Delivered, Delivery, ErrorCode,
-    FamilyCounts, GroupCounts, GroupInfo, GroupState, Hello, MessageInfo, OutgoingMessage, Receipt,
-    ReceiptHandle, Request, Response, Sent, StartFrom, StatsReport, TopicCounts, TopicInfo,
-    TopicType, Welcome, WireFailure, ALL_CODES, MAX_DECODE, MAX_LIST,
+    decode, decode_request, encode, encode_into, encode_sized, BadReceiptHandle, Delivered,
+    Delivery, ErrorCode, FamilyCounts, GroupCounts, GroupInfo, GroupState, Hello, MessageInfo,
+    OutgoingMessage, Receipt, ReceiptHandle, Request, Response, Sent, StartFrom, StatsReport,
+    TopicCounts, TopicInfo, TopicType, Welcome, WireFailure, ALL_CODES, MAX_DECODE, MAX_LIST,
 };
 
 /// Default address of the protocol port.

@@ -823,6 +823,14 @@ pub fn encode_sized<T: Serialize>(v: &T, capacity: usize) -> Result<Vec<u8>, cra
     Ok(out)
 }
 
+/// Appends `v` encoded to `dst` (a frame's payload, see [`put_frame`](crate::frame::put_frame)).
+pub fn encode_into<T: Serialize>(v: &T, dst: &mut bytes::BytesMut) -> Result<(), crate::WireError> {
+    use bytes::BufMut;
+    bincode::serde::encode_into_std_write(v, &mut dst.writer(), bincode::config::standard())
+        .map(|_| ())
+        .map_err(|e| crate::WireError::Malformed(format!("cannot encode: {e}")))
+}
+
 /// Largest payload [`decode`] accepts; frame limits must stay below it.
 pub const MAX_DECODE: usize = 64 * 1024 * 1024;
 

@@ -6,6 +6,7 @@
 use super::requests;
 use crate::broker::Broker;
 use crate::metrics::{self, Live};
+use bytes::BytesMut;
 use futures_util::future::Either;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -14,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use sundial_wire::tls::{BoxedIo, TlsAcceptor};
 use sundial_wire::{
-    decode_request, encode, encode_sized, ErrorCode, Frame, FrameCodec, Inbound, OutgoingMessage,
-    Request, Response, Welcome, WireError, WireFailure, HEADER_LEN, PROTOCOL_VERSION,
-    RESPONSE_HEADROOM,
+    decode_request, encode_into, put_frame, ErrorCode, Frame, FrameCodec, Inbound, OutgoingMessage,
+    Request, Response, Welcome, WireError, WireFailure, PROTOCOL_VERSION, RESPONSE_HEADROOM,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::Framed;
@@ -112,12 +113,11 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, opts: ServerOptions
 async fn refuse(stream: TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut framed = Framed::new(stream, FrameCodec::default());
-    let f = failure_frame(
-        0,
+    let refusal = failure(
         ErrorCode::Throttled,
         "too many connections; try again later",
     );
-    if tokio::time::timeout(Duration::from_secs(1), framed.send(f))
+    if send_briefly(&mut framed, 0, &refusal, Duration::from_secs(1))
         .await
         .is_err()
     {
@@ -136,37 +136,34 @@ async fn refuse(stream: TcpStream) {
     .await;
 }
 
-fn failure_frame(request_id: u64, code: ErrorCode, message: impl Into<String>) -> Frame {
-    response_frame(
-        request_id,
-        &Response::Failed(WireFailure::new(code, message)),
-        usize::MAX,
-    )
+fn failure(code: ErrorCode, message: impl Into<String>) -> Response {
+    Response::Failed(WireFailure::new(code, message))
 }
 
-/// Encodes an answer; one that would not fit `max` bytes becomes an `Internal` failure
-/// for its request, so the request is answered and the connection goes on.
-fn response_frame(request_id: u64, r: &Response, max: usize) -> Frame {
-    let payload = match encode_sized(r, r.size_hint()) {
-        Ok(p) if HEADER_LEN + p.len() <= max => p,
-        Ok(p) => encode(&Response::Failed(WireFailure::new(
-            ErrorCode::Internal,
-            format!(
-                "the answer of {} bytes is over the {max}-byte frame limit",
-                HEADER_LEN + p.len()
-            ),
-        )))
-        .unwrap_or_default(),
-        // Encoding our own types cannot fail short of a bug; say so rather than hang.
-        Err(e) => encode(&Response::Failed(WireFailure::new(
-            ErrorCode::Internal,
-            format!("cannot encode the answer: {e}"),
-        )))
-        .unwrap_or_default(),
+/// Appends the frame answering `request_id` to `dst`, encoded in place. An answer that
+/// would not fit `max` bytes becomes an `Internal` failure for its request, so the
+/// request is answered and the connection goes on.
+fn put_answer(dst: &mut BytesMut, request_id: u64, r: &Response, max: usize) {
+    let Err(e) = put_frame(dst, request_id, max, r.size_hint(), |d| encode_into(r, d)) else {
+        return;
     };
-    Frame {
-        request_id,
-        payload: payload.into(),
+    let why = match e {
+        WireError::FrameTooLarge { len, max } => {
+            format!("the answer of {len} bytes is over the {max}-byte frame limit")
+        }
+        // Encoding our own types cannot fail short of a bug; say so rather than hang.
+        e => format!("cannot encode the answer: {e}"),
+    };
+    let r = failure(ErrorCode::Internal, why);
+    if put_frame(dst, request_id, usize::MAX, r.size_hint(), |d| {
+        encode_into(&r, d)
+    })
+    .is_err()
+    {
+        tracing::error!(
+            request_id,
+            "cannot encode even a failure; the request stays unanswered"
+        );
     }
 }
 
@@ -203,11 +200,17 @@ async fn secure(stream: TcpStream, opts: &ServerOptions) -> Option<BoxedIo> {
 /// batch.
 const SEND_GROUP: usize = 256;
 
+/// An answer, for its request id.
+type Answer = (u64, Response);
+
 /// What a request future of a connection yields: its answer, or the answers of a group
-/// of single sends.
+/// of single sends. Returned by value once per request and moved straight into the
+/// connection's list of answers, so its size is not kept anywhere; boxing the single
+/// answer would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Answered {
-    One(Frame),
-    Many(Vec<Frame>),
+    One(Answer),
+    Many(Vec<Answer>),
 }
 
 impl Answered {
@@ -219,9 +222,9 @@ impl Answered {
         }
     }
 
-    fn into_frames(self, out: &mut Vec<Frame>) {
+    fn into_answers(self, out: &mut Vec<Answer>) {
         match self {
-            Answered::One(f) => out.push(f),
+            Answered::One(a) => out.push(a),
             Answered::Many(v) => out.extend(v),
         }
     }
@@ -263,11 +266,11 @@ async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOpt
             Some(a) = pending.next(), if !pending.is_empty() => {
                 let a: Answered = a;
                 in_flight -= a.len();
-                a.into_frames(&mut out);
+                a.into_answers(&mut out);
                 // Whatever else is answered by now leaves in the same write.
                 while let Some(Some(a)) = pending.next().now_or_never() {
                     in_flight -= a.len();
-                    a.into_frames(&mut out);
+                    a.into_answers(&mut out);
                 }
             }
             _ = stop.wait_for(|s| *s), if reading => reading = false,
@@ -283,7 +286,7 @@ async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOpt
                             match decode_request(&payload) {
                                 Ok(Request::Send(m)) => sends.push((request_id, m)),
                                 decoded => pending.push(Either::Left(answer_one(
-                                    broker, max_frame, max_answer, request_id, decoded,
+                                    broker, max_frame, request_id, decoded,
                                 ))),
                             }
                         }
@@ -298,14 +301,14 @@ async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOpt
                                 "a frame of {len} bytes is over the {}-byte limit",
                                 opts.max_frame
                             );
-                            out.push(failure_frame(request_id, ErrorCode::FrameTooLarge, msg));
+                            out.push((request_id, failure(ErrorCode::FrameTooLarge, msg)));
                         }
                         Some(Err(e)) => {
                             // The byte stream cannot be trusted past a bad frame: say why
                             // and close.
                             let (code, msg) = wire_failure(&e);
                             tracing::debug!(error = %e, "bad frame; closing the connection");
-                            last_word = Some(failure_frame(0, code, msg));
+                            last_word = Some((0, failure(code, msg)));
                             reading = false;
                         }
                     }
@@ -318,17 +321,17 @@ async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOpt
                     }
                 }
                 if !sends.is_empty() {
-                    pending.push(Either::Right(answer_sends(broker, max_answer, sends)));
+                    pending.push(Either::Right(answer_sends(broker, sends)));
                 }
             },
         }
-        if !out.is_empty() && !write_all(&mut framed, out, write_timeout).await {
+        if !out.is_empty() && !write_all(&mut framed, out, max_answer, write_timeout).await {
             // The peer is gone or does not read: what is still running is dropped.
             return;
         }
     }
-    if let Some(f) = last_word {
-        write_all(&mut framed, vec![f], write_timeout).await;
+    if let Some(a) = last_word {
+        write_all(&mut framed, vec![a], max_answer, write_timeout).await;
     }
 }
 
@@ -336,7 +339,6 @@ async fn serve_connection(stream: BoxedIo, broker: Arc<Broker>, opts: &ServerOpt
 async fn answer_one(
     broker: &Broker,
     max_frame: usize,
-    max_answer: usize,
     request_id: u64,
     decoded: Result<Request, WireError>,
 ) -> Answered {
@@ -347,34 +349,36 @@ async fn answer_one(
             Response::Failed(WireFailure::new(ErrorCode::Malformed, e.to_string()))
         }
     };
-    Answered::One(response_frame(request_id, &resp, max_answer))
+    Answered::One((request_id, resp))
 }
 
 /// The answers to single sends read together.
-async fn answer_sends(
-    broker: &Broker,
-    max_answer: usize,
-    sends: Vec<(u64, OutgoingMessage)>,
-) -> Answered {
-    let answers = requests::answer_sends(broker, sends).await;
-    Answered::Many(
-        answers
-            .into_iter()
-            .map(|(id, r)| response_frame(id, &r, max_answer))
-            .collect(),
-    )
+async fn answer_sends(broker: &Broker, sends: Vec<(u64, OutgoingMessage)>) -> Answered {
+    Answered::Many(requests::answer_sends(broker, sends).await)
 }
 
-/// Writes `frames` with one flush; false when the write fails or the peer leaves them
+/// Buffered answers beyond which [`write_all`] writes before encoding the next one, so
+/// a connection's buffer holds about this much and one answer.
+const WRITE_AT: usize = 64 * 1024;
+
+/// Encodes `answers` straight into the connection's buffer (frames over `max_answer`
+/// bytes become failures) and writes them, flushing once at the end and whenever
+/// [`WRITE_AT`] bytes are waiting; false when the write fails or the peer leaves them
 /// unread for `timeout`.
 async fn write_all(
     framed: &mut Framed<BoxedIo, FrameCodec>,
-    frames: Vec<Frame>,
+    answers: Vec<Answer>,
+    max_answer: usize,
     timeout: Duration,
 ) -> bool {
     let write = async {
-        for f in frames {
-            framed.feed(f).await?;
+        for (id, r) in answers {
+            put_answer(framed.write_buffer_mut(), id, &r, max_answer);
+            // The answer is encoded; its memory goes now, not after the write.
+            drop(r);
+            if framed.write_buffer().len() >= WRITE_AT {
+                framed.flush().await?;
+            }
         }
         framed.flush().await
     };
@@ -402,16 +406,13 @@ async fn handshake(framed: &mut Framed<BoxedIo, FrameCodec>, opts: &ServerOption
         Ok(None) => return false,
         Ok(Some(Err(e))) => {
             let (code, msg) = wire_failure(&e);
-            let _ = send_briefly(framed, failure_frame(0, code, msg)).await;
+            let _ = send_briefly(framed, 0, &failure(code, msg), BRIEFLY).await;
             return false;
         }
         Ok(Some(Ok(Inbound::Oversized { request_id, len }))) => {
             let msg = format!("a handshake of {len} bytes");
-            let _ = send_briefly(
-                framed,
-                failure_frame(request_id, ErrorCode::FrameTooLarge, msg),
-            )
-            .await;
+            let refusal = failure(ErrorCode::FrameTooLarge, msg);
+            let _ = send_briefly(framed, request_id, &refusal, BRIEFLY).await;
             return false;
         }
         Ok(Some(Ok(Inbound::Frame(f)))) => f,
@@ -432,12 +433,9 @@ async fn handshake(framed: &mut Framed<BoxedIo, FrameCodec>, opts: &ServerOption
                     server: format!("sundial {}", env!("CARGO_PKG_VERSION")),
                     max_frame: opts.max_frame as u64,
                 });
-                return send_briefly(
-                    framed,
-                    response_frame(first.request_id, &welcome, usize::MAX),
-                )
-                .await
-                .is_ok();
+                return send_briefly(framed, first.request_id, &welcome, BRIEFLY)
+                    .await
+                    .is_ok();
             }
             metrics::unauthorized();
             tracing::warn!(client = %h.client, "handshake refused: missing or wrong token");
@@ -455,16 +453,24 @@ async fn handshake(framed: &mut Framed<BoxedIo, FrameCodec>, opts: &ServerOption
         ),
         Err(e) => (ErrorCode::Malformed, e.to_string()),
     };
-    let _ = send_briefly(
-        framed,
-        failure_frame(first.request_id, refusal.0, refusal.1),
-    )
-    .await;
+    let refusal = failure(refusal.0, refusal.1);
+    let _ = send_briefly(framed, first.request_id, &refusal, BRIEFLY).await;
     false
 }
 
-async fn send_briefly(framed: &mut Framed<BoxedIo, FrameCodec>, f: Frame) -> Result<(), WireError> {
-    match tokio::time::timeout(Duration::from_secs(5), framed.send(f)).await {
+/// How long a handshake's answer may wait for the peer to read it.
+const BRIEFLY: Duration = Duration::from_secs(5);
+
+/// Writes one answer outside the request loop (handshakes, refusals), waiting at most
+/// `timeout` for the peer to take it.
+async fn send_briefly<T: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<T, FrameCodec>,
+    request_id: u64,
+    r: &Response,
+    timeout: Duration,
+) -> Result<(), WireError> {
+    put_answer(framed.write_buffer_mut(), request_id, r, usize::MAX);
+    match tokio::time::timeout(timeout, framed.flush()).await {
         Ok(r) => r,
         Err(_) => Err(WireError::Malformed("the peer does not read".into())),
     }
@@ -479,6 +485,45 @@ fn same_secret(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The frames in `b`, decoded: request id and answer.
+    fn answers(mut b: BytesMut) -> Vec<(u64, Response)> {
+        use tokio_util::codec::Decoder;
+        let mut c = FrameCodec::new(1 << 20);
+        let mut out = Vec::new();
+        while let Some(f) = c.decode(&mut b).expect("a sound frame") {
+            let Inbound::Frame(f) = f else {
+                panic!("an oversized frame");
+            };
+            let r = sundial_wire::decode::<Response>(&f.payload).expect("an answer");
+            out.push((f.request_id, r));
+        }
+        assert!(b.is_empty(), "no partial frame left");
+        out
+    }
+
+    #[test]
+    fn an_answer_over_the_limit_becomes_a_failure_of_its_own_request() {
+        let small = failure(ErrorCode::NotFound, "no such topic");
+        let big = failure(ErrorCode::BadRequest, "x".repeat(5000));
+        let mut b = BytesMut::new();
+        put_answer(&mut b, 1, &small, 4096);
+        put_answer(&mut b, 2, &big, 4096);
+        put_answer(&mut b, 3, &small, 4096);
+        let got = answers(b);
+        assert_eq!(got.len(), 3, "every request answered once");
+        assert_eq!(got[0], (1, small.clone()));
+        assert_eq!(got[2], (3, small));
+        let (id, Response::Failed(f)) = &got[1] else {
+            panic!("the big answer was not replaced: {:?}", got[1]);
+        };
+        assert_eq!((*id, f.code), (2, ErrorCode::Internal));
+        assert!(
+            f.message.contains("over the 4096-byte frame limit"),
+            "{}",
+            f.message
+        );
+    }
 
     #[test]
     fn secrets_compare_whole() {
