@@ -204,26 +204,11 @@ impl Encoder<Frame> for FrameCodec {
     type Error = WireError;
 
     fn encode(&mut self, f: Frame, dst: &mut BytesMut) -> Result<(), WireError> {
-        let len = HEADER_LEN + f.payload.len();
-        if len > self.max_outgoing {
-            return Err(WireError::FrameTooLarge {
-                len,
-                max: self.max_outgoing,
-            });
-        }
-        dst.reserve(4 + len);
-        dst.put_u32(len as u32);
-        put_header(dst, f.request_id);
-        dst.put_slice(&f.payload);
-        Ok(())
+        put_frame(dst, f.request_id, self.max_outgoing, f.payload.len(), |d| {
+            d.put_slice(&f.payload);
+            Ok(())
+        })
     }
-}
-
-/// The header inside a frame, after its length.
-fn put_header(dst: &mut BytesMut, request_id: u64) {
-    dst.put_slice(&MAGIC);
-    dst.put_u16(PROTOCOL_VERSION);
-    dst.put_u64(request_id);
 }
 
 /// Appends to `dst` the frame of `request_id` whose payload `payload` appends, with no
@@ -240,23 +225,28 @@ pub fn put_frame(
 ) -> Result<(), WireError> {
     let start = dst.len();
     dst.reserve(4 + HEADER_LEN + reserve);
+    // The length is filled in once the payload is there.
     dst.put_u32(0);
-    put_header(dst, request_id);
-    let r = payload(dst);
-    let len = dst.len() - start - 4;
-    let r = match r {
-        Ok(()) if len > max => Err(WireError::FrameTooLarge { len, max }),
-        Ok(()) => match u32::try_from(len) {
-            Ok(l) => {
-                dst[start..start + 4].copy_from_slice(&l.to_be_bytes());
-                return Ok(());
-            }
-            Err(_) => Err(WireError::FrameTooLarge { len, max }),
-        },
-        Err(e) => Err(e),
-    };
-    dst.truncate(start);
-    r
+    dst.put_slice(&MAGIC);
+    dst.put_u16(PROTOCOL_VERSION);
+    dst.put_u64(request_id);
+    let r = payload(dst).and_then(|()| {
+        let len = dst.len() - start - 4;
+        u32::try_from(len)
+            .ok()
+            .filter(|_| len <= max)
+            .ok_or(WireError::FrameTooLarge { len, max })
+    });
+    match r {
+        Ok(len) => {
+            dst[start..start + 4].copy_from_slice(&len.to_be_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            dst.truncate(start);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]

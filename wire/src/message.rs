@@ -818,15 +818,18 @@ pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, crate::WireError> {
 /// [`encode`] into a buffer of `capacity` bytes to start with.
 pub fn encode_sized<T: Serialize>(v: &T, capacity: usize) -> Result<Vec<u8>, crate::WireError> {
     let mut out = Vec::with_capacity(capacity);
-    bincode::serde::encode_into_std_write(v, &mut out, bincode::config::standard())
-        .map_err(|e| crate::WireError::Malformed(format!("cannot encode: {e}")))?;
+    encode_to(v, &mut out)?;
     Ok(out)
 }
 
 /// Appends `v` encoded to `dst` (a frame's payload, see [`put_frame`](crate::frame::put_frame)).
 pub fn encode_into<T: Serialize>(v: &T, dst: &mut bytes::BytesMut) -> Result<(), crate::WireError> {
     use bytes::BufMut;
-    bincode::serde::encode_into_std_write(v, &mut dst.writer(), bincode::config::standard())
+    encode_to(v, &mut dst.writer())
+}
+
+fn encode_to<T: Serialize>(v: &T, w: &mut impl std::io::Write) -> Result<(), crate::WireError> {
+    bincode::serde::encode_into_std_write(v, w, bincode::config::standard())
         .map(|_| ())
         .map_err(|e| crate::WireError::Malformed(format!("cannot encode: {e}")))
 }
