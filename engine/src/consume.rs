@@ -12,7 +12,7 @@ use crate::store::Read;
 use crate::topics::ensure_group;
 use crate::types::{GroupStart, MessageId, ReceiptHandle, ReceiveRequest, TagFilter};
 use crate::writer::Ctx;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Shortest allowed invisible duration.
@@ -519,13 +519,55 @@ pub(crate) fn ack(
         Err(_) => Lookahead::default(),
     };
     let mut out = Vec::with_capacity(receipts.len());
+    let mut leased = LeasedAcks::default();
     for &r in receipts {
-        out.push(
-            g.clone()
-                .and_then(|g| ack_one(ctx, (g, topic, group), r, &mut seen, &mut ahead)),
-        );
+        out.push(g.clone().and_then(|g| {
+            ack_one(
+                ctx,
+                (g, topic, group),
+                r,
+                &mut seen,
+                &mut ahead,
+                &mut leased,
+            )
+        }));
     }
+    leased.write(ctx)?;
     Ok(out)
+}
+
+/// The leased offsets one ack call acked, written when the call ends: a lease whose
+/// every offset is among them gets one ack entry for the run (a receive of 1,024
+/// settled by one ack writes one entry, not 1,024), the others one entry per offset.
+#[derive(Default)]
+struct LeasedAcks {
+    /// `(group, lease's first offset, acked offset)`, in the call's order.
+    acked: Vec<(GroupId, u64, u64)>,
+    /// Per lease `(group, first)`: the lease and how many of its offsets were acked.
+    leases: HashMap<(GroupId, u64), (Lease, u64)>,
+}
+
+impl LeasedAcks {
+    fn add(&mut self, g: GroupId, first: u64, lease: Lease, offset: u64) {
+        self.acked.push((g, first, offset));
+        self.leases.entry((g, first)).or_insert((lease, 0)).1 += 1;
+    }
+
+    fn write(self, ctx: &mut Ctx<'_>) -> Result<()> {
+        for (g, first, offset) in self.acked {
+            let Some(&(lease, n)) = self.leases.get(&(g, first)) else {
+                continue;
+            };
+            if n == lease.end.saturating_sub(first) {
+                if offset == first {
+                    inflight::finish_lease(ctx, g, first, &lease)?;
+                }
+            } else {
+                inflight::finish(ctx, g, offset, Finished::Acked, lease.ready_at_ms)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn ack_one(
@@ -534,6 +576,7 @@ fn ack_one(
     receipt: ReceiptHandle,
     seen: &mut HashSet<(GroupId, u64)>,
     ahead: &mut Lookahead,
+    leased: &mut LeasedAcks,
 ) -> Result<()> {
     let (r, held) = resolve(ctx, named, receipt, ahead)?;
     let twice = match ahead.slot(r.group, r.offset) {
@@ -548,18 +591,17 @@ fn ack_one(
             "receipt given twice in one call".into(),
         ));
     }
-    let ready_at_ms = match held {
+    match held {
         Held::Own(rec) => {
             remove_inflight(ctx, r.group, r.offset, &rec)?;
-            rec.ready_at_ms
+            inflight::finish(ctx, r.group, r.offset, Finished::Acked, rec.ready_at_ms)?;
         }
         Held::Leased(first, l) => {
-            // The lease stays; this offset is settled by its ack entry.
+            // Settled by an ack entry written when the call ends (see `LeasedAcks`).
             inflight::uncount_leased(ctx, r.group, first, &l);
-            l.ready_at_ms
+            leased.add(r.group, first, l, r.offset);
         }
-    };
-    inflight::finish(ctx, r.group, r.offset, Finished::Acked, ready_at_ms)?;
+    }
     if let Some(gs) = ctx.st.group_mut(r.group) {
         gs.rec.cursor.acked += 1;
     }

@@ -9,7 +9,9 @@
 //! a group is one inflight record (`l group ‖ first`) and one visibility entry (marked
 //! [`MARKER`]), not two per message. A burst of a million messages received 1,024 at
 //! a time then writes about two thousand records instead of two million, and an ack is
-//! one write (its ack entry) instead of three.
+//! one write (its ack entry) instead of three. One ack call that settles a whole lease
+//! writes one ack entry for the run (its value holds the run's end) and deletes the
+//! lease and its visibility entry: see [`finish_lease`] and [`finished_how`].
 //!
 //! An offset of a lease is settled once it has an ack entry (acked or dead-lettered) or
 //! an inflight record of its own: a nack or a changed invisible time detaches it from
@@ -382,9 +384,58 @@ pub(crate) fn finish(
     )
 }
 
+/// Records that one call acked every offset of the lease starting at `first`: one ack
+/// entry for the whole run (a plain one for a lease of one offset), and the lease and
+/// its visibility entry are deleted, since nothing of it is left to expire. The
+/// caller has taken each offset out of the counts.
+pub(crate) fn finish_lease(ctx: &mut Ctx<'_>, g: GroupId, first: u64, lease: &Lease) -> Result<()> {
+    let key = keys::acked(g, first);
+    if lease.end.saturating_sub(first) == 1 {
+        ctx.put(
+            ACKED,
+            key,
+            records::encode_acked(Finished::Acked, lease.ready_at_ms),
+        )?;
+    } else {
+        let v = records::encode_acked_run(Finished::Acked, lease.ready_at_ms, lease.end);
+        ctx.put(ACKED, key, v)?;
+    }
+    ctx.delete(INFLIGHT, keys::lease(g, first))?;
+    ctx.delete(INFLIGHT, keys::visible(g, lease.visible_at_ms, first))
+}
+
+/// How group `g` finished with `offset`, if it did: its own ack entry, or a run entry
+/// of a lease acked whole that covers it.
+pub(crate) fn finished_how(r: &impl Read, g: GroupId, offset: u64) -> Result<Option<Finished>> {
+    if let Some(v) = r.get(ACKED, keys::acked(g, offset))? {
+        return records::decode_acked(&v).map(Some);
+    }
+    run_covering(r, g, offset)?
+        .map(|(_, v)| records::decode_acked(&v))
+        .transpose()
+}
+
+/// The run entry `(first, value)` below `offset` that covers it, if any.
+fn run_covering(r: &impl Read, g: GroupId, offset: u64) -> Result<Option<(u64, Box<[u8]>)>> {
+    let Some((k, v)) = r.last_in(ACKED, &keys::acked(g, 0), &keys::acked(g, offset))? else {
+        return Ok(None);
+    };
+    let Some(first) = keys::parse_acked(&k) else {
+        return Ok(None);
+    };
+    Ok((records::acked_end(first, &v)? > offset).then_some((first, v)))
+}
+
 /// Deletes a group's inflight records, leases and visibility index, and its ack
-/// entries from `from_offset` (a deleted group, or an offset reset).
+/// entries from `from_offset` (a deleted group, or an offset reset); a run entry that
+/// starts below `from_offset` and reaches past it is cut short there.
 pub(crate) fn clear_group(ctx: &mut Ctx<'_>, g: GroupId, from_offset: u64) -> Result<()> {
+    if let Some((first, v)) = run_covering(ctx, g, from_offset)? {
+        let how = records::decode_acked(&v)?;
+        let ready_at = records::ready_at(&v).unwrap_or(0);
+        let cut = records::encode_acked_run(how, ready_at, from_offset);
+        ctx.put(ACKED, keys::acked(g, first), cut)?;
+    }
     let (lo, hi) = keys::inflight_range(g);
     ctx.delete_range(INFLIGHT, lo, hi)?;
     let (lo, hi) = keys::visible_range(g);

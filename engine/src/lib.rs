@@ -790,6 +790,26 @@ impl Engine {
         Ok(())
     }
 
+    /// How many rows family `name` holds, counted by a full scan (tests only: it reads
+    /// the whole family).
+    #[doc(hidden)]
+    pub fn count_rows(&self, name: &str) -> Result<usize> {
+        let sh = self.sh();
+        let f = families::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| Error::NotFound(format!("column family {name:?}")))?;
+        let mut it = sh.store.db.raw_iterator_cf(sh.store.cf(f)?);
+        it.seek_to_first();
+        let mut n = 0;
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        it.status()?;
+        Ok(n)
+    }
+
     /// Makes the next WAL sync fail, to exercise poisoning (tests only).
     #[doc(hidden)]
     pub fn inject_sync_failure(&self) {

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::inflight;
-use crate::store::families::{ACKED, INFLIGHT, KEYS, MESSAGES, READY, RUNS, TIMER};
+use crate::store::families::{INFLIGHT, KEYS, MESSAGES, READY, RUNS, TIMER};
 use crate::store::keys::{self, TopicId};
 use crate::store::records::{self, Finished, Location};
 use crate::store::Read;
@@ -84,8 +84,8 @@ pub(crate) fn show(sh: &Shared, id: MessageId) -> Result<MessageView> {
         let state = if let Some(iv) = sh.store.get(INFLIGHT, keys::inflight(g, loc.offset))? {
             let r = records::decode_inflight(&iv)?;
             handed_out(r.attempt, (r.visible_at_ms, loc.offset), expired_to, now)
-        } else if let Some(av) = sh.store.get(ACKED, keys::acked(g, loc.offset))? {
-            match records::decode_acked(&av)? {
+        } else if let Some(how) = inflight::finished_how(&sh.store, g, loc.offset)? {
+            match how {
                 Finished::Acked => GroupMessageState::Acked,
                 Finished::DeadLettered => GroupMessageState::DeadLettered,
             }

@@ -234,3 +234,118 @@ fn a_receipt_twice_in_one_ack_call_is_refused_the_second_time() {
     }
     assert_eq!(counts(&h), (0, 0, 20));
 }
+
+fn rows(h: &Harness, family: &str) -> usize {
+    h.e().count_rows(family).unwrap()
+}
+
+fn ack_all(h: &Harness, msgs: &[sundial_engine::ReceivedMessage]) {
+    let receipts: Vec<_> = msgs.iter().map(|m| m.receipt_handle).collect();
+    for r in h.e().ack_batch("n", "g", receipts) {
+        r.unwrap();
+    }
+}
+
+/// One ack call that settles every message of a lease writes one ack entry for the
+/// run and deletes the lease; each message still reads as acked on its own.
+#[test]
+fn a_lease_acked_whole_in_one_call_is_one_ack_entry() {
+    let mut h = setup(100);
+    let got = h.receive_inv("n", "g", 100, 60_000);
+    assert_eq!(got.len(), 100);
+    // One lease: its record and its visibility entry.
+    assert_eq!(rows(&h, "inflight"), 2);
+    ack_all(&h, &got);
+    assert_eq!(rows(&h, "acked"), 1);
+    assert_eq!(rows(&h, "inflight"), 0, "the lease is gone");
+    assert_eq!(counts(&h), (0, 0, 100));
+    for i in [0, 1, 50, 98, 99] {
+        assert_eq!(group_state(&h, got[i].message_id), GroupMessageState::Acked);
+    }
+    for i in [0, 37, 99] {
+        let again = h.e().ack("n", "g", &got[i].receipt_handle);
+        assert!(
+            matches!(again, Err(Error::BadReceiptHandle(_))),
+            "{again:?}"
+        );
+        let nack = h.e().nack("n", "g", &got[i].receipt_handle);
+        assert!(matches!(nack, Err(Error::BadReceiptHandle(_))), "{nack:?}");
+    }
+    h.reopen();
+    assert_eq!(counts(&h), (0, 0, 100));
+    assert_eq!(
+        group_state(&h, got[63].message_id),
+        GroupMessageState::Acked
+    );
+    // Its invisible time passes: nothing comes back.
+    h.advance(60_001);
+    assert!(h.receive("n", "g", 100).is_empty());
+    assert_eq!(counts(&h), (0, 0, 100));
+}
+
+/// A lease acked in part, or whole but over two calls, keeps one entry per message,
+/// and what is left of it expires as before; a call holding one whole lease and part
+/// of another writes each its way.
+#[test]
+fn a_lease_acked_in_part_keeps_an_entry_per_message() {
+    let h = setup(30);
+    let a = h.receive_inv("n", "g", 10, 1_000);
+    let b = h.receive_inv("n", "g", 10, 1_000);
+    let c = h.receive_inv("n", "g", 10, 1_000);
+    // All of `a` and the first nine of `b` in one call; `c` over two calls.
+    let mut one_call: Vec<_> = a.iter().chain(&b[..9]).cloned().collect();
+    one_call.reverse();
+    ack_all(&h, &one_call);
+    ack_all(&h, &c[..4]);
+    ack_all(&h, &c[4..]);
+    assert_eq!(rows(&h, "acked"), 1 + 9 + 10);
+    assert_eq!(counts(&h), (1, 0, 29));
+    assert_eq!(group_state(&h, b[8].message_id), GroupMessageState::Acked);
+    assert_eq!(group_state(&h, c[9].message_id), GroupMessageState::Acked);
+    h.advance(1_001);
+    let again = h.receive("n", "g", 30);
+    let ids: Vec<_> = again.iter().map(|m| m.message_id).collect();
+    assert_eq!(
+        ids,
+        vec![b[9].message_id],
+        "only the unacked one comes back"
+    );
+    assert_eq!(again[0].delivery_attempt, 2);
+}
+
+/// A reset to a message inside a run acked whole: those before it stay acked, it and
+/// those after it are delivered again.
+#[test]
+fn a_reset_into_a_run_acked_whole_delivers_the_rest_again() {
+    let h = Harness::new();
+    h.topic("n", TopicKind::Normal);
+    h.e()
+        .create_group("n", "g", GroupStart::Earliest, None)
+        .unwrap();
+    let mut sent_at = Vec::new();
+    for i in 0..20 {
+        sent_at.push(h.now());
+        h.e().send(normal_msg("n", &format!("m{i}"))).unwrap();
+        h.advance(10);
+    }
+    let got = h.receive_inv("n", "g", 20, 60_000);
+    assert_eq!(got.len(), 20);
+    ack_all(&h, &got);
+    assert_eq!(rows(&h, "acked"), 1);
+    let offset = h.e().reset_offset("n", "g", sent_at[12]).unwrap();
+    assert_eq!(
+        group_state(&h, got[11].message_id),
+        GroupMessageState::Acked
+    );
+    assert_ne!(
+        group_state(&h, got[12].message_id),
+        GroupMessageState::Acked
+    );
+    let again = h.drain("n", "g");
+    let ids: Vec<_> = again.iter().map(|m| m.message_id).collect();
+    let want: Vec<_> = got[12..].iter().map(|m| m.message_id).collect();
+    assert_eq!(ids, want, "from offset {offset} on");
+    for m in &got {
+        assert_eq!(group_state(&h, m.message_id), GroupMessageState::Acked);
+    }
+}

@@ -7,7 +7,7 @@
 //! | `timer`    | deliver_at_ms ‖ id                    | topic id ‖ tag                |
 //! | `ready`    | topic id ‖ offset                     | ready_at, deliver_at, id, tag |
 //! | `inflight` | `i` group ‖ offset, `v` group ‖ t ‖ off | attempt, visible_at, nonce  |
-//! | `acked`    | group ‖ offset                        | acked or dead-lettered        |
+//! | `acked`    | group ‖ offset                        | acked or dead-lettered (and, for a lease acked whole, the run's end) |
 //! | `keys`     | topic ‖ len ‖ key ‖ id                | deliver_at                    |
 //! | `runs`     | `0xff` topic ‖ t ‖ id (first of a pump step's run) | its offsets, when Ready |
 //!

@@ -406,10 +406,31 @@ pub(crate) fn encode_acked(kind: Finished, ready_at_ms: u64) -> [u8; 9] {
     v
 }
 
+/// `acked` value for a whole run of offsets, from its key's offset up to `end`
+/// (exclusive): `[ready_at_ms][kind][end]`. One ack call that settles every offset of a
+/// lease writes this one entry instead of one per offset. Its first nine bytes are an
+/// ordinary entry's, so [`decode_acked`] and the retention filter read it unchanged.
+pub(crate) fn encode_acked_run(kind: Finished, ready_at_ms: u64, end: u64) -> [u8; 17] {
+    let mut v = [0u8; 17];
+    v[..9].copy_from_slice(&encode_acked(kind, ready_at_ms));
+    v[9..].copy_from_slice(&end.to_be_bytes());
+    v
+}
+
 pub(crate) fn decode_acked(v: &[u8]) -> Result<Finished> {
     match v.get(8) {
         Some(0) => Ok(Finished::Acked),
         Some(1) => Ok(Finished::DeadLettered),
+        _ => Err(corrupt("acked value")),
+    }
+}
+
+/// The end (exclusive) of the offsets an `acked` entry at `offset` covers: `offset + 1`
+/// for an ordinary entry, the run's end for a run.
+pub(crate) fn acked_end(offset: u64, v: &[u8]) -> Result<u64> {
+    match v.len() {
+        9 => Ok(offset.saturating_add(1)),
+        17 => u64_at(v, 9).ok_or_else(|| corrupt("acked run")),
         _ => Err(corrupt("acked value")),
     }
 }
@@ -507,5 +528,16 @@ mod tests {
         assert!(decode_deliverable(&cut).is_err());
         assert!(decode_deliverable(&v[..12]).is_err());
         assert!(decode_inflight(&[0; 3]).is_err());
+    }
+
+    #[test]
+    fn an_acked_run_reads_as_an_entry_with_an_end() {
+        let run = encode_acked_run(Finished::Acked, 7, 1_024);
+        assert_eq!(decode_acked(&run).unwrap(), Finished::Acked);
+        assert_eq!(ready_at(&run), Some(7));
+        assert_eq!(acked_end(1_000, &run).unwrap(), 1_024);
+        let one = encode_acked(Finished::DeadLettered, 7);
+        assert_eq!(acked_end(1_000, &one).unwrap(), 1_001);
+        assert!(acked_end(1_000, &run[..12]).is_err());
     }
 }
