@@ -536,9 +536,10 @@ pub(crate) fn ack(
     Ok(out)
 }
 
-/// The leased offsets one ack call acked, written when the call ends: a lease whose
-/// every offset is among them gets one ack entry for the run (a receive of 1,024
-/// settled by one ack writes one entry, not 1,024), the others one entry per offset.
+/// The leased offsets one ack call acked, written when the call ends: a lease of more
+/// than one offset whose every offset is among them gets one ack entry for the run (a
+/// receive of 1,024 settled by one ack writes one entry, not 1,024), the others one
+/// entry per offset.
 #[derive(Default)]
 struct LeasedAcks {
     /// `(group, lease's first offset, acked offset)`, in the call's order.
@@ -558,7 +559,11 @@ impl LeasedAcks {
             let Some(&(lease, n)) = self.leases.get(&(g, first)) else {
                 continue;
             };
-            if n == lease.end.saturating_sub(first) {
+            let len = lease.end.saturating_sub(first);
+            // A lease of one offset keeps the plain entry and is deleted when its
+            // invisible time ends, as before: two deletes more per ack cost a consumer
+            // that settles each message on its own more than they save.
+            if len > 1 && n == len {
                 if offset == first {
                     inflight::finish_lease(ctx, g, first, &lease)?;
                 }

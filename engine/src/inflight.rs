@@ -384,22 +384,13 @@ pub(crate) fn finish(
     )
 }
 
-/// Records that one call acked every offset of the lease starting at `first`: one ack
-/// entry for the whole run (a plain one for a lease of one offset), and the lease and
-/// its visibility entry are deleted, since nothing of it is left to expire. The
-/// caller has taken each offset out of the counts.
+/// Records that one call acked every offset of the lease starting at `first`, a lease
+/// of more than one offset: one ack entry for the whole run, and the lease and its
+/// visibility entry are deleted, since nothing of it is left to expire. The caller has
+/// taken each offset out of the counts.
 pub(crate) fn finish_lease(ctx: &mut Ctx<'_>, g: GroupId, first: u64, lease: &Lease) -> Result<()> {
-    let key = keys::acked(g, first);
-    if lease.end.saturating_sub(first) == 1 {
-        ctx.put(
-            ACKED,
-            key,
-            records::encode_acked(Finished::Acked, lease.ready_at_ms),
-        )?;
-    } else {
-        let v = records::encode_acked_run(Finished::Acked, lease.ready_at_ms, lease.end);
-        ctx.put(ACKED, key, v)?;
-    }
+    let v = records::encode_acked_run(Finished::Acked, lease.ready_at_ms, lease.end);
+    ctx.put(ACKED, keys::acked(g, first), v)?;
     ctx.delete(INFLIGHT, keys::lease(g, first))?;
     ctx.delete(INFLIGHT, keys::visible(g, lease.visible_at_ms, first))
 }

@@ -349,3 +349,19 @@ fn a_reset_into_a_run_acked_whole_delivers_the_rest_again() {
         assert_eq!(group_state(&h, m.message_id), GroupMessageState::Acked);
     }
 }
+
+/// A lease of one message acked keeps its plain ack entry; the lease goes when its
+/// invisible time ends, and the message stays acked.
+#[test]
+fn a_lease_of_one_acked_keeps_a_plain_entry_until_it_expires() {
+    let h = setup(1);
+    let got = h.receive_inv("n", "g", 1, 1_000);
+    assert_eq!(got.len(), 1);
+    h.e().ack("n", "g", &got[0].receipt_handle).unwrap();
+    assert_eq!((rows(&h, "acked"), rows(&h, "inflight")), (1, 2));
+    h.advance(1_001);
+    assert_eq!(rows(&h, "inflight"), 0, "deleted on expiry");
+    assert!(h.receive("n", "g", 10).is_empty());
+    assert_eq!(group_state(&h, got[0].message_id), GroupMessageState::Acked);
+    assert_eq!(counts(&h), (0, 0, 1));
+}
