@@ -542,32 +542,34 @@ pub(crate) fn ack(
 /// entry per offset.
 #[derive(Default)]
 struct LeasedAcks {
-    /// `(group, lease's first offset, acked offset)`, in the call's order.
-    acked: Vec<(GroupId, u64, u64)>,
-    /// Per lease `(group, first)`: the lease and how many of its offsets were acked.
-    leases: HashMap<(GroupId, u64), (Lease, u64)>,
+    /// `(group, lease's first offset, lease, its offsets acked)`, in the call's order.
+    leases: Vec<(GroupId, u64, Lease, Vec<u64>)>,
+    /// Where each `(group, first)` is in `leases`.
+    at: HashMap<(GroupId, u64), usize>,
 }
 
 impl LeasedAcks {
     fn add(&mut self, g: GroupId, first: u64, lease: Lease, offset: u64) {
-        self.acked.push((g, first, offset));
-        self.leases.entry((g, first)).or_insert((lease, 0)).1 += 1;
+        let i = *self.at.entry((g, first)).or_insert_with(|| {
+            self.leases.push((g, first, lease, Vec::new()));
+            self.leases.len() - 1
+        });
+        if let Some((.., offsets)) = self.leases.get_mut(i) {
+            offsets.push(offset);
+        }
     }
 
     fn write(self, ctx: &mut Ctx<'_>) -> Result<()> {
-        for (g, first, offset) in self.acked {
-            let Some(&(lease, n)) = self.leases.get(&(g, first)) else {
-                continue;
-            };
+        for (g, first, lease, offsets) in self.leases {
             let len = lease.end.saturating_sub(first);
             // A lease of one offset keeps the plain entry and is deleted when its
             // invisible time ends, as before: two deletes more per ack cost a consumer
             // that settles each message on its own more than they save.
-            if len > 1 && n == len {
-                if offset == first {
-                    inflight::finish_lease(ctx, g, first, &lease)?;
-                }
-            } else {
+            if len > 1 && offsets.len() as u64 == len {
+                inflight::finish_lease(ctx, g, first, &lease)?;
+                continue;
+            }
+            for offset in offsets {
                 inflight::finish(ctx, g, offset, Finished::Acked, lease.ready_at_ms)?;
             }
         }

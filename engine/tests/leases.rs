@@ -317,11 +317,7 @@ fn a_lease_acked_in_part_keeps_an_entry_per_message() {
 /// those after it are delivered again.
 #[test]
 fn a_reset_into_a_run_acked_whole_delivers_the_rest_again() {
-    let h = Harness::new();
-    h.topic("n", TopicKind::Normal);
-    h.e()
-        .create_group("n", "g", GroupStart::Earliest, None)
-        .unwrap();
+    let h = setup(0);
     let mut sent_at = Vec::new();
     for i in 0..20 {
         sent_at.push(h.now());
