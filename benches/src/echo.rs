@@ -20,8 +20,8 @@ use sundial_rmq_proto::v2::{
     messaging_service_server::{MessagingService, MessagingServiceServer},
 };
 use sundial_wire::{
-    decode_request, encode, Delivery, ErrorCode, Frame, FrameCodec, Inbound, ReceiptHandle,
-    Request, Response, Sent, Welcome, WireFailure, PROTOCOL_VERSION,
+    decode_request, encode_response, Delivery, ErrorCode, Frame, FrameCodec, Inbound,
+    ReceiptHandle, Request, Response, Sent, Welcome, WireFailure, PROTOCOL_VERSION,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
@@ -125,7 +125,7 @@ fn answer(inbound: Inbound, canned: &Canned) -> Frame {
     };
     Frame {
         request_id,
-        payload: encode(&resp).unwrap_or_default().into(),
+        payload: encode_response(&resp).unwrap_or_default().into(),
     }
 }
 

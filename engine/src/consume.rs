@@ -12,7 +12,7 @@ use crate::store::Read;
 use crate::topics::ensure_group;
 use crate::types::{GroupStart, MessageId, ReceiptHandle, ReceiveRequest, TagFilter};
 use crate::writer::Ctx;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::time::Duration;
 
 /// Shortest allowed invisible duration.
@@ -512,7 +512,7 @@ pub(crate) fn ack(
     if failpoints::fires(failpoints::ACK_WRITE) {
         return Err(failpoints::injected(failpoints::ACK_WRITE));
     }
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let g = receipt_group(ctx, topic, group);
     let mut ahead = match g {
         Ok(g) => Lookahead::read(ctx, g, receipts)?,
@@ -550,10 +550,14 @@ struct LeasedAcks {
 
 impl LeasedAcks {
     fn add(&mut self, g: GroupId, first: u64, lease: Lease, offset: u64) {
-        let i = *self.at.entry((g, first)).or_insert_with(|| {
-            self.leases.push((g, first, lease, Vec::new()));
-            self.leases.len() - 1
-        });
+        // Receipts of one lease usually come together: the last lease needs no lookup.
+        let i = match self.leases.last() {
+            Some(&(lg, lf, ..)) if (lg, lf) == (g, first) => self.leases.len() - 1,
+            _ => *self.at.entry((g, first)).or_insert_with(|| {
+                self.leases.push((g, first, lease, Vec::new()));
+                self.leases.len() - 1
+            }),
+        };
         if let Some((.., offsets)) = self.leases.get_mut(i) {
             offsets.push(offset);
         }

@@ -535,18 +535,16 @@ impl Engine {
     /// Receives up to `max_messages` Ready messages for a group (created from latest if
     /// unknown); returns at once, possibly with none (see [`Engine::ready_signal`]).
     pub fn receive(&self, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>> {
-        let topic = req.topic.clone();
         let (deliveries, durable) = self.submit_receive(req).wait()?;
-        let out = self.load_bodies(&topic, deliveries);
+        let out = self.load_bodies(deliveries);
         durable.wait()?;
         out
     }
 
     /// Async form of [`Engine::receive`].
     pub async fn receive_async(&self, req: ReceiveRequest) -> Result<Vec<ReceivedMessage>> {
-        let topic = req.topic.clone();
         let (deliveries, durable) = self.submit_receive(req).await?;
-        let out = self.load_bodies(&topic, deliveries);
+        let out = self.load_bodies(deliveries);
         durable.await?;
         out
     }
@@ -564,7 +562,7 @@ impl Engine {
         })
     }
 
-    fn load_bodies(&self, topic: &str, ds: Vec<consume::Delivery>) -> Result<Vec<ReceivedMessage>> {
+    fn load_bodies(&self, ds: Vec<consume::Delivery>) -> Result<Vec<ReceivedMessage>> {
         // Read in id order, which is the order the records are stored in (new
         // deliveries usually come in it already), and hand out in delivery order.
         let mut order: Vec<usize> = (0..ds.len()).collect();
@@ -589,7 +587,6 @@ impl Engine {
             let Some(m) = m else { continue };
             out.push(ReceivedMessage {
                 message_id: d.id,
-                topic: topic.to_string(),
                 tag: m.tag,
                 keys: m.keys,
                 properties: m.properties,

@@ -123,6 +123,11 @@ pub(crate) struct State {
     pub next_timer_due: Option<u64>,
     dirty_topics: HashSet<TopicId>,
     dirty_groups: HashSet<GroupId>,
+    /// The topic and the group marked dirty last: marking the same one again (a burst's
+    /// rounds do it once per message) is a compare instead of a set insert. Cleared
+    /// whenever the sets are drained or lose a member.
+    last_dirty_topic: Option<TopicId>,
+    last_dirty_group: Option<GroupId>,
     dirty_engine: bool,
     pub(crate) deleted_meta: Vec<Vec<u8>>,
 }
@@ -150,12 +155,18 @@ impl State {
     }
 
     pub fn topic_mut(&mut self, id: TopicId) -> Option<&mut TopicState> {
-        self.dirty_topics.insert(id);
+        if self.last_dirty_topic != Some(id) {
+            self.dirty_topics.insert(id);
+            self.last_dirty_topic = Some(id);
+        }
         self.topics.get_mut(&id)
     }
 
     pub fn group_mut(&mut self, id: GroupId) -> Option<&mut GroupState> {
-        self.dirty_groups.insert(id);
+        if self.last_dirty_group != Some(id) {
+            self.dirty_groups.insert(id);
+            self.last_dirty_group = Some(id);
+        }
         self.groups.get_mut(&id)
     }
 
@@ -188,6 +199,7 @@ impl State {
     /// Every changed record as `(meta key, Some(value))`, deletions as `(key, None)`.
     pub fn take_dirty(&mut self) -> Result<Vec<MetaChange>> {
         let mut out = Vec::new();
+        (self.last_dirty_topic, self.last_dirty_group) = (None, None);
         for k in self.deleted_meta.drain(..) {
             out.push((k, None));
         }
@@ -251,6 +263,7 @@ impl State {
         };
         self.topic_ids.remove(&t.rec.name);
         self.dirty_topics.remove(&id);
+        (self.last_dirty_topic, self.last_dirty_group) = (None, None);
         self.deleted_meta.push(keys::topic_meta(&t.rec.name));
         let groups: Vec<GroupId> = t.groups.values().copied().collect();
         for g in &groups {

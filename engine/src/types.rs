@@ -333,10 +333,8 @@ impl SendReceipt {
 /// A message handed to a consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMessage {
-    /// The message id.
+    /// The message id. (No topic: the receive named it.)
     pub message_id: MessageId,
-    /// The topic.
-    pub topic: String,
     /// Tag, if any.
     pub tag: Option<String>,
     /// Lookup keys.

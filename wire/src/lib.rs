@@ -40,12 +40,14 @@
 
 #![deny(missing_docs)]
 
+mod answer;
 mod bounded;
 pub mod client;
 pub mod frame;
 pub mod message;
 pub mod tls;
 
+pub use answer::{encode_response, encode_response_into};
 pub use client::{
     deliver_at_after, now_ms, Client, ClientError, ClientOptions, ClientResult, ConsumeResult,
     Producer, PushConsumer, PushOptions, PushReport, ReceiveOptions, SimpleConsumer,

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use sundial_wire::tls::{BoxedIo, TlsAcceptor};
 use sundial_wire::{
-    decode_request, encode_into, put_frame, ErrorCode, Frame, FrameCodec, Inbound, OutgoingMessage,
-    Request, Response, Welcome, WireError, WireFailure, PROTOCOL_VERSION, RESPONSE_HEADROOM,
+    decode_request, encode_response_into, put_frame, ErrorCode, Frame, FrameCodec, Inbound,
+    OutgoingMessage, Request, Response, Welcome, WireError, WireFailure, PROTOCOL_VERSION,
+    RESPONSE_HEADROOM,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -144,7 +145,9 @@ fn failure(code: ErrorCode, message: impl Into<String>) -> Response {
 /// would not fit `max` bytes becomes an `Internal` failure for its request, so the
 /// request is answered and the connection goes on.
 fn put_answer(dst: &mut BytesMut, request_id: u64, r: &Response, max: usize) {
-    let Err(e) = put_frame(dst, request_id, max, r.size_hint(), |d| encode_into(r, d)) else {
+    let Err(e) = put_frame(dst, request_id, max, r.size_hint(), |d| {
+        encode_response_into(r, d)
+    }) else {
         return;
     };
     let why = match e {
@@ -156,7 +159,7 @@ fn put_answer(dst: &mut BytesMut, request_id: u64, r: &Response, max: usize) {
     };
     let r = failure(ErrorCode::Internal, why);
     if put_frame(dst, request_id, usize::MAX, r.size_hint(), |d| {
-        encode_into(&r, d)
+        encode_response_into(&r, d)
     })
     .is_err()
     {

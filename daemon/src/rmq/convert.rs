@@ -110,13 +110,14 @@ pub fn new_message(m: v2::Message) -> Result<(NewMessage, String), Refusal> {
 /// A received message as the clients read it.
 pub fn delivered(
     m: ReceivedMessage,
+    topic: &str,
     namespace: &str,
     invisible: Duration,
     form: ChecksumForm,
 ) -> v2::Message {
     let d = Delivery {
         broker_id: m.message_id.hex(),
-        topic: m.topic,
+        topic: topic.to_string(),
         tag: m.tag,
         keys: m.keys,
         properties: m.properties,

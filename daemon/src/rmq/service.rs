@@ -344,7 +344,7 @@ impl Service {
             }
             out.push(v2::ReceiveMessageResponse {
                 content: Some(Content::Message(convert::delivered(
-                    m, &namespace, invisible, form,
+                    m, &topic, &namespace, invisible, form,
                 ))),
             });
         }
