@@ -7,6 +7,7 @@
 pub(crate) mod families;
 pub(crate) mod filters;
 pub mod keys;
+mod meta;
 pub(crate) mod records;
 mod round;
 pub(crate) mod upgrade;

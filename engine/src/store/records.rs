@@ -33,18 +33,6 @@ pub(crate) struct MessageBody {
     pub adjusted: bool,
 }
 
-/// Everything of a message record but the body, borrowed for encoding.
-#[derive(serde::Serialize)]
-struct MetaRef<'a> {
-    topic: &'a str,
-    tag: Option<&'a str>,
-    keys: &'a [String],
-    properties: &'a BTreeMap<String, String>,
-    born_ms: u64,
-    requested_ms: Option<i64>,
-    adjusted: bool,
-}
-
 /// Everything of a message record but the body, decoded; the topic is `T`, borrowed
 /// where the caller already knows it.
 #[derive(serde::Deserialize)]
@@ -66,23 +54,23 @@ pub(crate) fn encode_message_into(
     deliver_at_ms: u64,
     m: &MessageBody,
 ) -> Result<()> {
-    let meta = MetaRef {
-        topic: &m.topic,
-        tag: m.tag.as_deref(),
-        keys: &m.keys,
-        properties: &m.properties,
-        born_ms: m.born_ms,
-        requested_ms: m.requested_ms,
-        adjusted: m.adjusted,
-    };
     let start = v.len();
     v.reserve(13 + 64 + m.topic.len() + m.body.len());
     v.push(VERSION);
     v.extend_from_slice(&deliver_at_ms.to_be_bytes());
     v.extend_from_slice(&[0; 4]);
-    let n = bincode::serde::encode_into_std_write(&meta, v, bincode::config::standard())
-        .map_err(|e| Error::BadRequest(format!("cannot encode message: {e}")))?;
-    let n = u32::try_from(n).map_err(|_| Error::BadRequest("message metadata too large".into()))?;
+    super::meta::encode_into(
+        v,
+        &m.topic,
+        m.tag.as_deref(),
+        &m.keys,
+        &m.properties,
+        m.born_ms,
+        m.requested_ms,
+        m.adjusted,
+    );
+    let n = u32::try_from(v.len() - start - 13)
+        .map_err(|_| Error::BadRequest("message metadata too large".into()))?;
     v[start + 9..start + 13].copy_from_slice(&n.to_be_bytes());
     v.extend_from_slice(&m.body);
     Ok(())
@@ -133,14 +121,22 @@ pub(crate) struct Deliverable {
 }
 
 /// Decodes a `messages` record for a delivery (the topic, which the receiver knows, is
-/// skipped as bytes, not checked as text again).
+/// skipped).
 pub(crate) fn decode_deliverable(v: &[u8]) -> Result<Deliverable> {
-    let (_, m, body) = split_message::<&[u8]>(v)?;
+    if v.first() != Some(&VERSION) {
+        return Err(corrupt("message record version"));
+    }
+    let n = u32_at(v, 9).ok_or_else(|| corrupt("message record header"))? as usize;
+    let meta_bytes = v
+        .get(13..13 + n)
+        .ok_or_else(|| corrupt("message record length"))?;
+    let m = super::meta::decode_for_delivery(meta_bytes)
+        .ok_or_else(|| corrupt("message record metadata"))?;
     Ok(Deliverable {
         tag: m.tag,
         keys: m.keys,
         properties: m.properties,
-        body: body.to_vec(),
+        body: v[13 + n..].to_vec(),
         born_ms: m.born_ms,
     })
 }
