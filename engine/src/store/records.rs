@@ -33,8 +33,8 @@ pub(crate) struct MessageBody {
     pub adjusted: bool,
 }
 
-/// Everything of a message record but the body, decoded; the topic is `T`, borrowed
-/// where the caller already knows it.
+/// Everything of a message record but the body, decoded through serde (lookups read
+/// it this way; deliveries read what they need with `meta::decode_for_delivery`).
 #[derive(serde::Deserialize)]
 struct Meta<T> {
     topic: T,
@@ -46,9 +46,10 @@ struct Meta<T> {
     adjusted: bool,
 }
 
-/// `messages` record: `[version][deliver_at_ms][meta length u32][bincode meta][body]`.
-/// The body is copied as raw bytes, not serialized element by element. Appended to `v`
-/// (a buffer the writer reuses).
+/// `messages` record: `[version][deliver_at_ms][meta length u32][bincode meta][body]`,
+/// the metadata in bincode's form written by `meta::encode_into`. The body is copied as
+/// raw bytes, not serialized element by element. Appended to `v` (a buffer the writer
+/// reuses).
 pub(crate) fn encode_message_into(
     v: &mut Vec<u8>,
     deliver_at_ms: u64,
