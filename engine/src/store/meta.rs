@@ -71,24 +71,28 @@ fn put_str(v: &mut Vec<u8>, s: &str) {
     v.extend_from_slice(s.as_bytes());
 }
 
-/// What a delivery needs of the metadata: tag, keys, properties and birth time.
-pub(crate) struct ForDelivery {
+/// The metadata, decoded; `topic` is `None` when the reader skipped it.
+pub(crate) struct Fields {
+    pub topic: Option<String>,
     pub tag: Option<String>,
     pub keys: Vec<String>,
     pub properties: BTreeMap<String, String>,
     pub born_ms: u64,
+    pub requested_ms: Option<i64>,
+    pub adjusted: bool,
 }
 
-/// Reads the metadata for a delivery; the topic is skipped (the receiver knows it),
-/// and so is what follows the birth time. `None`: not well-formed.
-pub(crate) fn decode_for_delivery(b: &[u8]) -> Option<ForDelivery> {
+/// Reads the metadata; `with_topic: false` skips the topic unchecked (a delivery's
+/// receiver knows it). `None`: not well-formed.
+pub(crate) fn decode(b: &[u8], with_topic: bool) -> Option<Fields> {
     let mut r = Reader(b);
-    r.bytes()?;
-    let tag = match r.byte()? {
-        0 => None,
-        1 => Some(r.string()?),
-        _ => return None,
+    let topic = if with_topic {
+        Some(r.string()?)
+    } else {
+        r.bytes()?;
+        None
     };
+    let tag = if r.flag()? { Some(r.string()?) } else { None };
     let n = r.len()?;
     let mut keys = Vec::with_capacity(n.min(r.0.len()));
     for _ in 0..n {
@@ -100,11 +104,20 @@ pub(crate) fn decode_for_delivery(b: &[u8]) -> Option<ForDelivery> {
         properties.insert(k, r.string()?);
     }
     let born_ms = r.int()?;
-    Some(ForDelivery {
+    let requested_ms = match r.flag()? {
+        false => None,
+        // Zigzag back.
+        true => r.int().map(|z| ((z >> 1) as i64) ^ -((z & 1) as i64)),
+    };
+    let adjusted = r.flag()?;
+    Some(Fields {
+        topic,
         tag,
         keys,
         properties,
         born_ms,
+        requested_ms,
+        adjusted,
     })
 }
 
@@ -119,6 +132,15 @@ impl<'a> Reader<'a> {
 
     fn byte(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
+    }
+
+    /// An `Option`'s or a `bool`'s byte: 0 or 1, nothing else.
+    fn flag(&mut self) -> Option<bool> {
+        match self.byte()? {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
     }
 
     fn int(&mut self) -> Option<u64> {
@@ -198,10 +220,15 @@ mod tests {
             let bincode_bytes = bincode::serde::encode_to_vec(&want, bincode::config::standard())
                 .expect("encodes");
             prop_assert_eq!(&v, &bincode_bytes);
-            let got = decode_for_delivery(&v).expect("decodes");
+            let got = decode_delivery(&v).expect("decodes");
             prop_assert_eq!(
                 (&got.tag, &got.keys, &got.properties, got.born_ms),
                 (&want.tag, &want.keys, &want.properties, want.born_ms)
+            );
+            let all = decode(&v, true).expect("decodes");
+            prop_assert_eq!(
+                (all.topic.as_ref(), all.requested_ms, all.adjusted),
+                (Some(&want.topic), want.requested_ms, want.adjusted)
             );
             // Cut anywhere up to the birth time's end: refused.
             let (back, _): (Reference, _) =
@@ -211,8 +238,13 @@ mod tests {
             // the adjusted flag.
             let needed = v.len() - 2 - requested_ms.map_or(0, zigzag_len);
             let at = cut.index(needed);
-            prop_assert!(decode_for_delivery(&v[..at]).is_none(), "cut at {} of {}", at, needed);
+            prop_assert!(decode_delivery(&v[..at]).is_none(), "cut at {} of {}", at, needed);
         }
+    }
+
+    /// The delivery's read: the topic skipped.
+    fn decode_delivery(b: &[u8]) -> Option<Fields> {
+        decode(b, false)
     }
 
     fn zigzag_len(t: i64) -> usize {
@@ -234,13 +266,13 @@ mod tests {
             None,
             false,
         );
-        let good = decode_for_delivery(&v).expect("decodes");
+        let good = decode_delivery(&v).expect("decodes");
         assert_eq!(good.tag.as_deref(), Some("é"));
         let mut flag = v.clone();
         flag[2] = 2;
-        assert!(decode_for_delivery(&flag).is_none());
+        assert!(decode_delivery(&flag).is_none());
         let mut text = v.clone();
         text[4] = 0xff;
-        assert!(decode_for_delivery(&text).is_none());
+        assert!(decode_delivery(&text).is_none());
     }
 }

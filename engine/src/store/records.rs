@@ -33,19 +33,6 @@ pub(crate) struct MessageBody {
     pub adjusted: bool,
 }
 
-/// Everything of a message record but the body, decoded through serde (lookups read
-/// it this way; deliveries read what they need with `meta::decode_for_delivery`).
-#[derive(serde::Deserialize)]
-struct Meta<T> {
-    topic: T,
-    tag: Option<String>,
-    keys: Vec<String>,
-    properties: BTreeMap<String, String>,
-    born_ms: u64,
-    requested_ms: Option<i64>,
-    adjusted: bool,
-}
-
 /// `messages` record: `[version][deliver_at_ms][meta length u32][bincode meta][body]`,
 /// the metadata in bincode's form written by `meta::encode_into`. The body is copied as
 /// raw bytes, not serialized element by element. Appended to `v` (a buffer the writer
@@ -77,29 +64,27 @@ pub(crate) fn encode_message_into(
     Ok(())
 }
 
-/// Splits a `messages` record into its delivery time, metadata and body bytes.
-fn split_message<'a, T: serde::Deserialize<'a>>(v: &'a [u8]) -> Result<(u64, Meta<T>, &'a [u8])> {
+/// Splits a `messages` record into its delivery time, metadata bytes and body bytes.
+fn split_message(v: &[u8]) -> Result<(u64, &[u8], &[u8])> {
     if v.first() != Some(&VERSION) {
         return Err(corrupt("message record version"));
     }
     let t = u64_at(v, 1).ok_or_else(|| corrupt("message record header"))?;
     let n = u32_at(v, 9).ok_or_else(|| corrupt("message record header"))? as usize;
-    let meta_bytes = v
+    let meta = v
         .get(13..13 + n)
         .ok_or_else(|| corrupt("message record length"))?;
-    let (m, _): (Meta<T>, _) =
-        bincode::serde::borrow_decode_from_slice(meta_bytes, bincode::config::standard())
-            .map_err(|e| Error::Corrupt(format!("message record: {e}")))?;
-    Ok((t, m, &v[13 + n..]))
+    Ok((t, meta, &v[13 + n..]))
 }
 
 /// Decodes a `messages` record into `(deliver_at_ms, body)`.
 pub(crate) fn decode_message(v: &[u8]) -> Result<(u64, MessageBody)> {
-    let (t, m, body) = split_message::<String>(v)?;
+    let (t, meta, body) = split_message(v)?;
+    let m = super::meta::decode(meta, true).ok_or_else(|| corrupt("message record metadata"))?;
     Ok((
         t,
         MessageBody {
-            topic: m.topic,
+            topic: m.topic.unwrap_or_default(),
             tag: m.tag,
             keys: m.keys,
             properties: m.properties,
@@ -124,20 +109,13 @@ pub(crate) struct Deliverable {
 /// Decodes a `messages` record for a delivery (the topic, which the receiver knows, is
 /// skipped).
 pub(crate) fn decode_deliverable(v: &[u8]) -> Result<Deliverable> {
-    if v.first() != Some(&VERSION) {
-        return Err(corrupt("message record version"));
-    }
-    let n = u32_at(v, 9).ok_or_else(|| corrupt("message record header"))? as usize;
-    let meta_bytes = v
-        .get(13..13 + n)
-        .ok_or_else(|| corrupt("message record length"))?;
-    let m = super::meta::decode_for_delivery(meta_bytes)
-        .ok_or_else(|| corrupt("message record metadata"))?;
+    let (_, meta, body) = split_message(v)?;
+    let m = super::meta::decode(meta, false).ok_or_else(|| corrupt("message record metadata"))?;
     Ok(Deliverable {
         tag: m.tag,
         keys: m.keys,
         properties: m.properties,
-        body: v[13 + n..].to_vec(),
+        body: body.to_vec(),
         born_ms: m.born_ms,
     })
 }
