@@ -2,11 +2,12 @@
 //! call after a loss, and the [`Producer`], [`SimpleConsumer`] and [`PushConsumer`] built
 //! on it.
 
+use crate::answer::decode_response;
 use crate::frame::{
     Frame, FrameCodec, Inbound, DEFAULT_MAX_FRAME, HEADER_LEN, PROTOCOL_VERSION, RESPONSE_HEADROOM,
 };
 use crate::message::{
-    decode, encode, Delivered, ErrorCode, GroupInfo, Hello, MessageInfo, OutgoingMessage, Receipt,
+    encode, Delivered, ErrorCode, GroupInfo, Hello, MessageInfo, OutgoingMessage, Receipt,
     ReceiptHandle, Request, Response, StartFrom, StatsReport, TopicCounts, TopicInfo, TopicType,
     Welcome, WireFailure,
 };
@@ -219,7 +220,7 @@ impl Connection {
                 .map_err(|e| connect_err(e.to_string()))?;
             match framed.next().await {
                 Some(Ok(Inbound::Frame(f))) => {
-                    decode::<Response>(&f.payload).map_err(|e| ClientError::Protocol(e.to_string()))
+                    decode_response(&f.payload).map_err(|e| ClientError::Protocol(e.to_string()))
                 }
                 Some(Ok(Inbound::Oversized { len, .. })) => Err(ClientError::Protocol(format!(
                     "a handshake answer of {len} bytes"
@@ -268,7 +269,7 @@ impl Connection {
             let why = loop {
                 match stream.next().await {
                     Some(Ok(Inbound::Frame(f))) => {
-                        let r = decode::<Response>(&f.payload)
+                        let r = decode_response(&f.payload)
                             .map_err(|e| ClientError::Protocol(e.to_string()));
                         if f.request_id == 0 {
                             if let Ok(Response::Failed(fail)) = r {

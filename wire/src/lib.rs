@@ -47,7 +47,7 @@ pub mod frame;
 pub mod message;
 pub mod tls;
 
-pub use answer::{encode_response, encode_response_into};
+pub use answer::{decode_response, encode_response, encode_response_into};
 pub use client::{
     deliver_at_after, now_ms, Client, ClientError, ClientOptions, ClientResult, ConsumeResult,
     Producer, PushConsumer, PushOptions, PushReport, ReceiveOptions, SimpleConsumer,
