@@ -302,7 +302,7 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::message::{encode, ReceiptHandle, Sent, WireFailure};
     use crate::ErrorCode;
@@ -333,39 +333,64 @@ mod tests {
         ]
     }
 
-    proptest! {
-        /// The hand-written answer is byte for byte bincode's, and decodes back.
-        #[test]
-        fn a_receives_answer_is_bincodes_bytes(
-            ms in proptest::collection::vec(
-                (
-                    edgy_u128(),
-                    proptest::option::of("\\PC{0,20}"),
-                    proptest::collection::vec("[a-z]{0,300}", 0..4),
-                    proptest::collection::btree_map("[a-z]{1,12}", "\\PC{0,30}", 0..4),
-                    proptest::collection::vec(any::<u8>(), 0..600),
-                    (edgy_u64(), edgy_u64()),
-                    any::<u32>(),
-                    (any::<u32>(), edgy_u64(), edgy_u64()),
-                ),
-                0..300,
-            ),
-        ) {
-            let r = Response::Messages(
-                ms.into_iter()
-                    .map(|(id, tag, keys, properties, body, (t, ready), attempt, (group, offset, nonce))| Delivery {
+    /// Up to `most` deliveries with integers at every edge, tags and property values
+    /// of up to `text` characters, keys of up to ten times that (past a length's
+    /// one-byte form) and bodies of up to `body` bytes.
+    pub(crate) fn deliveries(
+        text: usize,
+        body: usize,
+        most: usize,
+    ) -> impl Strategy<Value = Vec<Delivery>> {
+        let regex = |r: String| proptest::string::string_regex(&r).expect("a valid regex");
+        let printable = || regex(format!("\\PC{{0,{text}}}"));
+        proptest::collection::vec(
+            (
+                edgy_u128(),
+                proptest::option::of(printable()),
+                proptest::collection::vec(regex(format!("[a-z]{{0,{}}}", 10 * text)), 0..4),
+                proptest::collection::btree_map(regex("[a-z]{1,12}".into()), printable(), 0..4),
+                proptest::collection::vec(any::<u8>(), 0..=body),
+                (edgy_u64(), edgy_u64()),
+                any::<u32>(),
+                (any::<u32>(), edgy_u64(), edgy_u64()),
+            )
+                .prop_map(
+                    |(
                         id,
                         tag,
                         keys,
                         properties,
                         body,
-                        deliver_at_ms: t,
-                        ready_at_ms: ready,
-                        delivery_attempt: attempt,
-                        receipt: ReceiptHandle { group, offset, nonce },
-                    })
-                    .collect(),
-            );
+                        (t, ready),
+                        attempt,
+                        (group, offset, nonce),
+                    )| {
+                        Delivery {
+                            id,
+                            tag,
+                            keys,
+                            properties,
+                            body,
+                            deliver_at_ms: t,
+                            ready_at_ms: ready,
+                            delivery_attempt: attempt,
+                            receipt: ReceiptHandle {
+                                group,
+                                offset,
+                                nonce,
+                            },
+                        }
+                    },
+                ),
+            0..=most,
+        )
+    }
+
+    proptest! {
+        /// The hand-written answer is byte for byte bincode's, and decodes back.
+        #[test]
+        fn a_receives_answer_is_bincodes_bytes(ms in deliveries(30, 600, 300)) {
+            let r = Response::Messages(ms);
             let want = encode(&r).expect("encodes");
             let mut dst = BytesMut::new();
             encode_response_into(&r, &mut dst).expect("encodes");
@@ -379,36 +404,12 @@ mod tests {
         /// them: valid answers cut short, with bytes changed, added or appended.
         #[test]
         fn a_receives_answer_reads_as_serde_reads_it(
-            ms in proptest::collection::vec(
-                (
-                    edgy_u128(),
-                    proptest::option::of("\\PC{0,6}"),
-                    proptest::collection::vec("[a-z]{0,3}", 0..3),
-                    proptest::collection::btree_map("[a-z]{1,2}", "\\PC{0,3}", 0..3),
-                    proptest::collection::vec(any::<u8>(), 0..8),
-                    (edgy_u64(), any::<u32>(), (any::<u32>(), edgy_u64())),
-                ),
-                0..6,
-            ),
+            ms in deliveries(3, 8, 5),
             cut in any::<prop::sample::Index>(),
             edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
             tail in proptest::collection::vec(any::<u8>(), 0..3),
         ) {
-            let r = Response::Messages(
-                ms.into_iter()
-                    .map(|(id, tag, keys, properties, body, (t, attempt, (group, nonce)))| Delivery {
-                        id,
-                        tag,
-                        keys,
-                        properties,
-                        body,
-                        deliver_at_ms: t,
-                        ready_at_ms: t / 2,
-                        delivery_attempt: attempt,
-                        receipt: ReceiptHandle { group, offset: t / 3, nonce },
-                    })
-                    .collect(),
-            );
+            let r = Response::Messages(ms);
             let mut b = encode(&r).expect("encodes");
             for (at, v) in edits {
                 let i = at.index(b.len());

@@ -908,36 +908,8 @@ mod tests {
         /// A receive's answer fits the buffer its size hint reserves, so it is never
         /// copied to grow, and the hint is not far above what it needs.
         #[test]
-        fn messages_fit_their_size_hint(
-            ms in proptest::collection::vec(
-                (
-                    any::<u128>(),
-                    proptest::option::of("[a-z]{0,20}"),
-                    proptest::collection::vec("[a-z]{0,30}", 0..4),
-                    proptest::collection::btree_map("[a-z]{1,12}", "[a-z]{0,30}", 0..4),
-                    proptest::collection::vec(any::<u8>(), 0..600),
-                    any::<u64>(),
-                    any::<u32>(),
-                    any::<(u32, u64, u64)>(),
-                ),
-                0..40,
-            ),
-        ) {
-            let r = Response::Messages(
-                ms.into_iter()
-                    .map(|(id, tag, keys, properties, body, t, attempt, (group, offset, nonce))| Delivery {
-                        id,
-                        tag,
-                        keys,
-                        properties,
-                        body,
-                        deliver_at_ms: t,
-                        ready_at_ms: t,
-                        delivery_attempt: attempt,
-                        receipt: ReceiptHandle { group, offset, nonce },
-                    })
-                    .collect(),
-            );
+        fn messages_fit_their_size_hint(ms in crate::answer::tests::deliveries(30, 600, 40)) {
+            let r = Response::Messages(ms);
             let hint = r.size_hint();
             let bytes = encode_sized(&r, hint).expect("encodes");
             prop_assert!(bytes.len() <= hint, "{} bytes, hint {}", bytes.len(), hint);
