@@ -7,9 +7,9 @@ use crate::frame::{
     Frame, FrameCodec, Inbound, DEFAULT_MAX_FRAME, HEADER_LEN, PROTOCOL_VERSION, RESPONSE_HEADROOM,
 };
 use crate::message::{
-    encode, Delivered, ErrorCode, GroupInfo, Hello, MessageInfo, OutgoingMessage, Receipt,
-    ReceiptHandle, Request, Response, StartFrom, StatsReport, TopicCounts, TopicInfo, TopicType,
-    Welcome, WireFailure,
+    encode, encode_sized, Delivered, ErrorCode, GroupInfo, Hello, MessageInfo, OutgoingMessage,
+    Receipt, ReceiptHandle, Request, Response, StartFrom, StatsReport, TopicCounts, TopicInfo,
+    TopicType, Welcome, WireFailure,
 };
 use crate::tls::BoxedIo;
 use bytes::Bytes;
@@ -312,7 +312,8 @@ impl Connection {
     }
 
     async fn call(&self, req: &Request, timeout: Duration) -> ClientResult<Response> {
-        let payload = encode(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let payload =
+            encode_sized(req, req.size_hint()).map_err(|e| ClientError::Protocol(e.to_string()))?;
         if HEADER_LEN + payload.len() > self.max_request {
             // Refused here, for this call alone: the connection and its other calls go on.
             return Err(ClientError::Refused(WireFailure::new(

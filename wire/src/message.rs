@@ -142,6 +142,24 @@ pub struct OutgoingMessage {
 }
 
 impl OutgoingMessage {
+    /// At least the bytes this message takes encoded: every length and integer counted
+    /// at its widest (see [`Request::size_hint`]).
+    fn encoded_at_most(&self) -> usize {
+        let text = |s: &str| WIDEST_INT + s.len();
+        let keys: usize = self.keys.iter().map(|k| text(k)).sum();
+        let properties: usize = self.properties.iter().map(|(k, v)| text(k) + text(v)).sum();
+        text(&self.topic)
+            + self.tag.as_deref().map_or(1, |t| 1 + text(t))
+            + WIDEST_INT
+            + keys
+            + WIDEST_INT
+            + properties
+            + WIDEST_INT
+            + self.body.len()
+            + 1
+            + WIDEST_INT
+    }
+
     /// A message for `topic` with `body`, no tag, keys or delivery time.
     pub fn new(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
         OutgoingMessage {
@@ -713,7 +731,41 @@ pub enum Request {
     Stats,
 }
 
+/// The most bytes bincode's variable-length form takes for a length or a 64-bit integer.
+const WIDEST_INT: usize = 9;
+
 impl Request {
+    /// At least the bytes the encoded request takes, for requests that carry messages
+    /// or receipts (0 for the rest), so the client encodes each into a buffer allocated
+    /// once: a single send's buffer otherwise grew from nothing by doubling, seven
+    /// copies for a 256-byte body, and a batch's a dozen more.
+    pub fn size_hint(&self) -> usize {
+        // The variant index, and a list's length.
+        const HEAD: usize = 2 * WIDEST_INT;
+        // A receipt handle: a 32-bit integer and two 64-bit ones.
+        const RECEIPT: usize = 5 + 2 * WIDEST_INT;
+        match self {
+            Request::Send(m) => HEAD + m.encoded_at_most(),
+            Request::SendBatch(ms) => {
+                HEAD + ms
+                    .iter()
+                    .map(OutgoingMessage::encoded_at_most)
+                    .sum::<usize>()
+            }
+            Request::Ack {
+                topic,
+                group,
+                receipts,
+            }
+            | Request::Nack {
+                topic,
+                group,
+                receipts,
+            } => HEAD + 2 * WIDEST_INT + topic.len() + group.len() + RECEIPT * receipts.len(),
+            _ => 0,
+        }
+    }
+
     /// A short name for logs and the request-duration metric's `op` label.
     pub fn op(&self) -> &'static str {
         match self {
@@ -901,6 +953,79 @@ mod tests {
             push_hex(&mut s, kept, digits);
             let want = if digits == 0 { "x".to_string() } else { format!("x{:0w$x}", kept, w = digits as usize) };
             prop_assert_eq!(s, want);
+        }
+    }
+
+    fn outgoing() -> impl Strategy<Value = OutgoingMessage> {
+        (
+            "\\PC{0,300}",
+            proptest::option::of("\\PC{0,20}"),
+            proptest::collection::vec("[a-z]{0,30}", 0..4),
+            proptest::collection::btree_map("[a-z]{1,12}", "\\PC{0,30}", 0..4),
+            proptest::collection::vec(any::<u8>(), 0..600),
+            proptest::option::of(any::<i64>()),
+        )
+            .prop_map(|(topic, tag, keys, properties, body, deliver_at_ms)| {
+                OutgoingMessage {
+                    topic,
+                    tag,
+                    keys,
+                    properties,
+                    body,
+                    deliver_at_ms,
+                }
+            })
+    }
+
+    fn settling() -> impl Strategy<Value = Request> {
+        (
+            "\\PC{0,40}",
+            "\\PC{0,40}",
+            proptest::collection::vec(any::<(u32, u64, u64)>(), 0..300),
+            any::<bool>(),
+        )
+            .prop_map(|(topic, group, rs, ack)| {
+                let receipts = rs
+                    .into_iter()
+                    .map(|(group, offset, nonce)| ReceiptHandle {
+                        group,
+                        offset,
+                        nonce,
+                    })
+                    .collect();
+                if ack {
+                    Request::Ack {
+                        topic,
+                        group,
+                        receipts,
+                    }
+                } else {
+                    Request::Nack {
+                        topic,
+                        group,
+                        receipts,
+                    }
+                }
+            })
+    }
+
+    proptest! {
+        /// A request carrying messages or receipts fits the buffer its size hint
+        /// reserves (so the client's buffer never grows), and the hint stays within a
+        /// small multiple of what it needs.
+        #[test]
+        fn sends_and_settles_fit_their_size_hint(
+            r in prop_oneof![
+                outgoing().prop_map(Request::Send),
+                proptest::collection::vec(outgoing(), 0..40).prop_map(Request::SendBatch),
+                settling(),
+            ],
+        ) {
+            let hint = r.size_hint();
+            let bytes = encode_sized(&r, hint).expect("encodes");
+            prop_assert!(bytes.len() <= hint, "{} bytes, hint {}", bytes.len(), hint);
+            prop_assert!(hint <= 10 * bytes.len() + 64, "{} bytes, hint {}", bytes.len(), hint);
+            prop_assert_eq!(decode_request(&bytes).expect("decodes"), r);
         }
     }
 
