@@ -155,8 +155,8 @@ impl<'a, B: BufMut> Gather<'a, B> {
     }
 }
 
-/// Decodes an answer: the bytes [`decode`] accepts, to the same value, a receive's
-/// answer read by hand.
+/// Decodes an answer as [`decode`] does (the same bytes accepted, to the same value),
+/// reading a receive's answer by hand.
 pub fn decode_response(b: &[u8]) -> Result<Response, WireError> {
     let mut r = Reader { b, at: 0 };
     if r.u32() != Ok(MESSAGES as u32) {
