@@ -6,16 +6,14 @@
 //! of a burst's 1,024-message receives, a tenth of the daemon's whole work for a message
 //! made Ready, received and acked. Reading it back through serde cost the client about
 //! 1,900 instructions per message, on the consumer's path between two requests. Every
-//! other answer keeps the serde path both ways. The format
-//! is bincode's (written by hand because the crate has no faster path for serde types):
-//! an integer below 251 is one byte, else a marker byte (251, 252, 253, 254) and its 2,
-//! 4, 8 or 16 bytes little-endian; a length is such an integer, an `Option` a 0 or 1
-//! byte, an enum its variant index, a struct its fields in order.
+//! other answer keeps the serde path both ways. The form is bincode's, written and
+//! read with `sundial_form` (bincode has no faster path for serde types); a struct is
+//! its fields in order.
 
 use crate::message::{decode, encode_into, Delivery, ReceiptHandle, Response};
 use crate::WireError;
 use bytes::{BufMut, BytesMut};
-use std::collections::BTreeMap;
+use sundial_form::{Read, Reader};
 
 /// [`Response::Messages`]'s variant index (its place in the enum's declaration).
 const MESSAGES: u64 = 11;
@@ -80,7 +78,7 @@ fn put_messages(dst: &mut impl BufMut, ms: &[Delivery]) {
 /// Room for the integers gathered between two copies into the answer.
 const ROOM: usize = 128;
 /// The most bytes one integer takes (a marker and a `u128`).
-const MOST: usize = 17;
+const MOST: usize = sundial_form::WIDEST_U128;
 
 /// Integers gathered on the stack and appended to the answer with one copy, when the
 /// room runs out or before a string or body (which are copied as they are): a message
@@ -115,36 +113,13 @@ impl<'a, B: BufMut> Gather<'a, B> {
 
     /// An unsigned integer (or a length) in bincode's variable-length form.
     fn int(&mut self, v: u64) {
-        let b = self.room();
-        let n = if v < 251 {
-            b[0] = v as u8;
-            1
-        } else if let Ok(v) = u16::try_from(v) {
-            b[0] = 251;
-            b[1..3].copy_from_slice(&v.to_le_bytes());
-            3
-        } else if let Ok(v) = u32::try_from(v) {
-            b[0] = 252;
-            b[1..5].copy_from_slice(&v.to_le_bytes());
-            5
-        } else {
-            b[0] = 253;
-            b[1..9].copy_from_slice(&v.to_le_bytes());
-            9
-        };
+        let n = sundial_form::write_u64(self.room(), v);
         self.len += n;
     }
 
     fn u128(&mut self, v: u128) {
-        match u64::try_from(v) {
-            Ok(v) => self.int(v),
-            Err(_) => {
-                let b = self.room();
-                b[0] = 254;
-                b[1..17].copy_from_slice(&v.to_le_bytes());
-                self.len += MOST;
-            }
-        }
+        let n = sundial_form::write_u128(self.room(), v);
+        self.len += n;
     }
 
     /// A string or a byte buffer: its length, then its bytes.
@@ -158,17 +133,16 @@ impl<'a, B: BufMut> Gather<'a, B> {
 /// Decodes an answer as [`decode`] does (the same bytes accepted, to the same value),
 /// reading a receive's answer by hand.
 pub fn decode_response(b: &[u8]) -> Result<Response, WireError> {
-    let mut r = Reader { b, at: 0 };
+    let mut r = Reader::new(b);
     if r.u32() != Ok(MESSAGES as u32) {
         return decode::<Response>(b);
     }
-    let ms = r
-        .messages()
+    let ms = messages(&mut r)
         .map_err(|why| WireError::Malformed(format!("undecodable payload: {why}")))?;
-    if r.at != b.len() {
+    if r.left() > 0 {
         return Err(WireError::Malformed(format!(
             "{} trailing bytes after the payload",
-            b.len() - r.at
+            r.left()
         )));
     }
     Ok(Response::Messages(ms))
@@ -178,127 +152,32 @@ pub fn decode_response(b: &[u8]) -> Result<Response, WireError> {
 /// one): a list reserves no more room than the bytes left could fill.
 const LEAST_DELIVERY: usize = 11;
 
-/// A cursor over a payload, reading bincode's forms (see the module's notes); each
-/// error says what did not fit.
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
+fn messages(r: &mut Reader<'_>) -> Read<Vec<Delivery>> {
+    let n = r.length()?;
+    let mut ms = Vec::with_capacity(r.room(n, LEAST_DELIVERY));
+    for _ in 0..n {
+        ms.push(delivery(r)?);
+    }
+    Ok(ms)
 }
 
-type Read<T> = Result<T, &'static str>;
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Read<&'a [u8]> {
-        let end = self.at.checked_add(n).ok_or("a length past the payload")?;
-        let s = self.b.get(self.at..end).ok_or("the payload ends early")?;
-        self.at = end;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self) -> Read<[u8; N]> {
-        let s = self.take(N)?;
-        let mut a = [0; N];
-        a.copy_from_slice(s);
-        Ok(a)
-    }
-
-    fn byte(&mut self) -> Read<u8> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    /// An integer of at most `widest` bytes (2, 4, 8 or 16): a marker for a wider form
-    /// is refused, as bincode refuses it.
-    fn varint(&mut self, widest: usize) -> Read<u128> {
-        let first = self.byte()?;
-        let width = match first {
-            0..=250 => return Ok(u128::from(first)),
-            251 => 2,
-            252 => 4,
-            253 => 8,
-            254 => 16,
-            _ => return Err("a reserved integer marker"),
-        };
-        if width > widest {
-            return Err("an integer wider than its field");
-        }
-        Ok(match width {
-            2 => u128::from(u16::from_le_bytes(self.array()?)),
-            4 => u128::from(u32::from_le_bytes(self.array()?)),
-            8 => u128::from(u64::from_le_bytes(self.array()?)),
-            _ => u128::from_le_bytes(self.array()?),
-        })
-    }
-
-    fn u32(&mut self) -> Read<u32> {
-        u32::try_from(self.varint(4)?).map_err(|_| "an integer wider than its field")
-    }
-
-    fn u64(&mut self) -> Read<u64> {
-        u64::try_from(self.varint(8)?).map_err(|_| "an integer wider than its field")
-    }
-
-    fn len(&mut self) -> Read<usize> {
-        usize::try_from(self.u64()?).map_err(|_| "a length past the payload")
-    }
-
-    fn bytes(&mut self) -> Read<&'a [u8]> {
-        let n = self.len()?;
-        self.take(n)
-    }
-
-    fn string(&mut self) -> Read<String> {
-        let s = std::str::from_utf8(self.bytes()?).map_err(|_| "a string that is not UTF-8")?;
-        Ok(s.to_owned())
-    }
-
-    /// Room to reserve for a list of `claimed` elements of at least `least` bytes each.
-    fn room(&self, claimed: usize, least: usize) -> usize {
-        claimed.min((self.b.len() - self.at) / least)
-    }
-
-    fn messages(&mut self) -> Read<Vec<Delivery>> {
-        let n = self.len()?;
-        let mut ms = Vec::with_capacity(self.room(n, LEAST_DELIVERY));
-        for _ in 0..n {
-            ms.push(self.delivery()?);
-        }
-        Ok(ms)
-    }
-
-    fn delivery(&mut self) -> Read<Delivery> {
-        let id = self.varint(16)?;
-        let tag = match self.byte()? {
-            0 => None,
-            1 => Some(self.string()?),
-            _ => return Err("an option tag other than 0 or 1"),
-        };
-        let n = self.len()?;
-        let mut keys = Vec::with_capacity(self.room(n, 1));
-        for _ in 0..n {
-            keys.push(self.string()?);
-        }
-        let mut properties = BTreeMap::new();
-        for _ in 0..self.len()? {
-            let k = self.string()?;
-            properties.insert(k, self.string()?);
-        }
-        let body = self.bytes()?.to_vec();
-        Ok(Delivery {
-            id,
-            tag,
-            keys,
-            properties,
-            body,
-            deliver_at_ms: self.u64()?,
-            ready_at_ms: self.u64()?,
-            delivery_attempt: self.u32()?,
-            receipt: ReceiptHandle {
-                group: self.u32()?,
-                offset: self.u64()?,
-                nonce: self.u64()?,
-            },
-        })
-    }
+fn delivery(r: &mut Reader<'_>) -> Read<Delivery> {
+    let id = r.u128()?;
+    Ok(Delivery {
+        id,
+        tag: r.optional_string()?,
+        keys: r.strings()?,
+        properties: r.string_map()?,
+        body: r.bytes()?.to_vec(),
+        deliver_at_ms: r.u64()?,
+        ready_at_ms: r.u64()?,
+        delivery_attempt: r.u32()?,
+        receipt: ReceiptHandle {
+            group: r.u32()?,
+            offset: r.u64()?,
+            nonce: r.u64()?,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -307,31 +186,7 @@ pub(crate) mod tests {
     use crate::message::{encode, ReceiptHandle, Sent, WireFailure};
     use crate::ErrorCode;
     use proptest::prelude::*;
-
-    /// Integers at every edge of bincode's forms.
-    fn edgy_u64() -> impl Strategy<Value = u64> {
-        prop_oneof![
-            Just(0u64),
-            Just(250),
-            Just(251),
-            Just(u64::from(u16::MAX)),
-            Just(u64::from(u16::MAX) + 1),
-            Just(u64::from(u32::MAX)),
-            Just(u64::from(u32::MAX) + 1),
-            Just(u64::MAX),
-            any::<u64>(),
-            0u64..300,
-        ]
-    }
-
-    fn edgy_u128() -> impl Strategy<Value = u128> {
-        prop_oneof![
-            edgy_u64().prop_map(u128::from),
-            Just(u128::from(u64::MAX) + 1),
-            Just(u128::MAX),
-            any::<u128>(),
-        ]
-    }
+    use sundial_form::strategies::{edgy_u128, edgy_u64};
 
     /// Up to `most` deliveries with integers at every edge, tags and property values
     /// of up to `text` characters, keys of up to ten times that (past a length's

@@ -2,13 +2,11 @@
 //! times, whether the time was adjusted), written and read field by field: the bytes
 //! bincode 2's standard configuration makes of it, so records written before read the
 //! same. Through serde, every integer and string went through `std::io::Write` or a
-//! visitor; every send writes this and every delivery reads it.
-//!
-//! The form: an unsigned integer below 251 is one byte, else a marker (251, 252, 253)
-//! and its 2, 4 or 8 bytes little-endian; a signed one is zigzagged first; a string or
-//! list starts with its length; an `Option` and a `bool` are a 0 or 1 byte.
+//! visitor; every send writes this and every delivery reads it. The form is written
+//! and read with `sundial_form`, which the wire's receive answers share.
 
 use std::collections::BTreeMap;
+use sundial_form::{put_bytes, put_u64, unzigzag, zigzag, Reader};
 
 /// Appends the metadata to `v`.
 #[allow(clippy::too_many_arguments)]
@@ -22,53 +20,32 @@ pub(crate) fn encode_into(
     requested_ms: Option<i64>,
     adjusted: bool,
 ) {
-    put_str(v, topic);
+    put_bytes(v, topic.as_bytes());
     match tag {
         None => v.push(0),
         Some(t) => {
             v.push(1);
-            put_str(v, t);
+            put_bytes(v, t.as_bytes());
         }
     }
-    put_int(v, keys.len() as u64);
+    put_u64(v, keys.len() as u64);
     for k in keys {
-        put_str(v, k);
+        put_bytes(v, k.as_bytes());
     }
-    put_int(v, properties.len() as u64);
+    put_u64(v, properties.len() as u64);
     for (k, val) in properties {
-        put_str(v, k);
-        put_str(v, val);
+        put_bytes(v, k.as_bytes());
+        put_bytes(v, val.as_bytes());
     }
-    put_int(v, born_ms);
+    put_u64(v, born_ms);
     match requested_ms {
         None => v.push(0),
         Some(t) => {
             v.push(1);
-            // Zigzag: 0, -1, 1, -2 … as 0, 1, 2, 3 …
-            put_int(v, ((t << 1) ^ (t >> 63)) as u64);
+            put_u64(v, zigzag(t));
         }
     }
     v.push(u8::from(adjusted));
-}
-
-fn put_int(v: &mut Vec<u8>, n: u64) {
-    if n < 251 {
-        v.push(n as u8);
-    } else if let Ok(n) = u16::try_from(n) {
-        v.push(251);
-        v.extend_from_slice(&n.to_le_bytes());
-    } else if let Ok(n) = u32::try_from(n) {
-        v.push(252);
-        v.extend_from_slice(&n.to_le_bytes());
-    } else {
-        v.push(253);
-        v.extend_from_slice(&n.to_le_bytes());
-    }
-}
-
-fn put_str(v: &mut Vec<u8>, s: &str) {
-    put_int(v, s.len() as u64);
-    v.extend_from_slice(s.as_bytes());
 }
 
 /// The metadata, decoded; `topic` is `None` when the reader skipped it.
@@ -85,32 +62,27 @@ pub(crate) struct Fields {
 /// Reads the metadata; `with_topic: false` skips the topic unchecked (a delivery's
 /// receiver knows it). `None`: not well-formed.
 pub(crate) fn decode(b: &[u8], with_topic: bool) -> Option<Fields> {
-    let mut r = Reader(b);
+    read(&mut Reader::new(b), with_topic).ok()
+}
+
+fn read(r: &mut Reader<'_>, with_topic: bool) -> sundial_form::Read<Fields> {
     let topic = if with_topic {
         Some(r.string()?)
     } else {
         r.bytes()?;
         None
     };
-    let tag = if r.flag()? { Some(r.string()?) } else { None };
-    let n = r.len()?;
-    let mut keys = Vec::with_capacity(n.min(r.0.len()));
-    for _ in 0..n {
-        keys.push(r.string()?);
-    }
-    let mut properties = BTreeMap::new();
-    for _ in 0..r.len()? {
-        let k = r.string()?;
-        properties.insert(k, r.string()?);
-    }
-    let born_ms = r.int()?;
-    let requested_ms = match r.flag()? {
-        false => None,
-        // Zigzag back.
-        true => r.int().map(|z| ((z >> 1) as i64) ^ -((z & 1) as i64)),
+    let tag = r.optional_string()?;
+    let keys = r.strings()?;
+    let properties = r.string_map()?;
+    let born_ms = r.u64()?;
+    let requested_ms = if r.flag()? {
+        Some(unzigzag(r.u64()?))
+    } else {
+        None
     };
     let adjusted = r.flag()?;
-    Some(Fields {
+    Ok(Fields {
         topic,
         tag,
         keys,
@@ -121,56 +93,11 @@ pub(crate) fn decode(b: &[u8], with_topic: bool) -> Option<Fields> {
     })
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn byte(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-
-    /// An `Option`'s or a `bool`'s byte: 0 or 1, nothing else.
-    fn flag(&mut self) -> Option<bool> {
-        match self.byte()? {
-            0 => Some(false),
-            1 => Some(true),
-            _ => None,
-        }
-    }
-
-    fn int(&mut self) -> Option<u64> {
-        Some(match self.byte()? {
-            n @ 0..=250 => u64::from(n),
-            251 => u64::from(u16::from_le_bytes(self.take(2)?.try_into().ok()?)),
-            252 => u64::from(u32::from_le_bytes(self.take(4)?.try_into().ok()?)),
-            253 => u64::from_le_bytes(self.take(8)?.try_into().ok()?),
-            _ => return None,
-        })
-    }
-
-    fn len(&mut self) -> Option<usize> {
-        usize::try_from(self.int()?).ok()
-    }
-
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = self.len()?;
-        self.take(n)
-    }
-
-    fn string(&mut self) -> Option<String> {
-        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use sundial_form::strategies::edgy_u64;
 
     /// bincode's serde path, the form records were written in before.
     #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
@@ -182,19 +109,6 @@ mod tests {
         born_ms: u64,
         requested_ms: Option<i64>,
         adjusted: bool,
-    }
-
-    fn edgy_u64() -> impl Strategy<Value = u64> {
-        prop_oneof![
-            Just(250u64),
-            Just(251),
-            Just(u64::from(u16::MAX)),
-            Just(u64::from(u16::MAX) + 1),
-            Just(u64::from(u32::MAX)),
-            Just(u64::from(u32::MAX) + 1),
-            Just(u64::MAX),
-            any::<u64>(),
-        ]
     }
 
     proptest! {
@@ -249,7 +163,7 @@ mod tests {
 
     fn zigzag_len(t: i64) -> usize {
         let mut v = Vec::new();
-        put_int(&mut v, ((t << 1) ^ (t >> 63)) as u64);
+        put_u64(&mut v, zigzag(t));
         v.len()
     }
 
