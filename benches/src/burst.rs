@@ -45,6 +45,12 @@ pub struct Args {
     /// message (the sends must be done before it).
     #[arg(long)]
     lead_ms: Option<u64>,
+    /// Each consumer sends a batch's acks and takes its next batch at the same time, with
+    /// at most one batch of acks outstanding; a message still counts as acked only once
+    /// its ack is answered. By default a consumer waits for each ack before it receives
+    /// again.
+    #[arg(long)]
+    ack_ahead: bool,
     #[command(flatten)]
     target: TargetArgs,
     #[command(flatten)]
@@ -72,6 +78,7 @@ struct Report {
     body_bytes: usize,
     groups: usize,
     consumers_per_group: usize,
+    acks_ahead: bool,
     send_s: f64,
     sends_per_s: f64,
     due_to_first_ready_ms: Option<f64>,
@@ -90,6 +97,19 @@ struct GroupState {
     seen: Mutex<HashSet<u128>>,
     duplicates: AtomicU64,
     done_at_ms: AtomicU64,
+    /// Messages the group must receive: the burst and those after it.
+    total: u64,
+}
+
+impl GroupState {
+    /// Called when a batch's acks are answered: once every message was received, the
+    /// last such answer is the moment the group is done.
+    fn note_settled(&self) {
+        if self.seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64 >= self.total {
+            self.done_at_ms
+                .fetch_max(now_ms() as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 pub fn run(a: Args) -> Result<(), String> {
@@ -158,8 +178,17 @@ fn ms(v: Option<f64>) -> String {
 fn print_table(r: &Report) {
     println!("{}, machine: {}", r.queue, r.machine);
     println!(
-        "{} messages due in one millisecond ({} B), {} after it; {} group(s) x {} consumers",
-        r.messages, r.body_bytes, r.after, r.groups, r.consumers_per_group
+        "{} messages due in one millisecond ({} B), {} after it; {} group(s) x {} consumers{}",
+        r.messages,
+        r.body_bytes,
+        r.after,
+        r.groups,
+        r.consumers_per_group,
+        if r.acks_ahead {
+            ", each acking one batch while taking the next"
+        } else {
+            ""
+        }
     );
     println!("{:<52} {:>12}", "figure", "value");
     println!(
@@ -215,6 +244,7 @@ async fn burst(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
                 seen: Mutex::new(HashSet::with_capacity((a.messages + a.after) as usize)),
                 duplicates: AtomicU64::new(0),
                 done_at_ms: AtomicU64::new(0),
+                total: a.messages + a.after,
             })
         })
         .collect();
@@ -307,17 +337,25 @@ async fn burst(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
             let g = g.clone();
             let (early, after_lateness, after_ready) =
                 (early.clone(), after_lateness.clone(), after_ready.clone());
-            let max = a.receive_max;
+            let (max, ahead) = (a.receive_max, a.ack_ahead);
             let mut c = q.consumer(&g.name, Duration::from_secs(120)).await?;
             consumers.spawn(async move {
                 let deadline = due + 180_000;
+                // The batch of acks on its way, when acks go ahead.
+                let mut acking: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
                 loop {
                     if g.seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64 >= total
                         || now_ms() > deadline
                     {
+                        if let Some(h) = acking.take() {
+                            h.await.map_err(|e| e.to_string())??;
+                        }
                         return Ok::<(), String>(());
                     }
                     let got = c.take(max, Duration::from_secs(1)).await?;
+                    if let Some(h) = acking.take() {
+                        h.await.map_err(|e| e.to_string())??;
+                    }
                     if got.is_empty() {
                         continue;
                     }
@@ -352,9 +390,18 @@ async fn burst(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
                             .unwrap_or_else(|p| p.into_inner())
                             .extend(late);
                     }
-                    c.settle(&got).await?;
-                    if g.seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64 >= total {
-                        g.done_at_ms.fetch_max(now_ms() as u64, Ordering::Relaxed);
+                    if ahead {
+                        // The task itself notes when its acks were answered, so a long
+                        // poll after the last batch does not delay the figure.
+                        let (settle, g) = (c.settle_owned(got), g.clone());
+                        acking = Some(tokio::spawn(async move {
+                            settle.await?;
+                            g.note_settled();
+                            Ok(())
+                        }));
+                    } else {
+                        c.settle(&got).await?;
+                        g.note_settled();
                     }
                 }
             });
@@ -393,6 +440,7 @@ async fn burst(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
         body_bytes: a.body,
         groups: groups.len(),
         consumers_per_group: a.consumers.max(1),
+        acks_ahead: a.ack_ahead,
         send_s,
         sends_per_s: sent as f64 / send_s.max(1e-9),
         due_to_first_ready_ms: first.map(|t| (t - due) as f64),

@@ -64,7 +64,8 @@ pub enum Producer {
     Redis(MultiplexedConnection, String, Arc<AtomicU64>),
 }
 
-/// A consumer's connection, for one group.
+/// A consumer's connection, for one group. A clone shares the connection.
+#[derive(Clone)]
 pub enum Consumer {
     Sundial {
         client: Client,
@@ -296,16 +297,16 @@ impl Consumer {
                     ..ReceiveOptions::default()
                 };
                 let got = client
-                    .receive(topic, group, &o)
+                    .receive_deliveries(topic, group, &o)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(got
                     .into_iter()
                     .map(|m| Got {
-                        id: u128::from_str_radix(&m.message_id, 16).unwrap_or(0),
+                        id: m.id,
                         deliver_at_ms: m.deliver_at_ms,
                         ready_at_ms: Some(m.ready_at_ms),
-                        receipt: Some(Settle::Native(m.receipt_handle)),
+                        receipt: Some(Settle::Native(m.receipt)),
                     })
                     .collect())
             }
@@ -384,6 +385,16 @@ impl Consumer {
                 members.iter().map(|m| parse_member(m)).collect()
             }
         }
+    }
+
+    /// [`Consumer::settle`] as a task of its own on the same connection, so that the
+    /// consumer can take its next batch while the acks of this one are on their way.
+    pub fn settle_owned(
+        &self,
+        got: Vec<Got>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        let mut c = self.clone();
+        async move { c.settle(&got).await }
     }
 
     /// Acknowledges what `take` returned (sundial); a Redis pop is already final.

@@ -7,9 +7,9 @@ use crate::frame::{
     Frame, FrameCodec, Inbound, DEFAULT_MAX_FRAME, HEADER_LEN, PROTOCOL_VERSION, RESPONSE_HEADROOM,
 };
 use crate::message::{
-    encode, encode_sized, Delivered, ErrorCode, GroupInfo, Hello, MessageInfo, OutgoingMessage,
-    Receipt, ReceiptHandle, Request, Response, StartFrom, StatsReport, TopicCounts, TopicInfo,
-    TopicType, Welcome, WireFailure,
+    encode, encode_sized, Delivered, Delivery, ErrorCode, GroupInfo, Hello, MessageInfo,
+    OutgoingMessage, Receipt, ReceiptHandle, Request, Response, StartFrom, StatsReport,
+    TopicCounts, TopicInfo, TopicType, Welcome, WireFailure,
 };
 use crate::tls::BoxedIo;
 use bytes::Bytes;
@@ -558,6 +558,18 @@ impl Client {
         group: &str,
         o: &ReceiveOptions,
     ) -> ClientResult<Vec<Delivered>> {
+        let ds = self.receive_deliveries(topic, group, o).await?;
+        Ok(ds.into_iter().map(|d| d.delivered(topic)).collect())
+    }
+
+    /// [`Client::receive`] as the wire carries it: numeric ids and no topic copied into
+    /// each message, for consumers that keep neither the printed id nor the topic.
+    pub async fn receive_deliveries(
+        &self,
+        topic: &str,
+        group: &str,
+        o: &ReceiveOptions,
+    ) -> ClientResult<Vec<Delivery>> {
         let r = self
             .call(&Request::Receive {
                 topic: topic.into(),
@@ -568,8 +580,7 @@ impl Client {
                 wait_ms: o.wait.as_millis() as u64,
             })
             .await?;
-        let ds = expect!(r, Response::Messages(m) => m)?;
-        Ok(ds.into_iter().map(|d| d.delivered(topic)).collect())
+        expect!(r, Response::Messages(m) => m)
     }
 
     /// Acknowledges deliveries; one result per receipt, in order.
