@@ -350,3 +350,65 @@ async fn pipelined_single_sends_are_answered_each_on_its_own() {
     let t = c.show_topic("later").await.unwrap();
     assert_eq!((t.sent, t.timing), (ok as u64, ok as u64));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_as_the_wire_carries_them_are_the_messages_sent_and_ack_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("data"), &[]);
+    let c = d.client().await;
+    c.create_topic("raw", TopicType::Delay).await.unwrap();
+    c.create_group("raw", "g", StartFrom::Earliest, None)
+        .await
+        .unwrap();
+    let due = now_ms() + 300;
+    let mut sent = std::collections::BTreeMap::new();
+    for i in 0..5u8 {
+        let body = vec![i; 3 + i as usize];
+        let r = c
+            .send(
+                OutgoingMessage::new("raw", body.clone())
+                    .deliver_at(due)
+                    .tag(format!("t{i}")),
+            )
+            .await
+            .unwrap();
+        sent.insert(r.message_id, (body, format!("t{i}")));
+    }
+    // Short enough that an ack which did not hold would show as a redelivery below.
+    let o = ReceiveOptions {
+        max_messages: 16,
+        invisible: Duration::from_millis(1_500),
+        wait: Duration::from_secs(2),
+        ..ReceiveOptions::default()
+    };
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        if got.len() == sent.len() {
+            break;
+        }
+        got.extend(c.receive_deliveries("raw", "g", &o).await.unwrap());
+    }
+    assert_eq!(got.len(), sent.len(), "{got:?}");
+    for m in &got {
+        let id = format!("{:032x}", m.id);
+        let (body, tag) = sent.get(&id).unwrap_or_else(|| panic!("{id} was never sent"));
+        assert_eq!(&m.body, body);
+        assert_eq!(m.tag.as_deref(), Some(tag.as_str()));
+        assert_eq!(m.delivery_attempt, 1);
+        assert!(m.deliver_at_ms >= due as u64 && m.ready_at_ms >= m.deliver_at_ms);
+        assert!(now_ms() as u64 >= m.deliver_at_ms);
+        // The same message printed for consumers carries the same id.
+        assert_eq!(m.clone().delivered("raw").message_id, id);
+    }
+    let acks = c
+        .ack("raw", "g", got.iter().map(|m| m.receipt.clone()).collect())
+        .await
+        .unwrap();
+    assert!(acks.iter().all(|a| a.is_ok()), "{acks:?}");
+    // Acked: nothing comes back, though the invisible duration ends during this wait.
+    let until = now_ms() + 2_500;
+    while now_ms() < until {
+        let again = c.receive_deliveries("raw", "g", &o).await.unwrap();
+        assert!(again.is_empty(), "{again:?}");
+    }
+}
