@@ -391,7 +391,9 @@ async fn deliveries_as_the_wire_carries_them_are_the_messages_sent_and_ack_like_
     assert_eq!(got.len(), sent.len(), "{got:?}");
     for m in &got {
         let id = format!("{:032x}", m.id);
-        let (body, tag) = sent.get(&id).unwrap_or_else(|| panic!("{id} was never sent"));
+        let (body, tag) = sent
+            .get(&id)
+            .unwrap_or_else(|| panic!("{id} was never sent"));
         assert_eq!(&m.body, body);
         assert_eq!(m.tag.as_deref(), Some(tag.as_str()));
         assert_eq!(m.delivery_attempt, 1);
@@ -401,7 +403,7 @@ async fn deliveries_as_the_wire_carries_them_are_the_messages_sent_and_ack_like_
         assert_eq!(m.clone().delivered("raw").message_id, id);
     }
     let acks = c
-        .ack("raw", "g", got.iter().map(|m| m.receipt.clone()).collect())
+        .ack("raw", "g", got.iter().map(|m| m.receipt).collect())
         .await
         .unwrap();
     assert!(acks.iter().all(|a| a.is_ok()), "{acks:?}");
