@@ -233,7 +233,7 @@ pub(crate) fn receive(ctx: &mut Ctx<'_>, req: &ReceiveRequest) -> Result<Vec<Del
             }
             let r = match &mut run {
                 Some(r) => r,
-                None => run.insert(inflight::Run::start(ctx, offset)),
+                None => run.insert(inflight::Run::start(ctx, offset, entry.id)),
             };
             r.end = offset + 1;
             r.ready_at_ms = r.ready_at_ms.max(entry.ready_at_ms);
@@ -566,9 +566,9 @@ impl LeasedAcks {
     fn write(self, ctx: &mut Ctx<'_>) -> Result<()> {
         for (g, first, lease, offsets) in self.leases {
             let len = lease.end.saturating_sub(first);
-            // A lease of one offset keeps the plain entry and is deleted when its
-            // invisible time ends, as before: two deletes more per ack cost a consumer
-            // that settles each message on its own more than they save.
+            // A lease of one offset (receives make none now, but a store written
+            // before may hold them) keeps the plain entry and is deleted when its
+            // invisible time ends.
             if len > 1 && offsets.len() as u64 == len {
                 inflight::finish_lease(ctx, g, first, &lease)?;
                 continue;

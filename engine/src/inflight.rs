@@ -5,9 +5,10 @@
 //! until `visible_at`; its visibility entry (`v group ‖ t ‖ offset`) orders the
 //! expiries. An ack entry (`acked`: group ‖ offset) says the group is done with it.
 //!
-//! Leases: the first delivery of a run of consecutive offsets that one receive hands to
-//! a group is one inflight record (`l group ‖ first`) and one visibility entry (marked
-//! [`MARKER`]), not two per message. A burst of a million messages received 1,024 at
+//! Leases: the first delivery of a run of two or more consecutive offsets that one
+//! receive hands to a group is one inflight record (`l group ‖ first`) and one
+//! visibility entry (marked [`MARKER`]), not two per message (a run of one is an
+//! ordinary record). A burst of a million messages received 1,024 at
 //! a time then writes about two thousand records instead of two million, and an ack is
 //! one write (its ack entry) instead of three. One ack call that settles a whole lease
 //! writes one ack entry for the run (its value holds the run's end) and deletes the
@@ -24,6 +25,7 @@ use crate::store::families::{ACKED, INFLIGHT, READY};
 use crate::store::keys::{self, GroupId};
 use crate::store::records::{self, Finished, Inflight, Lease};
 use crate::store::Read;
+use crate::types::MessageId;
 use crate::writer::Ctx;
 use std::collections::HashSet;
 
@@ -42,21 +44,39 @@ pub(crate) struct Run {
     pub end: u64,
     pub nonce: u64,
     pub ready_at_ms: u64,
+    /// The message at `first`.
+    pub first_id: MessageId,
 }
 
 impl Run {
-    /// Starts a run at `offset` with a fresh nonce.
-    pub fn start(ctx: &mut Ctx<'_>, offset: u64) -> Run {
+    /// Starts a run at `offset` (message `id`) with a fresh nonce.
+    pub fn start(ctx: &mut Ctx<'_>, offset: u64, id: MessageId) -> Run {
         Run {
             first: offset,
             end: offset,
             nonce: ctx.st.next_seq(),
             ready_at_ms: 0,
+            first_id: id,
         }
     }
 
-    /// Writes the lease and its visibility entry.
+    /// Writes the lease and its visibility entry; a run of one offset gets an ordinary
+    /// inflight record instead (with the same nonce, so its receipt is the same). An ack
+    /// then finds it with one read and deletes it with its entry, where a lease would
+    /// have needed three reads and stayed until its invisible time ended, to be read
+    /// and deleted then: a consumer that receives one message per request (the
+    /// official SimpleConsumer) leaves nothing behind to expire.
     pub fn close(self, ctx: &mut Ctx<'_>, g: GroupId, visible_at_ms: u64) -> Result<()> {
+        if self.end == self.first + 1 {
+            let rec = Inflight {
+                id: self.first_id,
+                attempt: 1,
+                visible_at_ms,
+                nonce: self.nonce,
+                ready_at_ms: self.ready_at_ms,
+            };
+            return put_record(ctx, g, self.first, &rec);
+        }
         let lease = Lease {
             end: self.end,
             visible_at_ms,
@@ -78,9 +98,8 @@ impl Run {
 
 /// The lease whose run holds `offset`, as `(first, lease)`.
 pub(crate) fn covering(r: &impl Read, g: GroupId, offset: u64) -> Result<Option<(u64, Lease)>> {
-    // Leases do not overlap, so one that starts at `offset` is the one. Receives of
-    // one message make only such leases: a point read finds them without the reverse
-    // seek below.
+    // Leases do not overlap, so one that starts at `offset` is the one: a point read
+    // finds it without the reverse seek below.
     if let Some(v) = r.get(INFLIGHT, keys::lease(g, offset))? {
         let lease = records::decode_lease(&v)?;
         return Ok((offset < lease.end).then_some((offset, lease)));

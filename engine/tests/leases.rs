@@ -346,18 +346,41 @@ fn a_reset_into_a_run_acked_whole_delivers_the_rest_again() {
     }
 }
 
-/// A lease of one message acked keeps its plain ack entry; the lease goes when its
-/// invisible time ends, and the message stays acked.
+/// A receive of one message writes an ordinary inflight record, not a lease: its ack
+/// deletes the record and its entry at once, so nothing is left to expire; one left
+/// unacked comes back at attempt 2 when its invisible time ends.
 #[test]
-fn a_lease_of_one_acked_keeps_a_plain_entry_until_it_expires() {
-    let h = setup(1);
+fn a_receive_of_one_leaves_nothing_inflight_once_acked() {
+    let h = setup(2);
     let got = h.receive_inv("n", "g", 1, 1_000);
     assert_eq!(got.len(), 1);
+    assert_eq!(rows(&h, "inflight"), 2, "a record and its visibility entry");
     h.e().ack("n", "g", &got[0].receipt_handle).unwrap();
-    assert_eq!((rows(&h, "acked"), rows(&h, "inflight")), (1, 2));
-    h.advance(1_001);
-    assert_eq!(rows(&h, "inflight"), 0, "deleted on expiry");
-    assert!(h.receive("n", "g", 10).is_empty());
+    assert_eq!((rows(&h, "acked"), rows(&h, "inflight")), (1, 0));
+    let again = h.e().ack("n", "g", &got[0].receipt_handle);
+    assert!(
+        matches!(again, Err(Error::BadReceiptHandle(_))),
+        "{again:?}"
+    );
     assert_eq!(group_state(&h, got[0].message_id), GroupMessageState::Acked);
     assert_eq!(counts(&h), (0, 0, 1));
+
+    let second = h.receive_inv("n", "g", 1, 1_000);
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0].message_id, got[0].message_id);
+    assert_eq!(counts(&h), (1, 0, 1));
+    h.advance(1_001);
+    let back = h.receive("n", "g", 10);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].message_id, second[0].message_id);
+    assert_eq!(back[0].delivery_attempt, 2);
+    // The first delivery's receipt is stale; the new one acks.
+    let stale = h.e().ack("n", "g", &second[0].receipt_handle);
+    assert!(
+        matches!(stale, Err(Error::BadReceiptHandle(_))),
+        "{stale:?}"
+    );
+    h.e().ack("n", "g", &back[0].receipt_handle).unwrap();
+    assert_eq!((rows(&h, "acked"), rows(&h, "inflight")), (2, 0));
+    assert_eq!(counts(&h), (0, 0, 2));
 }
