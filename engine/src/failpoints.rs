@@ -9,6 +9,7 @@
 //! | `consume::ack` | each ack call, before it writes | the call is answered with an error; the deliveries stay inflight |
 //! | `retention::filter` | every compaction filter decision | the filter keeps the entry (it never deletes when unsure) |
 //! | `writer::nospace` | every round's write | the write fails as on a full file system: the round's callers get `StorageFull`, nothing of it is stored, and the engine goes on |
+//! | `inflight::lease_of_one` | each run of one offset a receive hands out | the run is written as a lease of one offset, as builds before 2026-12-06 wrote it, so a test can make a store that holds such leases |
 //!
 //! Any of them can also be set to `panic`: the thread that reaches it panics, which
 //! must poison the engine.
@@ -23,13 +24,16 @@ pub const ACK_WRITE: &str = "consume::ack";
 pub const COMPACTION_FILTER: &str = "retention::filter";
 /// A round's write, failing as on a full file system.
 pub const WRITE_NO_SPACE: &str = "writer::nospace";
+/// A receive's run of one offset written as a lease (the older stores' form).
+pub const LEASE_OF_ONE: &str = "inflight::lease_of_one";
 /// Every failpoint name, for the daemon's control endpoint.
-pub const ALL: [&str; 5] = [
+pub const ALL: [&str; 6] = [
     WAL_SYNC,
     PUMP_MOVE,
     ACK_WRITE,
     COMPACTION_FILTER,
     WRITE_NO_SPACE,
+    LEASE_OF_ONE,
 ];
 
 /// Whether the failpoint `name` fires now.

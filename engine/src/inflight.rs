@@ -21,6 +21,7 @@
 //! receipts (see [`convert`]), and the usual expiry and redelivery take over.
 
 use crate::error::Result;
+use crate::failpoints;
 use crate::store::families::{ACKED, INFLIGHT, READY};
 use crate::store::keys::{self, GroupId};
 use crate::store::records::{self, Finished, Inflight, Lease};
@@ -67,7 +68,7 @@ impl Run {
     /// and deleted then: a consumer that receives one message per request (the
     /// official SimpleConsumer) leaves nothing behind to expire.
     pub fn close(self, ctx: &mut Ctx<'_>, g: GroupId, visible_at_ms: u64) -> Result<()> {
-        if self.end == self.first + 1 {
+        if self.end == self.first + 1 && !failpoints::fires(failpoints::LEASE_OF_ONE) {
             let rec = Inflight {
                 id: self.first_id,
                 attempt: 1,

@@ -321,3 +321,66 @@ fn a_full_file_system_refuses_the_round_keeps_counts_exact_and_writes_resume_wit
     let t = &h.e().counters().topics[0];
     assert_eq!((t.sent, t.timing), (2, 0));
 }
+
+/// Stores written before 2026-12-06 hold leases of one offset (receives of one message
+/// wrote one); this build writes ordinary records for them, so the failpoint makes the
+/// old form. Such a lease is still acked on its own, its receipt cannot ack twice, an
+/// unacked one comes back at attempt 2 when its invisible time ends, and an acked one
+/// is dropped then without being delivered again.
+#[test]
+fn leases_of_one_offset_from_an_older_store_are_settled_and_expire() {
+    let _s = serial();
+    let h = Harness::new();
+    h.topic("n", TopicKind::Normal);
+    h.e()
+        .create_group("n", "g", GroupStart::Earliest, None)
+        .unwrap();
+    for i in 0..2 {
+        h.e().send(normal_msg("n", &format!("m{i}"))).unwrap();
+    }
+    let (first, second) = {
+        let _f = Set::new(failpoints::LEASE_OF_ONE, "return");
+        (
+            h.receive_inv("n", "g", 1, 1_000),
+            h.receive_inv("n", "g", 1, 1_000),
+        )
+    };
+    assert_eq!((first.len(), second.len()), (1, 1));
+    let rows = |f: &str| h.e().count_rows(f).unwrap();
+    assert_eq!(
+        rows("inflight"),
+        4,
+        "two leases, each with its visibility entry"
+    );
+
+    h.e().ack("n", "g", &first[0].receipt_handle).unwrap();
+    let again = h.e().ack("n", "g", &first[0].receipt_handle);
+    assert!(
+        matches!(again, Err(Error::BadReceiptHandle(_))),
+        "{again:?}"
+    );
+    // The acked lease stays until its invisible time ends, as the older builds left it.
+    assert_eq!((rows("acked"), rows("inflight")), (1, 4));
+
+    h.advance(1_001);
+    let back = h.receive("n", "g", 10);
+    assert_eq!(back.len(), 1, "only the unacked one comes back: {back:?}");
+    assert_eq!(back[0].message_id, second[0].message_id);
+    assert_eq!(back[0].delivery_attempt, 2);
+    let stale = h.e().ack("n", "g", &second[0].receipt_handle);
+    assert!(
+        matches!(stale, Err(Error::BadReceiptHandle(_))),
+        "{stale:?}"
+    );
+    h.e().ack("n", "g", &back[0].receipt_handle).unwrap();
+    assert_eq!((rows("acked"), rows("inflight")), (2, 0));
+    let s = h.e().stats();
+    let g = s
+        .topics
+        .iter()
+        .find(|t| t.name == "n")
+        .and_then(|t| t.groups.iter().find(|g| g.name == "g"))
+        .unwrap();
+    assert_eq!((g.inflight, g.retry, g.acked), (0, 0, 2));
+    assert!(h.receive("n", "g", 10).is_empty());
+}
