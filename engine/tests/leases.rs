@@ -31,10 +31,7 @@ fn group_state(h: &Harness, id: sundial_engine::MessageId) -> GroupMessageState 
 }
 
 fn counts(h: &Harness) -> (u64, u64, u64) {
-    let s = h.e().stats();
-    let t = s.topics.iter().find(|t| t.name == "n").unwrap();
-    let g = t.groups.iter().find(|g| g.name == "g").unwrap();
-    (g.inflight, g.retry, g.acked)
+    h.group_counts("n", "g")
 }
 
 #[test]
@@ -235,10 +232,6 @@ fn a_receipt_twice_in_one_ack_call_is_refused_the_second_time() {
     assert_eq!(counts(&h), (0, 0, 20));
 }
 
-fn rows(h: &Harness, family: &str) -> usize {
-    h.e().count_rows(family).unwrap()
-}
-
 fn ack_all(h: &Harness, msgs: &[sundial_engine::ReceivedMessage]) {
     let receipts: Vec<_> = msgs.iter().map(|m| m.receipt_handle).collect();
     for r in h.e().ack_batch("n", "g", receipts) {
@@ -254,10 +247,10 @@ fn a_lease_acked_whole_in_one_call_is_one_ack_entry() {
     let got = h.receive_inv("n", "g", 100, 60_000);
     assert_eq!(got.len(), 100);
     // One lease: its record and its visibility entry.
-    assert_eq!(rows(&h, "inflight"), 2);
+    assert_eq!(h.rows("inflight"), 2);
     ack_all(&h, &got);
-    assert_eq!(rows(&h, "acked"), 1);
-    assert_eq!(rows(&h, "inflight"), 0, "the lease is gone");
+    assert_eq!(h.rows("acked"), 1);
+    assert_eq!(h.rows("inflight"), 0, "the lease is gone");
     assert_eq!(counts(&h), (0, 0, 100));
     for i in [0, 1, 50, 98, 99] {
         assert_eq!(group_state(&h, got[i].message_id), GroupMessageState::Acked);
@@ -298,7 +291,7 @@ fn a_lease_acked_in_part_keeps_an_entry_per_message() {
     ack_all(&h, &one_call);
     ack_all(&h, &c[..4]);
     ack_all(&h, &c[4..]);
-    assert_eq!(rows(&h, "acked"), 1 + 9 + 10);
+    assert_eq!(h.rows("acked"), 1 + 9 + 10);
     assert_eq!(counts(&h), (1, 0, 29));
     assert_eq!(group_state(&h, b[8].message_id), GroupMessageState::Acked);
     assert_eq!(group_state(&h, c[9].message_id), GroupMessageState::Acked);
@@ -327,7 +320,7 @@ fn a_reset_into_a_run_acked_whole_delivers_the_rest_again() {
     let got = h.receive_inv("n", "g", 20, 60_000);
     assert_eq!(got.len(), 20);
     ack_all(&h, &got);
-    assert_eq!(rows(&h, "acked"), 1);
+    assert_eq!(h.rows("acked"), 1);
     let offset = h.e().reset_offset("n", "g", sent_at[12]).unwrap();
     assert_eq!(
         group_state(&h, got[11].message_id),
@@ -354,9 +347,9 @@ fn a_receive_of_one_leaves_nothing_inflight_once_acked() {
     let h = setup(2);
     let got = h.receive_inv("n", "g", 1, 1_000);
     assert_eq!(got.len(), 1);
-    assert_eq!(rows(&h, "inflight"), 2, "a record and its visibility entry");
+    assert_eq!(h.rows("inflight"), 2, "a record and its visibility entry");
     h.e().ack("n", "g", &got[0].receipt_handle).unwrap();
-    assert_eq!((rows(&h, "acked"), rows(&h, "inflight")), (1, 0));
+    assert_eq!((h.rows("acked"), h.rows("inflight")), (1, 0));
     let again = h.e().ack("n", "g", &got[0].receipt_handle);
     assert!(
         matches!(again, Err(Error::BadReceiptHandle(_))),
@@ -381,6 +374,6 @@ fn a_receive_of_one_leaves_nothing_inflight_once_acked() {
         "{stale:?}"
     );
     h.e().ack("n", "g", &back[0].receipt_handle).unwrap();
-    assert_eq!((rows(&h, "acked"), rows(&h, "inflight")), (2, 0));
+    assert_eq!((h.rows("acked"), h.rows("inflight")), (2, 0));
     assert_eq!(counts(&h), (0, 0, 2));
 }

@@ -89,6 +89,19 @@ impl Harness {
         self.e().receive(r).expect("receive")
     }
 
+    /// Rows in one of the store's column families.
+    pub fn rows(&self, family: &str) -> usize {
+        self.e().count_rows(family).expect("count rows")
+    }
+
+    /// A group's (inflight, retry, acked) counts, from the engine's stats.
+    pub fn group_counts(&self, topic: &str, group: &str) -> (u64, u64, u64) {
+        let s = self.e().stats();
+        let t = s.topics.iter().find(|t| t.name == topic).expect("topic");
+        let g = t.groups.iter().find(|g| g.name == group).expect("group");
+        (g.inflight, g.retry, g.acked)
+    }
+
     /// Receives and acks everything currently Ready for the group.
     pub fn drain(&self, topic: &str, group: &str) -> Vec<ReceivedMessage> {
         let mut all = Vec::new();
