@@ -234,7 +234,7 @@ async fn serve_async(cfg: config::ServeConfig) -> Result<(), String> {
         }
     };
     let prometheus = metrics::install()?;
-    let observer = Arc::new(metrics::LatenessObserver::default());
+    let observer = Arc::new(metrics::EngineObserver::default());
     let dir = cfg.data_dir.clone();
     let engine_cfg = cfg.engine.clone();
     let engine = tokio::task::spawn_blocking(move || {

@@ -51,6 +51,7 @@ pub const FAMILIES: &[&str] = &[
     "sundial_rocksdb_body_compression_ratio",
     "sundial_rocksdb_memtable_waits_total",
     "sundial_rocksdb_memtable_wait_seconds",
+    "sundial_wal_sync_duration_seconds",
     "sundial_connections",
     "sundial_connections_total",
     "sundial_connections_refused_total",
@@ -78,16 +79,29 @@ const DURATION_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0,
 ];
 
+/// WAL sync buckets (seconds): from a fast SSD's tens of microseconds to a stalled disk.
+const SYNC_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5,
+];
+
+/// The exporter with every histogram's buckets set.
+fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("lateness_seconds".into()), LATENESS_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("sundial_request_duration_seconds".into()),
+            DURATION_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("sundial_wal_sync_duration_seconds".into()),
+            SYNC_BUCKETS,
+        )
+}
+
 /// Installs the global Prometheus recorder with explicit histogram buckets.
 pub fn install() -> Result<PrometheusHandle, String> {
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("lateness_seconds".into()), LATENESS_BUCKETS)
-        .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Full("sundial_request_duration_seconds".into()),
-                DURATION_BUCKETS,
-            )
-        })
+    builder()
         .and_then(|b| b.install_recorder())
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))
         .inspect(|_| {
@@ -98,6 +112,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
             counter!("sundial_connections_refused_total").increment(0);
             counter!("sundial_unauthorized_total").increment(0);
             grpc_sessions(0, 0);
+            let _ = histogram!("sundial_wal_sync_duration_seconds");
         })
 }
 
@@ -108,13 +123,26 @@ pub struct Live {
     pub connections: AtomicU64,
 }
 
-/// Records delivery lateness (Ready time − delivery time) as the pump promotes.
+/// Records what the engine reports as it happens: delivery lateness (Ready time −
+/// delivery time) as the pump promotes, and the duration of each WAL sync.
 #[derive(Default)]
-pub struct LatenessObserver {
+pub struct EngineObserver {
     by_topic: RwLock<HashMap<String, metrics::Histogram>>,
+    wal_sync: std::sync::OnceLock<Histogram>,
 }
 
-impl Observer for LatenessObserver {
+impl Observer for EngineObserver {
+    fn wal_synced(&self, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        if INSTALLED.load(Ordering::Relaxed) {
+            self.wal_sync
+                .get_or_init(|| histogram!("sundial_wal_sync_duration_seconds"))
+                .record(secs);
+        } else {
+            histogram!("sundial_wal_sync_duration_seconds").record(secs);
+        }
+    }
+
     fn ready(&self, topic: &str, lateness_ms: u64) {
         self.ready_many(topic, lateness_ms, 1);
     }
@@ -473,16 +501,7 @@ mod tests {
     /// emitted, fails here.
     #[test]
     fn every_family_is_listed_and_histograms_have_buckets() {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("lateness_seconds".into()), LATENESS_BUCKETS)
-            .and_then(|b| {
-                b.set_buckets_for_metric(
-                    Matcher::Full("sundial_request_duration_seconds".into()),
-                    DURATION_BUCKETS,
-                )
-            })
-            .unwrap()
-            .build_recorder();
+        let recorder = builder().unwrap().build_recorder();
         let handle = recorder.handle();
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(
@@ -500,7 +519,9 @@ mod tests {
             .create_group("t", "g", sundial_engine::GroupStart::Earliest, None)
             .unwrap();
         metrics::with_local_recorder(&recorder, || {
-            LatenessObserver::default().ready("t", 1);
+            let observer = EngineObserver::default();
+            observer.ready("t", 1);
+            observer.wal_synced(std::time::Duration::from_micros(300));
             request_done("send", Instant::now(), Some("BadRequest"));
             delivered("t", "g", 2, [0u64, 2].into_iter());
             nacked("t", "g", 1);
@@ -533,6 +554,7 @@ mod tests {
             "sundial_delivery_lateness_seconds_bucket",
             "sundial_receive_lateness_seconds_bucket",
             "sundial_request_duration_seconds_bucket",
+            "sundial_wal_sync_duration_seconds_bucket",
         ] {
             assert!(
                 text.contains(h),

@@ -14,6 +14,10 @@ pub trait Observer: Send + Sync + 'static {
             self.ready(topic, lateness_ms);
         }
     }
+
+    /// One WAL sync succeeded and took `took`: the wait every durable answer of the
+    /// rounds it covers shares. Called on the syncer thread after each sync.
+    fn wal_synced(&self, _took: std::time::Duration) {}
 }
 
 /// Counters of one consumer group.

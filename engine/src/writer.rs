@@ -499,9 +499,14 @@ fn sync_loop(sh: Arc<Shared>, rx: Receiver<Written>) {
         let mut rounds = vec![first];
         rounds.extend(rx.try_iter());
         let need = rounds.iter().map(|r| r.sync_to).max().unwrap_or(0);
+        let mut took = None;
         if need > synced && sync_failed.is_none() {
+            let started = std::time::Instant::now();
             match sync_wal(&sh) {
-                Ok(()) => synced = need,
+                Ok(()) => {
+                    synced = need;
+                    took = Some(started.elapsed());
+                }
                 Err(e) => sync_failed = Some(e),
             }
         }
@@ -515,6 +520,10 @@ fn sync_loop(sh: Arc<Shared>, rx: Receiver<Written>) {
                 reply(fail);
             }
             drop(r.spent);
+        }
+        // Told after the answers, so recording it delays none of them.
+        if let (Some(took), Some(o)) = (took, sh.config_observer()) {
+            o.wal_synced(took);
         }
     }
 }

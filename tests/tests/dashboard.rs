@@ -442,6 +442,7 @@ fn alert_rules_and_scrape_config_pass_promtool() {
         "sundial_early_deliveries_total",
         "sundial_delivery_lateness_seconds_bucket",
         "sundial_dead_letters_total",
+        "sundial_wal_sync_duration_seconds_bucket",
     ] {
         assert!(alerts.contains(name), "no alert on {name}");
     }

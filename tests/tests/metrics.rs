@@ -25,6 +25,7 @@ const FAMILIES: &[&str] = &[
     "sundial_rocksdb_write_stopped",
     "sundial_connections",
     "sundial_disk_bytes",
+    "sundial_wal_sync_duration_seconds",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,6 +116,7 @@ async fn metrics_expose_the_documented_families_with_buckets() {
         "sundial_delivery_lateness_seconds",
         "sundial_receive_lateness_seconds",
         "sundial_request_duration_seconds",
+        "sundial_wal_sync_duration_seconds",
     ] {
         assert!(
             text.contains(&format!("# TYPE {h} histogram")),
@@ -144,6 +146,18 @@ async fn metrics_expose_the_documented_families_with_buckets() {
         metric_value(&text, "sundial_sends_total{topic=\"m\"}"),
         Some(7.0)
     );
+    // Every durable answer waited for a sync, and one sync may cover several of them:
+    // at least one sync, and at most one per writer job the requests made (3 creates,
+    // 7 sends, the receives, an ack, two nacks and a recall; a receive that waited
+    // can take two jobs).
+    let syncs = metric_value(&text, "sundial_wal_sync_duration_seconds_count").unwrap_or(0.0);
+    let jobs = f64::from(3 + 7 + 2 * receives + 4);
+    assert!(
+        (1.0..=jobs).contains(&syncs),
+        "{syncs} WAL syncs for at most {jobs} writer jobs"
+    );
+    let synced_for = metric_value(&text, "sundial_wal_sync_duration_seconds_sum").unwrap_or(0.0);
+    assert!(synced_for > 0.0, "the syncs took {synced_for} s in all");
     // One lateness figure per first delivery to each group, however a receive's
     // figures are grouped.
     assert_eq!(
