@@ -2,9 +2,9 @@
 //! dashboard and its test can find them all in one file), and the `/metrics` endpoint.
 //!
 //! Counts of messages by state and the cumulative per-topic and per-group counters come
-//! from the engine's exact counters at scrape time; request durations, receives, nacks
-//! and lateness are recorded as they happen. Labels are topic, group, op, code and
-//! column family: never a message id.
+//! from the engine's exact counters at scrape time; request durations, receives, nacks,
+//! lateness and WAL syncs are recorded as they happen. Labels are topic, group, op, code
+//! and column family: never a message id.
 
 use bytes::Bytes;
 use http_body_util::Full;
