@@ -71,7 +71,8 @@ struct Report {
     lateness_ms_p99: f64,
     lateness_ms_p999: f64,
     lateness_ms_max: f64,
-    /// When the latest message was received: Unix ms (to match with the daemon's log).
+    /// When the message late by the max was received: Unix ms, to match with the
+    /// daemon's log.
     lateness_max_at_unix_ms: u64,
     /// When the schedule started, Unix ms.
     start_unix_ms: u64,
@@ -122,7 +123,7 @@ fn print_table(r: &Report) {
         r.lateness_ms_p50, r.lateness_ms_p90, r.lateness_ms_p99, r.lateness_ms_p999, r.lateness_ms_max
     );
     println!(
-        "the latest message was received {:.1} s after the schedule's start (Unix ms {})",
+        "the message late by the max was received {:.1} s after the schedule's start (Unix ms {})",
         r.lateness_max_at_unix_ms.saturating_sub(r.start_unix_ms) as f64 / 1000.0,
         r.lateness_max_at_unix_ms
     );
@@ -206,7 +207,8 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
     }
     let end_of_schedule = start + ticks * tick_ms;
     let last_due = end_of_schedule + a.max_delay_ms;
-    // The lateness histogram, and (lateness µs, received at µs) of the latest message.
+    // The lateness histogram, and (lateness µs, received at µs) of the message late by
+    // the max.
     let hist = Arc::new(Mutex::new((
         Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?,
         (0u64, 0u64),
