@@ -44,6 +44,12 @@ pub struct Args {
     /// Messages per receive.
     #[arg(long, default_value_t = 512)]
     receive_max: u32,
+    /// Each consumer sends a batch's acks and takes its next batch at the same time,
+    /// with at most one batch of acks outstanding, as a push consumer or an application
+    /// that acks from another task does. By default a consumer waits for each ack
+    /// before it receives again.
+    #[arg(long)]
+    ack_ahead: bool,
     #[command(flatten)]
     target: TargetArgs,
     #[command(flatten)]
@@ -60,6 +66,7 @@ struct Report {
     rate: u64,
     seconds: u64,
     delay_ms: (u64, u64),
+    acks_ahead: bool,
     scheduled: u64,
     received: u64,
     duplicates: u64,
@@ -115,8 +122,18 @@ pub fn run(a: Args) -> Result<(), String> {
 fn print_table(r: &Report) {
     println!("{}, machine: {}", r.queue, r.machine);
     println!(
-        "{} msg/s for {} s, delays {}..{} ms: {} scheduled, {} received",
-        r.rate, r.seconds, r.delay_ms.0, r.delay_ms.1, r.scheduled, r.received
+        "{} msg/s for {} s, delays {}..{} ms: {} scheduled, {} received{}",
+        r.rate,
+        r.seconds,
+        r.delay_ms.0,
+        r.delay_ms.1,
+        r.scheduled,
+        r.received,
+        if r.acks_ahead {
+            "; each consumer acks one batch while taking the next"
+        } else {
+            ""
+        }
     );
     println!(
         "lateness (receive - deliver_at) ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
@@ -228,9 +245,11 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
             dups.clone(),
             scheduled.clone(),
         );
-        let max = a.receive_max;
+        let (max, ahead) = (a.receive_max, a.ack_ahead);
         let mut c = q.consumer("g", Duration::from_secs(60)).await?;
         consumers.spawn(async move {
+            // The batch of acks on its way, when acks go ahead.
+            let mut acking: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
             // Drain: until every scheduled message was seen after the last due time,
             // or 60 s past it.
             loop {
@@ -239,9 +258,15 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
                     && seen.lock().unwrap_or_else(|p| p.into_inner()).len() as u64
                         >= scheduled.load(Ordering::Relaxed);
                 if done || now > last_due + 60_000 {
+                    if let Some(h) = acking.take() {
+                        h.await.map_err(|e| e.to_string())??;
+                    }
                     return Ok::<(), String>(());
                 }
                 let got = c.take(max, Duration::from_millis(500)).await?;
+                if let Some(h) = acking.take() {
+                    h.await.map_err(|e| e.to_string())??;
+                }
                 if got.is_empty() {
                     continue;
                 }
@@ -265,7 +290,11 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
                         }
                     }
                 }
-                c.settle(&got).await?;
+                if ahead {
+                    acking = Some(tokio::spawn(c.settle_owned(got)));
+                } else {
+                    c.settle(&got).await?;
+                }
             }
         });
     }
@@ -286,6 +315,7 @@ async fn steady(q: &Queue, queue: &str, a: &Args) -> Result<Report, String> {
         rate: a.rate,
         seconds: a.seconds,
         delay_ms: (a.min_delay_ms, a.max_delay_ms),
+        acks_ahead: a.ack_ahead,
         scheduled: sched,
         received,
         duplicates: dups.load(Ordering::Relaxed),
