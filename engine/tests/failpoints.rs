@@ -361,17 +361,7 @@ fn leases_of_one_offset_from_an_older_store_are_settled_and_expire() {
     // The acked lease stays until its invisible time ends, as the older builds left it.
     assert_eq!((h.rows("acked"), h.rows("inflight")), (1, 4));
 
-    h.advance(1_001);
-    let back = h.receive("n", "g", 10);
-    assert_eq!(back.len(), 1, "only the unacked one comes back: {back:?}");
-    assert_eq!(back[0].message_id, second[0].message_id);
-    assert_eq!(back[0].delivery_attempt, 2);
-    let stale = h.e().ack("n", "g", &second[0].receipt_handle);
-    assert!(
-        matches!(stale, Err(Error::BadReceiptHandle(_))),
-        "{stale:?}"
-    );
-    h.e().ack("n", "g", &back[0].receipt_handle).unwrap();
+    h.redelivered_and_acked("n", "g", &second[0], 1_001);
     assert_eq!((h.rows("acked"), h.rows("inflight")), (2, 0));
     assert_eq!(h.group_counts("n", "g"), (0, 0, 2));
     assert!(h.receive("n", "g", 10).is_empty());

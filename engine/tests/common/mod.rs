@@ -102,6 +102,28 @@ impl Harness {
         (g.inflight, g.retry, g.acked)
     }
 
+    /// Lets `invisible_ms` pass and checks that `m` alone comes back, at attempt 2, that
+    /// its first receipt is then stale, and that the new one acks it.
+    pub fn redelivered_and_acked(
+        &self,
+        topic: &str,
+        group: &str,
+        m: &ReceivedMessage,
+        invisible_ms: u64,
+    ) {
+        self.advance(invisible_ms);
+        let back = self.receive(topic, group, 10);
+        assert_eq!(back.len(), 1, "only the unacked one comes back: {back:?}");
+        assert_eq!(back[0].message_id, m.message_id);
+        assert_eq!(back[0].delivery_attempt, 2);
+        let stale = self.e().ack(topic, group, &m.receipt_handle);
+        assert!(
+            matches!(stale, Err(sundial_engine::Error::BadReceiptHandle(_))),
+            "{stale:?}"
+        );
+        self.e().ack(topic, group, &back[0].receipt_handle).unwrap();
+    }
+
     /// Receives and acks everything currently Ready for the group.
     pub fn drain(&self, topic: &str, group: &str) -> Vec<ReceivedMessage> {
         let mut all = Vec::new();
