@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use sundial_wire::{Client, ClientOptions};
 
@@ -89,42 +89,60 @@ pub struct Pipeline {
 /// messages (1: single sends), keeping `inflight` requests in flight. Records each
 /// request's latency in microseconds into `latency` and advances `bar`. Fails on the
 /// first refused send; returns how many were sent.
+///
+/// The requests in flight are `inflight` lanes polled together in the caller's task,
+/// each sending its next request when its last one is answered: no task is spawned per
+/// request, so the load generator's own cost per request (a task's allocation and the
+/// copies of its future) does not take the two cores from the queue under test.
 pub async fn send_pipelined(
     p: &Producer,
     n: u64,
     body: &[u8],
     deliver_at: i64,
     Pipeline { batch, inflight }: Pipeline,
-    mut latency: Option<&mut Histogram<u64>>,
+    latency: Option<&mut Histogram<u64>>,
     bar: Option<&ProgressBar>,
 ) -> Result<u64, String> {
-    let mut running = tokio::task::JoinSet::new();
-    let body: Arc<[u8]> = body.into();
-    let (mut queued, mut sent) = (0u64, 0u64);
-    while queued < n || !running.is_empty() {
-        while queued < n && running.len() < inflight.max(1) {
-            let k = batch.max(1).min((n - queued) as usize);
-            let (p, body) = (p.clone(), body.clone());
-            running.spawn(async move {
-                let at = vec![deliver_at; k];
-                let t = Instant::now();
-                let done = p.schedule(&at, &body).await?;
-                Ok::<_, String>((done, t.elapsed()))
-            });
-            queued += k as u64;
-        }
-        if let Some(r) = running.join_next().await {
-            let (done, took) = r.map_err(|e| e.to_string())??;
+    let batch = batch.max(1) as u64;
+    // Messages not yet claimed by a lane.
+    let left = AtomicU64::new(n);
+    let claim = || {
+        left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+            (l > 0).then(|| l - l.min(batch))
+        })
+        .map_or(0, |l| l.min(batch) as usize)
+    };
+    // One histogram for all lanes (they run in this task, so its lock is never
+    // contended); a histogram per lane would be hundreds of KiB each.
+    let latency = std::sync::Mutex::new(latency);
+    let lane = || async {
+        let mut sent = 0u64;
+        let mut at = Vec::new();
+        loop {
+            let k = claim();
+            if k == 0 {
+                break;
+            }
+            at.clear();
+            at.resize(k, deliver_at);
+            let t = Instant::now();
+            let done = p.schedule(&at, body).await?;
             sent += done;
-            if let Some(h) = latency.as_deref_mut() {
-                let _ = h.record((took.as_micros() as u64).max(1));
+            if let Some(h) = latency
+                .lock()
+                .map_err(|_| "latency histogram poisoned")?
+                .as_deref_mut()
+            {
+                let _ = h.record((t.elapsed().as_micros() as u64).max(1));
             }
             if let Some(b) = bar {
                 b.inc(done);
             }
         }
-    }
-    Ok(sent)
+        Ok::<_, String>(sent)
+    };
+    let lanes = futures_util::future::try_join_all((0..inflight.max(1)).map(|_| lane())).await?;
+    Ok(lanes.iter().sum())
 }
 
 /// A histogram of microseconds, up to an hour.

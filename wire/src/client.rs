@@ -342,9 +342,11 @@ impl Connection {
                 .unwrap_or_else(|_| Err(ClientError::ConnectionLost("connection closed".into())))
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => {
+            // The reader took the waiter out to answer it.
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
                 self.waiters.forget(id);
-                r
+                Err(e)
             }
             Err(_) => {
                 self.waiters.forget(id);
@@ -365,7 +367,10 @@ pub struct Client {
 struct ClientShared {
     addr: String,
     opts: ClientOptions,
-    conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    /// The current connection: read by every call without waiting.
+    conn: Mutex<Option<Arc<Connection>>>,
+    /// Held while a new connection is made, so concurrent calls after a loss make one.
+    connecting: tokio::sync::Mutex<()>,
 }
 
 /// What a receive asks for.
@@ -411,7 +416,8 @@ impl Client {
             inner: Arc::new(ClientShared {
                 addr: addr.to_string(),
                 opts,
-                conn: tokio::sync::Mutex::new(None),
+                conn: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
             }),
         };
         c.connection().await?;
@@ -428,15 +434,28 @@ impl Client {
         Ok(self.connection().await?.welcome.clone())
     }
 
+    /// The open connection, if it has not failed.
+    fn current(&self) -> Option<Arc<Connection>> {
+        self.inner
+            .conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|c| !c.waiters.is_closed())
+            .cloned()
+    }
+
     async fn connection(&self) -> ClientResult<Arc<Connection>> {
-        let mut slot = self.inner.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            if !c.waiters.is_closed() {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let _one = self.inner.connecting.lock().await;
+        // Another call may have connected while this one waited.
+        if let Some(c) = self.current() {
+            return Ok(c);
         }
         let c = Arc::new(Connection::open(&self.inner.addr, &self.inner.opts).await?);
-        *slot = Some(c.clone());
+        *self.inner.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
     }
 
