@@ -30,7 +30,7 @@ use tokio_util::codec::Framed;
 const MAX_FRAME: usize = 16 << 20;
 
 /// What the echo's answers carry.
-struct Canned {
+pub(crate) struct Canned {
     /// The next message id (sends' receipts and received messages).
     ids: AtomicU64,
     /// The body of every received message.
@@ -84,6 +84,30 @@ pub fn serve(body_len: usize) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())
     })
+}
+
+/// The native echo alone, on 127.0.0.1 port 0 in the caller's runtime (for tests): its
+/// address, and what it answers with (whose id count says how many messages it took).
+#[cfg(test)]
+pub(crate) async fn native_here() -> Result<(String, Arc<Canned>), String> {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?.to_string();
+    let canned = Arc::new(Canned {
+        ids: AtomicU64::new(1),
+        body: vec![b'e'; 16],
+    });
+    tokio::spawn(native_loop(l, canned.clone()));
+    Ok((addr, canned))
+}
+
+#[cfg(test)]
+impl Canned {
+    /// Message ids handed out so far (a receipt per message sent).
+    pub(crate) fn handed_out(&self) -> u64 {
+        self.ids.load(Ordering::Relaxed) - 1
+    }
 }
 
 async fn native_loop(l: TcpListener, canned: Arc<Canned>) {

@@ -252,3 +252,48 @@ pub fn finish<R: Serialize + Outcome>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message is sent once, in requests of at most `batch`, whatever the number
+    /// of lanes against the messages.
+    #[test]
+    fn pipelined_sends_send_each_message_once_in_requests_of_the_batch() {
+        let rt = runtime().expect("runtime");
+        rt.block_on(async {
+            let (addr, echo) = crate::echo::native_here().await.expect("echo");
+            let p = Producer::Sundial(connect(&addr).await.expect("connect"), "t".into());
+            let mut before = 0;
+            // (messages, batch, lanes): a last short batch, more lanes than requests,
+            // single sends, nothing to send.
+            for (n, batch, inflight) in [(1_000, 7, 16), (10, 4, 64), (300, 1, 32), (0, 8, 4)] {
+                let mut h = micros_histogram().expect("histogram");
+                let sent = tokio::time::timeout(
+                    std::time::Duration::from_secs(30),
+                    send_pipelined(
+                        &p,
+                        n,
+                        b"body",
+                        1,
+                        Pipeline { batch, inflight },
+                        Some(&mut h),
+                        None,
+                    ),
+                )
+                .await
+                .expect("sends within 30 s")
+                .expect("sends");
+                assert_eq!(sent, n, "{n} in batches of {batch}, {inflight} lanes");
+                assert_eq!(echo.handed_out() - before, n, "messages the echo took");
+                assert_eq!(
+                    h.len(),
+                    n.div_ceil(batch as u64),
+                    "requests, one latency each"
+                );
+                before = echo.handed_out();
+            }
+        });
+    }
+}
