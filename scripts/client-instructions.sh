@@ -22,21 +22,9 @@ if [ "$count" -le 4 ]; then
     exit 2
 fi
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    echo "client-instructions: installing valgrind" >&2
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends valgrind >/dev/null
-fi
-
-work="$(mktemp -d)"; [ -n "${KEEP:-}" ] && echo "work dir: $work" >&2
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-    [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
+script=client-instructions
+# shellcheck source=scripts/callgrind-common.sh
+. "$(dirname "$0")/callgrind-common.sh"
 
 "$bin" serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --grpc-listen off \
     --data-dir "$work/data" >"$work/out" 2>"$work/err" &

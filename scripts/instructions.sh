@@ -43,21 +43,9 @@ case "$workload" in
     *) echo "instructions: WORKLOAD is send, batched, consume or burst, not $workload" >&2; exit 2 ;;
 esac
 
-if ! command -v valgrind >/dev/null 2>&1; then
-    echo "instructions: installing valgrind" >&2
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends valgrind >/dev/null
-fi
-
-work="$(mktemp -d)"; [ -n "${KEEP:-}" ] && echo "work dir: $work" >&2
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-    [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
+script=instructions
+# shellcheck source=scripts/callgrind-common.sh
+. "$(dirname "$0")/callgrind-common.sh"
 
 # measure NAME BENCH_ARGS...: runs sundial-bench BENCH_ARGS against a fresh daemon
 # under callgrind and writes the daemon's instructions to $work/NAME/total. It runs in
