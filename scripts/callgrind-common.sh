@@ -18,3 +18,18 @@ cleanup() {
     [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
+
+# wait_addr DIR: waits (up to 60 s) for the daemon `$pid` to print its address into
+# DIR/out and sets `addr`; exits with its stderr if it stops first or never prints it.
+wait_addr() {
+    local dir="$1"
+    addr=""
+    for _ in $(seq 1 600); do
+        addr="$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$dir/out")"
+        [ -n "$addr" ] && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$dir/err" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "$script: the daemon did not start" >&2
+    exit 1
+}

@@ -29,14 +29,7 @@ script=client-instructions
 "$bin" serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --grpc-listen off \
     --data-dir "$work/data" >"$work/out" 2>"$work/err" &
 pid=$!
-addr=""
-for _ in $(seq 300); do
-    addr="$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$work/out")"
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/err" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$addr" ] || { echo "client-instructions: the daemon did not start" >&2; exit 1; }
+wait_addr "$work"
 
 # Instructions of one `sundial-bench send` run with $1 single sends.
 measure() {

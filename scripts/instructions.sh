@@ -59,14 +59,7 @@ measure() {
         "$bin" serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --grpc-listen off \
         --data-dir "$dir/data" >"$dir/out" 2>"$dir/err" &
     pid=$!
-    local addr=""
-    for _ in $(seq 1 600); do
-        addr="$(sed -n 's/.*listening on \([^,]*\),.*/\1/p' "$dir/out")"
-        [ -n "$addr" ] && break
-        kill -0 "$pid" 2>/dev/null || { cat "$dir/err" >&2; exit 1; }
-        sleep 0.1
-    done
-    [ -n "$addr" ] || { echo "instructions: the daemon did not start" >&2; exit 1; }
+    wait_addr "$dir"
     if [ -z "${ON_AFTER_SENDS:-}" ]; then
         callgrind_control -i on "$pid" >/dev/null 2>&1
         "$bench" "$@" --addr "$addr" --no-grpc >"$dir/bench" 2>&1 \
